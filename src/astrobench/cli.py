@@ -1,0 +1,150 @@
+"""The ``astrobench`` command line: a thin Typer app that parses options and calls the runner."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from astrobench.core.io import AstrobenchError
+
+app = typer.Typer(
+    help="astrobench: the A3Net 2024 school hacks as measured pipelines (simulated data by default, real "
+         "data with --data). Add --debug anywhere to see tracebacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SET_HELP = "Task option as key=value (repeatable; values are Python literals, never evaluated as code)."
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+    """Global options."""
+
+
+@app.command("list")
+def list_tasks():
+    """List the registered tasks and what --n counts for each."""
+    from astrobench.registry import get_task, task_names
+
+    for name in task_names():
+        task = get_task(name)
+        typer.echo(f"{name:14s} {task.summary} (--n counts {task.n_unit})")
+
+
+@app.command()
+def simulate(
+    task: str = typer.Argument(..., help="Task name (see `astrobench list`)."),
+    out: Path = typer.Option(..., "--out", help="Folder (or file) to write, in the task's real format."),
+    n: int = typer.Option(1000, "--n", help="How many objects (the task's natural unit; see `astrobench list`)."),
+    seed: int = typer.Option(0, "--seed"),
+    format: Optional[str] = typer.Option(None, "--format", help="On-disk format (rings: png or npz)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP + " rings: mode=single|n_ring, "
+                                             "max_rings=2, image_size=28."),
+):
+    """Simulate a data set and write it in the task's real on-disk format."""
+    from astrobench.registry import get_task
+    from astrobench.runner import parse_set
+
+    if n < 1:
+        raise AstrobenchError(f"--n must be >= 1, got {n}")
+    path = get_task(task).simulate(out, n=n, seed=seed, format=format, **parse_set(set_))
+    typer.echo(str(path))
+
+
+@app.command()
+def run(
+    task: Optional[str] = typer.Argument(None, help="Task name (omit with --resume)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Real data in the task's format (default: simulate)."),
+    quick: bool = typer.Option(False, "--quick", help="About a minute per task; numbers already mean something."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Runs go to OUT/TASK/NAME."),
+    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: a timestamp)."),
+    seed: int = typer.Option(0, "--seed", help="Fixes data, split and training."),
+    devices: str = typer.Option("auto", "--devices", help="Devices per node for the Lightning Trainer."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP."),
+    strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy, e.g. ddp."),
+    accelerator: str = typer.Option("auto", "--accelerator", help="cpu, gpu or auto."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its checkpoints."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or log lines."),
+):
+    """Run every experiment of a task and write metrics.json, figures and report.html."""
+    from astrobench.runner import parse_set
+    from astrobench.runner import run as run_task
+
+    run_dir = run_task(task, data=data, quick=quick, out=out, name=name, seed=seed, overrides=parse_set(set_),
+                       accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
+                       resume=resume, progress=not no_progress)
+    typer.echo(str(run_dir))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A finished run folder."),
+    data: Path = typer.Option(..., "--data", help="New data in the task's real format."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Predictions table (CSV; default RUN_DIR/predictions.csv)."),
+):
+    """Apply a finished run's trained models to new data; write a table of predictions."""
+    from astrobench.core.io import ConfigError, read_json
+    from astrobench.registry import get_task
+
+    config = read_json(run_dir / "config.json")
+    out = out or run_dir / "predictions.csv"
+    if out.exists():
+        raise ConfigError(f"{out}: exists; choose another --out")
+    typer.echo(str(get_task(config["task"]).predict(run_dir, data, out)))
+
+
+@app.command()
+def report(
+    run_dirs: List[Path] = typer.Argument(..., help="One or more run folders."),
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write."),
+):
+    """One self-contained HTML page over one or many runs."""
+    from astrobench.core.report import render_report
+
+    typer.echo(str(render_report(run_dirs, output)))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out"),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Every registered task in --quick mode on simulated data, then one HTML index of all runs."""
+    from astrobench.runner import demo as run_demo
+
+    typer.echo(str(run_demo(out, seed=seed)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a user error is one line on stderr and exit code 2 (tracebacks with --debug)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        app(args=argv, prog_name="astrobench")
+    except SystemExit as exit_:  # Typer's standalone mode ends every command with SystemExit
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except AstrobenchError as err:
+        if debug:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        return 2
+    return 0
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

@@ -1,0 +1,1 @@
+"""What several tasks share: I/O, training, metrics, plots, reports, network blocks."""

@@ -1,0 +1,130 @@
+"""Metrics shared by the tasks, with bootstrap error bars, and the one classifier two-sample test."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def bootstrap(stat: Callable[..., float], *arrays: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """``stat(*arrays)`` and its bootstrap standard error over objects (rows of the arrays)."""
+    value = float(stat(*arrays))
+    n = len(arrays[0])
+    if n < 2:
+        return value, float("nan")
+    rng = np.random.default_rng(seed)
+    draws = [stat(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))]
+    return value, float(np.std(draws, ddof=1))
+
+
+def with_error(name: str, stat: Callable[..., float], *arrays: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """``{name: value, name_err: bootstrap error}``, the layout every metrics.json leaf group uses."""
+    value, err = bootstrap(stat, *arrays, seed=seed)
+    return {name: value, f"{name}_err": err}
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(y_true) - np.asarray(y_pred)) ** 2)))
+
+
+def bias(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean of (predicted - true)."""
+    return float(np.mean(np.asarray(y_pred) - np.asarray(y_true)))
+
+
+def sigma68(x: np.ndarray) -> float:
+    """Half-width of the central 68 % of ``x`` (robust sigma)."""
+    lo, hi = np.percentile(x, [16, 84])
+    return float((hi - lo) / 2)
+
+
+def rel_err_sigma68(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Half-width of the central 68 % of (true - predicted) / true."""
+    y_true = np.asarray(y_true, dtype=float)
+    return sigma68((y_true - np.asarray(y_pred)) / y_true)
+
+
+def sigma_nmad(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Normalised median absolute deviation 1.4826 * median(|d - median(d)|) of d = pred - true."""
+    d = np.asarray(y_pred) - np.asarray(y_true)
+    return float(1.4826 * np.median(np.abs(d - np.median(d))))
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    y_true = np.asarray(y_true, dtype=float)
+    return float(1 - np.sum((y_true - y_pred) ** 2) / np.sum((y_true - y_true.mean()) ** 2))
+
+
+# --- classifier two-sample test (Lopez-Paz & Oquab 2017; as in the sbibm benchmark) -------------------
+
+def _c2st_classifier(seed: int):
+    """The fixed C2ST classifier and budget: standardised features -> 2-layer MLP, 100 Adam epochs."""
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(),
+        MLPClassifier(hidden_layer_sizes=(256, 256), alpha=1e-3, max_iter=100, early_stopping=False,
+                      random_state=seed),
+    )
+
+
+def c2st_auc(sample_a: np.ndarray, sample_b: np.ndarray, seed: int = 0, test_fraction: float = 0.5) -> dict[str, float]:
+    """Classifier two-sample test: ROC AUC of telling ``sample_a`` from ``sample_b`` on held-out objects.
+
+    Both samples are flattened per object and cut to the same size. The classifier is trained on
+    ``1 - test_fraction`` of each and scored on the rest; 0.5 means indistinguishable, 1 means fully
+    separable. ``c2st_auc_err`` is the bootstrap error over the held-out objects.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import roc_auc_score
+
+    n = min(len(sample_a), len(sample_b))
+    if n < 20:
+        raise ValueError(f"C2ST needs at least 20 objects per sample, got {n}")
+    a = np.asarray(sample_a[:n], dtype=np.float64).reshape(n, -1)
+    b = np.asarray(sample_b[:n], dtype=np.float64).reshape(n, -1)
+    rng = np.random.default_rng(seed)
+    n_test = int(round(test_fraction * n))
+    ia, ib = rng.permutation(n), rng.permutation(n)
+    x_train = np.concatenate([a[ia[n_test:]], b[ib[n_test:]]])
+    y_train = np.r_[np.zeros(n - n_test), np.ones(n - n_test)]
+    x_test = np.concatenate([a[ia[:n_test]], b[ib[:n_test]]])
+    y_test = np.r_[np.zeros(n_test), np.ones(n_test)]
+    clf = _c2st_classifier(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x_train, y_train)
+    score = clf.predict_proba(x_test)[:, 1]
+
+    def auc(y, s):
+        return roc_auc_score(y, s) if 0 < y.sum() < len(y) else 0.5
+
+    value, err = bootstrap(auc, y_test, score, seed=seed)
+    return {"c2st_auc": value, "c2st_auc_err": err}
+
+
+def c2st_with_controls(reference: np.ndarray, other_real: np.ndarray, generated: dict[str, np.ndarray],
+                       degrade: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+                       seed: int = 0) -> dict[str, dict[str, float]]:
+    """C2ST of each generated sample against ``reference``, beside the two controls.
+
+    ``reference`` and ``other_real`` are disjoint real samples the generators never saw, of equal size;
+    ``generated[name]`` is made for the labels of ``other_real``. Controls: ``real_vs_real`` (reference vs
+    other_real; should be about 0.5) and ``real_vs_degraded`` (reference vs ``degrade(other_real)``; should be
+    >= 0.9, or the classifier is too weak to judge the generators).
+    """
+    rng = np.random.default_rng(seed)
+    out = {"real_vs_real": c2st_auc(reference, other_real, seed),
+           "real_vs_degraded": c2st_auc(reference, degrade(other_real, rng), seed)}
+    for name, sample in generated.items():
+        out[name] = c2st_auc(reference, sample, seed)
+    return out

@@ -1,0 +1,118 @@
+"""The surface every task offers, and the context a run hands to it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from rich.console import Console
+
+from astrobench.core.io import cache_dir, config_key
+from astrobench.core.training import TrainConfig
+
+console = Console(stderr=True)
+
+
+@dataclass
+class RunContext:
+    """What a task's ``run`` gets: the run folder, the resolved configuration, timers and data facts."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    resume: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    data_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.config["options"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def progress(self) -> bool:
+        return bool(self.config.get("progress", True))
+
+    @property
+    def figures(self) -> Path:
+        path = self.run_dir / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def checkpoint_dir(self, experiment: str, method: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{experiment}.{method}"
+
+    def train_config(self, **overrides) -> TrainConfig:
+        """Training budget from the task options (``max_epochs``, ``batch_size``, ``lr``, ``patience``) and the
+        hardware options of the command line."""
+        opts, hw = self.options, self.config["trainer"]
+        cfg = TrainConfig(
+            max_epochs=opts.get("max_epochs", 20), batch_size=opts.get("batch_size", 128), lr=opts.get("lr", 1e-3),
+            patience=opts.get("patience", 5), seed=self.seed, accelerator=hw["accelerator"], devices=hw["devices"],
+            num_nodes=hw["num_nodes"], strategy=hw["strategy"], progress=self.progress,
+        )
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        return cfg
+
+    @contextmanager
+    def timer(self, phase: str) -> Iterator[None]:
+        """Accumulate wall-clock seconds of a phase (simulate, fit, evaluate) into metrics.json."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            console.print(f"[bold cyan]{self.config['task']}[/] {message}")
+
+
+def cached(task: str, version: str, key: dict[str, Any], build: Callable[[Path], Path], filename: str) -> Path:
+    """Return ``cache/<task>/<hash>/<filename>``, building it with ``build(folder)`` the first time.
+
+    The hash covers the configuration and the simulator version, so a changed simulator never reuses
+    stale data. The build goes to a temporary folder that is renamed into place only when complete.
+    """
+    folder = cache_dir() / task / config_key({"version": version, **key})
+    target = folder / filename
+    if target.exists():
+        return target
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return target
+
+
+class Task:
+    """Base class of a task. Subclasses set the class attributes and implement the four methods."""
+
+    name: str = ""
+    summary: str = ""
+    n_unit: str = ""  # what --n counts
+    anchors: dict[str, dict[str, Any]] = {}  # "experiment.method.metric" -> {"value": ..., "source": ...}
+    sizes = ("smoke", "quick", "full")
+
+    def options(self, size: str) -> dict[str, Any]:
+        """Every task option with its default at ``size`` (smoke, quick or full)."""
+        raise NotImplementedError
+
+    def simulate(self, out: str | Path, n: int, seed: int = 0, format: str | None = None, **options) -> Path:
+        raise NotImplementedError
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Run every experiment; return the ``results`` tree of metrics.json."""
+        raise NotImplementedError
+
+    def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
+        raise NotImplementedError

@@ -1,0 +1,304 @@
+"""One Lightning helper for every task: generic task modules and a ``fit`` that owns the Trainer.
+
+Task modules (TorchGeo style; a task writes its own LightningModule only for what is really new):
+
+- :class:`ClassificationTask` - any backbone giving class logits; cross-entropy.
+- :class:`RegressionTask` - any backbone; MSE on standardised targets, or a moment loss that also learns
+  a per-object sigma (Jeffrey & Wandelt 2020).
+- :class:`ConditionalDecoderTask` - deterministic condition -> image decoder trained with MSE.
+- :class:`ConditionalVAETask` - stochastic conditional generator (CVAE, Bernoulli or Gaussian likelihood).
+
+:func:`fit` handles seed, devices (``--devices/--num-nodes/--strategy`` go straight to the Trainer), early
+stopping on ``val_loss``, checkpoints (``last.ckpt`` for ``--resume``, ``best.ckpt`` for the result), a progress
+bar and the loss history for the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from astrobench.core.io import write_json_atomic
+
+
+@dataclass
+class TrainConfig:
+    """Training budget and hardware; every field is a plain value so it lands in config.json."""
+
+    max_epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 5
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    progress: bool = True
+    num_workers: int = 0
+
+
+class _TaskModule(L.LightningModule):
+    """Shared optimiser and logging: AdamW with the learning rate halved when val_loss stalls."""
+
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 1e-4):
+        super().__init__()
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    def loss(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+
+
+class ClassificationTask(_TaskModule):
+    """Batches (x, y) with integer classes y; the backbone returns logits (B, n_classes)."""
+
+    def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4):
+        super().__init__(lr, weight_decay)
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone(x)
+
+    def loss(self, batch):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+
+
+class RegressionTask(_TaskModule):
+    """Batches (x, y) with y (B, D) in physical units; the targets are standardised inside.
+
+    ``loss="mse"``: the backbone returns (B, D). ``loss="moment"``: it returns (B, 2D), a mean and a
+    log-sigma per target, trained with the moment loss log E[(y-mu)^2] + log E[((y-mu)^2 - sigma^2)^2].
+    """
+
+    def __init__(self, backbone: nn.Module, target_mean, target_std, loss: str = "mse", lr: float = 1e-3,
+                 weight_decay: float = 1e-4):
+        super().__init__(lr, weight_decay)
+        if loss not in ("mse", "moment"):
+            raise ValueError(f"unknown regression loss {loss!r}")
+        self.backbone = backbone
+        self.loss_name = loss
+        self.register_buffer("target_mean", torch.as_tensor(target_mean, dtype=torch.float32))
+        self.register_buffer("target_std", torch.as_tensor(target_std, dtype=torch.float32).clamp_min(1e-8))
+
+    def forward(self, x):
+        return self.backbone(x)
+
+    def loss(self, batch):
+        x, y = batch
+        z = (y - self.target_mean) / self.target_std
+        out = self(x)
+        if self.loss_name == "mse":
+            return F.mse_loss(out, z)
+        mu, log_sigma = out.chunk(2, dim=1)
+        sq = (z - mu) ** 2
+        return (torch.log(sq.mean(0) + 1e-8) + torch.log(((sq - torch.exp(2 * log_sigma)) ** 2).mean(0) + 1e-8)).sum()
+
+    @torch.no_grad()
+    def predict_physical(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean (B, D) in physical units, and sigma (B, D) for the moment loss (else None)."""
+        out = self(x)
+        if self.loss_name == "mse":
+            return out * self.target_std + self.target_mean, None
+        mu, log_sigma = out.chunk(2, dim=1)
+        return mu * self.target_std + self.target_mean, torch.exp(log_sigma) * self.target_std
+
+
+class ConditionalDecoderTask(_TaskModule):
+    """Batches (condition, x); a deterministic decoder maps the condition to x, trained with MSE.
+
+    The decoder returns logits; outputs are ``sigmoid(logits)`` in [0, 1].
+    """
+
+    def __init__(self, decoder: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4):
+        super().__init__(lr, weight_decay)
+        self.decoder = decoder
+
+    def forward(self, cond):
+        return torch.sigmoid(self.decoder(cond))
+
+    def loss(self, batch):
+        cond, x = batch
+        return F.mse_loss(self(cond), x)
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self(cond)
+
+
+class ConditionalVAETask(_TaskModule):
+    """Conditional VAE (Sohn et al. 2015): encoder(x, cond) -> (mu, log_var); decoder([z, cond]) -> logits.
+
+    ``likelihood="bernoulli"`` for binary data (sampling draws each pixel from its Bernoulli probability,
+    so the samples are binary like the data); ``"gaussian"`` for continuous data (unit variance).
+    The loss is the negative ELBO per object.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, likelihood: str = "bernoulli",
+                 beta: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4):
+        super().__init__(lr, weight_decay)
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"unknown likelihood {likelihood!r}")
+        self.encoder, self.decoder = encoder, decoder
+        self.latent_dim, self.likelihood, self.beta = latent_dim, likelihood, beta
+
+    def loss(self, batch):
+        cond, x = batch
+        mu, log_var = self.encoder(x, cond).chunk(2, dim=1)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+        out = self.decoder(torch.cat([z, cond], dim=1))
+        if self.likelihood == "bernoulli":
+            rec = F.binary_cross_entropy_with_logits(out, x, reduction="none")
+        else:
+            rec = 0.5 * (out - x) ** 2
+        kl = -0.5 * (1 + log_var - mu**2 - log_var.exp()).sum(1)
+        return rec.flatten(1).sum(1).mean() + self.beta * kl.mean()
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(cond.shape[0], self.latent_dim, generator=generator, device=cond.device)
+        out = self.decoder(torch.cat([z, cond], dim=1))
+        if self.likelihood == "bernoulli":
+            return torch.bernoulli(torch.sigmoid(out), generator=generator)
+        return out
+
+
+class LossHistory(Callback):
+    """Per-epoch train and validation loss; stored in checkpoints so a resumed run keeps its curve."""
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = trainer.callback_metrics
+        if "train_loss" not in metrics:
+            return
+        self.history["epoch"].append(trainer.current_epoch)
+        self.history["train_loss"].append(float(metrics["train_loss"]))
+        self.history["val_loss"].append(float(metrics.get("val_loss", math.nan)))
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict):
+        self.history = state_dict["history"]
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs: int = 0
+    seconds: float = 0.0
+    resumed: bool = False
+
+
+def as_dataset(*arrays: np.ndarray, dtypes: tuple | None = None) -> TensorDataset:
+    """numpy arrays -> TensorDataset (float32 unless ``dtypes`` says otherwise)."""
+    dtypes = dtypes or (torch.float32,) * len(arrays)
+    return TensorDataset(*(torch.as_tensor(np.asarray(a), dtype=d) for a, d in zip(arrays, dtypes)))
+
+
+def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str | Path, cfg: TrainConfig,
+        resume: bool = False) -> FitResult:
+    """Train ``module`` in place; afterwards it holds the weights of the best validation epoch.
+
+    ``ckpt_dir`` receives ``last.ckpt``, ``best.ckpt``, ``model.pt`` (final weights, loaded by ``predict``)
+    and ``history.json``. With ``resume=True`` a finished model is reloaded instead of retrained, and an
+    unfinished one continues from ``last.ckpt``.
+    """
+    import time
+
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final, history_path = ckpt_dir / "model.pt", ckpt_dir / "history.json"
+    if resume and final.exists() and history_path.exists():
+        module.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+        history = json.loads(history_path.read_text())
+        return FitResult(history, len(history["epoch"]), 0.0, resumed=True)
+
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    loader_gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=loader_gen,
+                              num_workers=cfg.num_workers, drop_last=len(train) > cfg.batch_size)
+    val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 512), num_workers=cfg.num_workers)
+    history = LossHistory()
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_last=True,
+                           enable_version_counter=False)
+    callbacks = [history, best, EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min")]
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
+        enable_model_summary=False, num_sanity_val_steps=0, deterministic=True, default_root_dir=ckpt_dir,
+    )
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = last if resume and last.exists() else None
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+    seconds = time.perf_counter() - start
+    if best.best_model_path:
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    module.cpu().eval()
+    if trainer.is_global_zero:
+        torch.save(module.state_dict(), final)
+        write_json_atomic(history_path, history.history)
+    return FitResult(history.history, len(history.history["epoch"]), seconds, resumed=ckpt_path is not None)
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter (hardware lines, tips) out of the user's terminal."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
+    """Load a ``model.pt`` written by :func:`fit` (``weights_only=True``: no code runs from the file)."""
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return module.eval()
+
+
+@torch.no_grad()
+def predict_batches(fn, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Apply ``fn`` (tensor -> tensor) to ``x`` in batches, without gradients, on the CPU."""
+    outs = [fn(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)).cpu().numpy()
+            for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs) if outs else np.empty((0,))
+
+
+def train_config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

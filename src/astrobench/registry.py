@@ -1,0 +1,23 @@
+"""The list of tasks: a new task is one line here plus its folder under ``tasks/``."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from astrobench.core.io import ConfigError
+from astrobench.core.task import Task
+
+TASKS: dict[str, str] = {
+    "rings": "astrobench.tasks.rings.task:RingsTask",
+}
+
+
+def task_names() -> list[str]:
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    module, cls = TASKS[name].split(":")
+    return getattr(import_module(module), cls)()

@@ -1,0 +1,141 @@
+"""Run a task: configuration -> run folder -> metrics.json, figures, report."""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from astrobench import __version__
+from astrobench.core.io import ConfigError, DataFormatError, read_json, write_json_atomic
+from astrobench.core.report import render_report
+from astrobench.core.task import RunContext
+from astrobench.registry import get_task, task_names
+
+ERROR_BARS = "bootstrap standard error over test objects (200 resamples)"
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict; values are Python literals (never evaluated as code), else strings."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out[key] = value
+    return out
+
+
+def _apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any], task: str) -> dict[str, Any]:
+    options = dict(defaults)
+    for key, value in overrides.items():
+        if key not in defaults:
+            raise ConfigError(f"unknown option {key!r} for task {task}; known: {', '.join(sorted(defaults))}")
+        default = defaults[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"option {key} expects True or False, got {value!r}")
+        elif isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ConfigError(f"option {key} expects an integer, got {value!r}")
+        elif isinstance(default, float):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"option {key} expects a number, got {value!r}")
+            value = float(value)
+        elif isinstance(default, (list, tuple)) and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"option {key} expects a list, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            value = str(value)
+        options[key] = list(value) if isinstance(value, tuple) else value
+    return options
+
+
+def resolve_config(task_name: str, data: str | Path | None = None, quick: bool = False, seed: int = 0,
+                   overrides: dict[str, Any] | None = None, accelerator: str = "auto", devices: Any = "auto",
+                   num_nodes: int = 1, strategy: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """The full configuration of a run, every default written out."""
+    task = get_task(task_name)
+    overrides = dict(overrides or {})
+    size = overrides.pop("size", "quick" if quick else "full")
+    if size not in task.sizes:
+        raise ConfigError(f"size must be one of {', '.join(task.sizes)}, got {size!r}")
+    if data is not None and not Path(data).exists():
+        raise DataFormatError(data, "not found")
+    return {
+        "task": task_name,
+        "size": size,
+        "seed": int(seed),
+        "data": None if data is None else str(Path(data).resolve()),
+        "progress": progress,
+        "trainer": {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes, "strategy": strategy},
+        "options": _apply_overrides(task.options(size), overrides, task_name),
+    }
+
+
+def new_run_dir(out: str | Path, task: str, name: str | None) -> Path:
+    name = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out) / task / name
+    if run_dir.exists():
+        raise ConfigError(f"{run_dir}: run folder exists; choose another --name or use --resume")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def run(task_name: str | None = None, data: str | Path | None = None, quick: bool = False,
+        out: str | Path = "runs", name: str | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
+        accelerator: str = "auto", devices: Any = "auto", num_nodes: int = 1, strategy: str = "auto",
+        resume: str | Path | None = None, progress: bool = True) -> Path:
+    """Run every experiment of a task into a new run folder (or continue ``resume``); return the folder."""
+    if resume is not None:
+        run_dir = Path(resume)
+        config = read_json(run_dir / "config.json")
+        if task_name is not None and task_name != config["task"]:
+            raise ConfigError(f"{run_dir} is a run of {config['task']!r}, not {task_name!r}")
+        config["progress"] = progress
+    else:
+        if task_name is None:
+            raise ConfigError("name a task to run")
+        config = resolve_config(task_name, data, quick, seed, overrides, accelerator, devices, num_nodes, strategy,
+                                progress)
+        run_dir = new_run_dir(out, task_name, name)
+        write_json_atomic(run_dir / "config.json", config)
+    task = get_task(config["task"])
+    ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
+    start = time.perf_counter()
+    results = task.run(ctx)
+    ctx.seconds["total"] = time.perf_counter() - start
+    metrics = {
+        "task": task.name,
+        "astrobench_version": __version__,
+        "data": ctx.data_info,
+        "results": results,
+        "seconds": ctx.seconds,
+        "error_bars": ERROR_BARS,
+    }
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    render_report([run_dir], run_dir / "report.html", title=f"astrobench {task.name}: {run_dir.name}")
+    ctx.log(f"done in {ctx.seconds['total']:.0f} s -> {run_dir / 'report.html'}")
+    return run_dir
+
+
+def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True) -> Path:
+    """Every registered task in quick mode on simulated data, then one HTML page over all runs."""
+    out = Path(out)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dirs = [run(name, quick=True, out=out, name=f"demo-{stamp}", seed=seed, progress=progress)
+                for name in task_names()]
+    index = out / f"index-{stamp}.html"
+    render_report(run_dirs, index, title="astrobench demo: every task, quick size, simulated data")
+    summary = {d.parent.name: json.loads((d / "metrics.json").read_text())["seconds"]["total"] for d in run_dirs}
+    if progress:
+        from astrobench.core.task import console
+
+        console.print(f"demo finished: {summary} -> {index}")
+    return index

@@ -1,0 +1,389 @@
+"""Experiments of the rings task: classify, classify_n, clusters, regress, generate (see docs/tasks/rings.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astrobench.core import metrics as M
+from astrobench.core import plots
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.training import (ClassificationTask, ConditionalDecoderTask, ConditionalVAETask,
+                                      RegressionTask, as_dataset, fit, load_weights, predict_batches)
+from astrobench.tasks.rings.simulate import PARAM_NAMES, SIMULATOR_VERSION
+from astrobench.tasks.rings.simulate import simulate as simulate_rings
+from astrobench.tasks.rings.data import RingSet, load_ring_collection, load_rings, split_indices
+from astrobench.tasks.rings.models import RingDecoder, RingEncoder, ring_classifier, ring_regressor
+
+PARAMS = PARAM_NAMES
+REL_ERR_PARAMS = ("radius", "thickness", "deformation")
+TARGET = "target (issue #2)"
+
+
+class RingsTask(Task):
+    name = "rings"
+    summary = "Cherenkov-ring images: count rings, regress ring parameters, generate rings from parameters"
+    n_unit = "images"
+    anchors = {
+        "classify.cnn.accuracy": {"value": ">= 0.995", "source": TARGET},
+        "regress.cnn.x.rmse": {"value": "<= 0.3 px", "source": TARGET},
+        "regress.cnn.y.rmse": {"value": "<= 0.3 px", "source": TARGET},
+        "regress.cnn.radius.rmse": {"value": "<= 0.3 px", "source": TARGET},
+        "generate.cvae.c2st_auc": {"value": "<= 0.75, below decoder", "source": TARGET},
+        "generate.cvae.radius_fidelity_rmse": {"value": "<= 0.5 px", "source": TARGET},
+        "generate.real.c2st_auc": {"value": "~0.5 (control)", "source": "DESIGN.md"},
+        "generate.degraded.c2st_auc": {"value": ">= 0.9 (control)", "source": "DESIGN.md"},
+    }
+
+    def options(self, size: str) -> dict[str, Any]:
+        sizes = {
+            #            classify (train, val, test), classify_n, regress/generate, epochs, gen epochs, c2st n
+            "smoke": dict(n_classify=(200, 60, 100), n_classify_n=(250, 60, 100), n_single=(300, 60, 160),
+                          max_epochs=1, gen_max_epochs=1, n_c2st=50, n_clusters=100),
+            "quick": dict(n_classify=(3000, 500, 1000), n_classify_n=(4000, 500, 1000), n_single=(6000, 500, 1000),
+                          max_epochs=4, gen_max_epochs=3, n_c2st=400, n_clusters=500),
+            "full": dict(n_classify=(10000, 1000, 4000), n_classify_n=(20000, 2000, 5000),
+                         n_single=(40000, 2000, 4000), max_epochs=15, gen_max_epochs=8, n_c2st=1500,
+                         n_clusters=2500),
+        }[size]
+        return {
+            "image_size": 28,
+            "max_rings": 5,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+            "data_split": [0.7, 0.15, 0.15],
+            "batch_size": 128,
+            "lr": 2e-3,
+            "patience": 3,
+            "widths": [16, 32, 64],
+            "pca_components": 50,
+            "svm_c": 10.0,
+            "svm_max_train": 10000,
+            "dbscan_eps": 1.5,
+            "dbscan_min_samples": 1,
+            "cvae_latent_dim": 8,
+            "decoder_width": 32,
+        }
+
+    # --- data -------------------------------------------------------------------------------------------
+
+    def simulate(self, out, n, seed=0, format=None, mode="single", max_rings=2, image_size=28) -> Path:
+        return simulate_rings(out, n=n, seed=seed, format=format or "png", mode=mode, max_rings=max_rings,
+                            image_size=image_size)
+
+    def _simulated(self, ctx: RunContext, mode: str, max_rings: int, n: int, seed_offset: int) -> RingSet:
+        key = {"mode": mode, "max_rings": max_rings, "n": n, "image_size": ctx.options["image_size"],
+               "seed": ctx.seed + seed_offset}
+
+        def build(folder: Path) -> Path:
+            return simulate_rings(folder / "rings.npz", n=n, seed=key["seed"], format="npz", mode=mode,
+                                max_rings=max_rings, image_size=key["image_size"])
+
+        path = cached(self.name, SIMULATOR_VERSION, key, build, "rings.npz")
+        return load_rings(path)
+
+    def _splits(self, ctx: RunContext) -> dict[str, tuple[RingSet, RingSet, RingSet]]:
+        """{"classify"|"classify_n"|"single": (train, val, test)} from the simulator or from --data."""
+        opts = ctx.options
+        splits: dict[str, tuple[RingSet, RingSet, RingSet]] = {}
+        if ctx.config["data"] is None:
+            ctx.data_info["source"] = "simulated"
+            plan = {"classify": ("n_ring", 2, opts["n_classify"], 0),
+                    "classify_n": ("n_ring", opts["max_rings"], opts["n_classify_n"], 1),
+                    "single": ("single", 1, opts["n_single"], 2)}
+            for key, (mode, max_rings, sizes, offset) in plan.items():
+                full = self._simulated(ctx, mode, max_rings, sum(sizes), offset)
+                cut = np.cumsum(sizes)
+                splits[key] = (full.subset(slice(0, cut[0])), full.subset(slice(cut[0], cut[1])),
+                               full.subset(slice(cut[1], cut[2])))
+        else:
+            ctx.data_info.update(source="file", path=ctx.config["data"])
+            collection = load_ring_collection(ctx.config["data"])
+            for kind, ring_set in collection.items():
+                if ring_set.image_size != opts["image_size"]:
+                    raise DataFormatError(ring_set.source, f"images are {ring_set.image_size} px but image_size is "
+                                          f"{opts['image_size']}; pass --set image_size={ring_set.image_size}")
+                parts = tuple(ring_set.subset(i) for i in split_indices(len(ring_set), opts["data_split"], ctx.seed))
+                if kind == "single_ring":
+                    splits["single"] = parts
+                else:
+                    splits["classify" if ring_set.n_rings.max() <= 2 else "classify_n"] = parts
+        for key, (tr, va, te) in splits.items():
+            ctx.data_info[key] = {"n_train": len(tr), "n_val": len(va), "n_test": len(te)}
+        first = next(iter(splits.values()))
+        ctx.data_info.update(n_train=sum(len(s[0]) for s in splits.values()),
+                             n_val=sum(len(s[1]) for s in splits.values()),
+                             n_test=sum(len(s[2]) for s in splits.values()), image_size=first[0].image_size)
+        return splits
+
+    # --- experiments --------------------------------------------------------------------------------------
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        with ctx.timer("simulate"):
+            splits = self._splits(ctx)
+        results: dict[str, Any] = {}
+        for key in ("classify", "classify_n"):
+            if key in splits:
+                results[key] = self._classify(ctx, key, *splits[key], with_svm=key == "classify")
+        cluster_source = splits.get("classify_n") or splits.get("classify")
+        if cluster_source is not None:
+            results["clusters"] = self._clusters(ctx, cluster_source[2])
+        if "single" in splits:
+            regressor, results["regress"] = self._regress(ctx, *splits["single"])
+            results["generate"] = self._generate(ctx, *splits["single"], regressor)
+        return results
+
+    def _train_classifier(self, ctx, experiment, train, val, n_classes):
+        module = ClassificationTask(ring_classifier(n_classes, ctx.options["image_size"], ctx.options["widths"]),
+                                    lr=ctx.options["lr"])
+        ckpt = ctx.checkpoint_dir(experiment, "cnn")
+        ctx.log(f"{experiment}: training cnn on {len(train)} images")
+        with ctx.timer("fit"):
+            res = fit(module, as_dataset(train.as_float(), train.n_rings - 1, dtypes=(torch.float32, torch.long)),
+                      as_dataset(val.as_float(), val.n_rings - 1, dtypes=(torch.float32, torch.long)),
+                      ckpt, ctx.train_config(), resume=ctx.resume)
+        write_json_atomic(ckpt / "meta.json", {"kind": "classifier", "n_classes": n_classes,
+                                               "image_size": ctx.options["image_size"], "widths": ctx.options["widths"]})
+        plots.loss_curves(res.history, f"{experiment} cnn", ctx.figures / f"loss_{experiment}_cnn.png")
+        return module, res
+
+    def _classify(self, ctx: RunContext, experiment: str, train: RingSet, val: RingSet, test: RingSet,
+                  with_svm: bool) -> dict[str, Any]:
+        from sklearn.metrics import confusion_matrix
+
+        n_classes = int(max(train.n_rings.max(), val.n_rings.max(), test.n_rings.max()))
+        labels = list(range(1, n_classes + 1))
+        module, res = self._train_classifier(ctx, experiment, train, val, n_classes)
+        with ctx.timer("evaluate"):
+            pred = predict_batches(module, test.as_float()).argmax(1) + 1
+        out: dict[str, Any] = {"cnn": self._classification_metrics(test.n_rings, pred, labels, ctx.seed)}
+        out["cnn"]["epochs"] = res.epochs
+        matrices = {"cnn": np.asarray(out["cnn"]["confusion_matrix"])}
+        if with_svm:
+            from sklearn.decomposition import PCA
+            from sklearn.pipeline import make_pipeline
+            from sklearn.svm import SVC
+
+            n_fit = min(len(train), ctx.options["svm_max_train"])
+            ctx.log(f"{experiment}: fitting pca_svm on {n_fit} images")
+            with ctx.timer("fit"):
+                pipe = make_pipeline(PCA(min(ctx.options["pca_components"], n_fit - 1), random_state=ctx.seed),
+                                     SVC(C=ctx.options["svm_c"], gamma="scale"))
+                pipe.fit(train.as_float()[:n_fit].reshape(n_fit, -1), train.n_rings[:n_fit])
+            with ctx.timer("evaluate"):
+                svm_pred = pipe.predict(test.as_float().reshape(len(test), -1))
+            out["pca_svm"] = self._classification_metrics(test.n_rings, svm_pred, labels, ctx.seed)
+            matrices["pca_svm"] = np.asarray(out["pca_svm"]["confusion_matrix"])
+        plots.confusion_matrices(matrices, [str(n) for n in labels], ctx.figures / f"{experiment}_confusion.png")
+        if experiment == "classify_n":
+            self._plot_accuracy_by_n(out["cnn"], ctx.figures / "classify_n_accuracy_by_n.png")
+        return out
+
+    @staticmethod
+    def _classification_metrics(y_true, y_pred, labels, seed) -> dict[str, Any]:
+        from sklearn.metrics import confusion_matrix
+
+        out = M.with_error("accuracy", M.accuracy, y_true, y_pred, seed=seed)
+        by_n, by_n_err = {}, {}
+        for n in labels:
+            sel = y_true == n
+            if sel.any():
+                by_n[str(n)], by_n_err[str(n)] = M.bootstrap(M.accuracy, y_true[sel], y_pred[sel], seed=seed)
+        out["accuracy_by_n"], out["accuracy_by_n_err"] = by_n, by_n_err
+        out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+        return out
+
+    @staticmethod
+    def _plot_accuracy_by_n(m: dict, path: Path) -> None:
+        fig, ax = plots.plt.subplots(figsize=(4.5, 3.3))
+        ns = [int(k) for k in m["accuracy_by_n"]]
+        ax.errorbar(ns, list(m["accuracy_by_n"].values()), yerr=list(m["accuracy_by_n_err"].values()), fmt="o-")
+        ax.set_xlabel("true number of rings N")
+        ax.set_ylabel("CNN accuracy")
+        ax.set_xticks(ns)
+        ax.grid(alpha=0.3)
+        plots.save_figure(fig, path)
+
+    def _clusters(self, ctx: RunContext, test: RingSet) -> dict[str, Any]:
+        from sklearn.cluster import DBSCAN
+
+        sub = test.subset(slice(0, ctx.options["n_clusters"]))
+        dbscan = DBSCAN(eps=ctx.options["dbscan_eps"], min_samples=ctx.options["dbscan_min_samples"])
+        with ctx.timer("evaluate"):
+            found = np.array([
+                len(set(dbscan.fit_predict(np.argwhere(img > 0))) - {-1}) if (img > 0).any() else 0
+                for img in sub.images
+            ])
+        means, errs, exact = {}, {}, {}
+        for n in np.unique(sub.n_rings):
+            sel = sub.n_rings == n
+            means[str(n)], errs[str(n)] = M.bootstrap(np.mean, found[sel], seed=ctx.seed)
+            exact[str(n)] = float(np.mean(found[sel] == n))
+        fig, ax = plots.plt.subplots(figsize=(4.8, 3.6))
+        ns = np.unique(sub.n_rings)
+        ax.violinplot([found[sub.n_rings == n] for n in ns], positions=ns, showmeans=True)
+        ax.plot(ns, ns, "k--", lw=1, label="found = true")
+        ax.set_xlabel("true number of rings N")
+        ax.set_ylabel("DBSCAN clusters found")
+        ax.set_xticks(ns)
+        ax.legend()
+        plots.save_figure(fig, ctx.figures / "clusters_found_vs_true.png")
+        return {"dbscan": {"mean_clusters_by_n": means, "mean_clusters_by_n_err": errs,
+                           "exact_fraction_by_n": exact, "n_images": int(len(sub))}}
+
+    def _regress(self, ctx: RunContext, train: RingSet, val: RingSet, test: RingSet):
+        opts = ctx.options
+        module = RegressionTask(ring_regressor(opts["image_size"], opts["widths"]), train.params.mean(0),
+                                train.params.std(0), lr=opts["lr"])
+        ckpt = ctx.checkpoint_dir("regress", "cnn")
+        ctx.log(f"regress: training cnn on {len(train)} images")
+        with ctx.timer("fit"):
+            res = fit(module, as_dataset(train.as_float(), train.params), as_dataset(val.as_float(), val.params),
+                      ckpt, ctx.train_config(), resume=ctx.resume)
+        write_json_atomic(ckpt / "meta.json", {"kind": "regressor", "image_size": opts["image_size"],
+                                               "widths": opts["widths"]})
+        plots.loss_curves(res.history, "regress cnn", ctx.figures / "loss_regress_cnn.png")
+        with ctx.timer("evaluate"):
+            pred = predict_batches(lambda x: module.predict_physical(x)[0], test.as_float())
+        out: dict[str, Any] = {"epochs": res.epochs}
+        for j, p in enumerate(PARAMS):
+            out[p] = {**M.with_error("rmse", M.rmse, test.params[:, j], pred[:, j], seed=ctx.seed),
+                      **M.with_error("bias", M.bias, test.params[:, j], pred[:, j], seed=ctx.seed)}
+            if p in REL_ERR_PARAMS:
+                out[p].update(M.with_error("rel_err_sigma68", M.rel_err_sigma68, test.params[:, j], pred[:, j],
+                                           seed=ctx.seed))
+        self._regression_figures(ctx, test, pred)
+        return module, {"cnn": out}
+
+    @staticmethod
+    def _regression_figures(ctx: RunContext, test: RingSet, pred: np.ndarray) -> None:
+        from matplotlib.patches import Circle
+
+        plt = plots.plt
+        rel = (test.params - pred) / test.params
+        fig, axes = plt.subplots(1, 5, figsize=(16, 3))
+        for j, (ax, p) in enumerate(zip(axes, PARAMS)):
+            lo, hi = np.percentile(rel[:, j], [1, 99])
+            ax.hist(rel[:, j], bins=60, range=(lo, hi), color="C0")
+            ax.set_xlabel(f"({p} true - pred) / true")
+            ax.set_title(f"sigma68 = {M.sigma68(rel[:, j]):.3f}")
+        plots.save_figure(fig, ctx.figures / "regress_relative_errors.png")
+        corr = np.corrcoef((pred - test.params).T)
+        fig, ax = plt.subplots(figsize=(4.6, 4))
+        im = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
+        for i in range(5):
+            for j in range(5):
+                ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(5), PARAMS, rotation=45)
+        ax.set_yticks(range(5), PARAMS)
+        fig.colorbar(im, ax=ax, label="correlation of errors")
+        plots.save_figure(fig, ctx.figures / "regress_error_correlation.png")
+
+        def overlay(ax, i):
+            for params, color in ((test.params[i], "lime"), (pred[i], "red")):
+                ax.add_patch(Circle((params[0], params[1]), params[2], fill=False, color=color, lw=1))
+
+        plots.image_grid({"true (green) / predicted (red)": test.as_float()[:8, 0]},
+                         ctx.figures / "regress_examples.png", overlays={"true (green) / predicted (red)": overlay})
+
+    def _generate(self, ctx: RunContext, train: RingSet, val: RingSet, test: RingSet, regressor) -> dict[str, Any]:
+        opts = ctx.options
+        mean, std = train.params.mean(0), train.params.std(0)
+        cfg = ctx.train_config(max_epochs=opts["gen_max_epochs"])
+        train_ds = as_dataset(train.params, train.as_float())
+        val_ds = as_dataset(val.params, val.as_float())
+        latent = opts["cvae_latent_dim"]
+        generators = {
+            "decoder": ConditionalDecoderTask(RingDecoder(0, mean, std, opts["image_size"], opts["decoder_width"]),
+                                              lr=opts["lr"]),
+            "cvae": ConditionalVAETask(RingEncoder(latent, mean, std, opts["image_size"], opts["widths"]),
+                                       RingDecoder(latent, mean, std, opts["image_size"], opts["decoder_width"]),
+                                       latent, likelihood="bernoulli", lr=opts["lr"]),
+        }
+        # Disjoint halves of the test pool: A is the C2ST reference, B's labels condition the generators.
+        n_c2st = min(opts["n_c2st"], len(test) // 2)
+        ref, other = test.subset(slice(0, n_c2st)), test.subset(slice(n_c2st, 2 * n_c2st))
+        cond = torch.as_tensor(other.params, dtype=torch.float32)
+        samples: dict[str, np.ndarray] = {}
+        histories = {}
+        for method, module in generators.items():
+            ctx.log(f"generate: training {method} on {len(train)} images")
+            with ctx.timer("fit"):
+                histories[method] = fit(module, train_ds, val_ds, ctx.checkpoint_dir("generate", method), cfg,
+                                        resume=ctx.resume)
+            plots.loss_curves(histories[method].history, f"generate {method}", ctx.figures / f"loss_generate_{method}.png")
+            gen = torch.Generator().manual_seed(ctx.seed)
+            with ctx.timer("evaluate"):
+                # Images in the real format are binary (0 or 255): the decoder's grey output is thresholded.
+                samples[method] = (module.sample(cond, generator=gen).numpy() > 0.5).astype(np.float32)
+        with ctx.timer("evaluate"):
+            c2st = M.c2st_with_controls(ref.as_float(), other.as_float(), samples, degrade=_thicken, seed=ctx.seed)
+            out: dict[str, Any] = {}
+            for method, images in {"real": other.as_float(), **samples}.items():
+                radius = predict_batches(lambda x: regressor.predict_physical(x)[0], images)[:, 2]
+                out[method] = {**c2st["real_vs_real" if method == "real" else method],
+                               **M.with_error("radius_fidelity_rmse", M.rmse, other.params[:, 2], radius, seed=ctx.seed)}
+            out["degraded"] = c2st["real_vs_degraded"]
+            for method in generators:
+                out[method]["epochs"] = histories[method].epochs
+        self._generation_figure(ctx, other, samples)
+        return out
+
+    @staticmethod
+    def _generation_figure(ctx: RunContext, real: RingSet, samples: dict[str, np.ndarray]) -> None:
+        from matplotlib.patches import Circle
+
+        rows = {"real": real.as_float()[:8, 0], **{m: s[:8, 0] for m, s in samples.items()}}
+
+        def overlay(ax, i):
+            ax.add_patch(Circle(real.params[i, :2], real.params[i, 2], fill=False, color="red", lw=0.6, alpha=0.6))
+
+        plots.image_grid(rows, ctx.figures / "generate_real_vs_generated.png", overlays={k: overlay for k in rows})
+
+    # --- predict ------------------------------------------------------------------------------------------
+
+    def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
+        """Apply the run's CNNs (classifiers and regressor) to images in the ring format; write a CSV."""
+        run_dir = Path(run_dir)
+        models = sorted((run_dir / "checkpoints").glob("*.cnn/model.pt"))
+        if not models:
+            raise DataFormatError(run_dir, "no trained CNN found under checkpoints/ (is the run finished?)")
+        ring_set = load_rings(data, require_labels=False)
+        columns: dict[str, np.ndarray] = {"image": np.arange(len(ring_set))}
+        for weights in models:
+            meta = read_json(weights.parent / "meta.json")
+            experiment = weights.parent.name.split(".")[0]
+            if ring_set.image_size != meta["image_size"]:
+                raise DataFormatError(data, f"images are {ring_set.image_size} px; the run's models expect "
+                                      f"{meta['image_size']} px")
+            if meta["kind"] == "classifier":
+                module = load_weights(ClassificationTask(ring_classifier(meta["n_classes"], meta["image_size"],
+                                                                         meta["widths"])), weights)
+                columns[f"{experiment}_cnn_n_rings"] = predict_batches(module, ring_set.as_float()).argmax(1) + 1
+            else:
+                module = load_weights(RegressionTask(ring_regressor(meta["image_size"], meta["widths"]),
+                                                     np.zeros(5), np.ones(5)), weights)
+                pred = predict_batches(lambda x: module.predict_physical(x)[0], ring_set.as_float())
+                for j, p in enumerate(PARAMS):
+                    columns[f"{experiment}_cnn_{p}"] = pred[:, j]
+        with atomic_path(out) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(list(columns))
+                for row in zip(*columns.values()):
+                    writer.writerow([f"{v:.4f}" if isinstance(v, float | np.floating) else int(v) for v in row])
+        return out
+
+
+def _thicken(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The C2ST's degraded control: every ring grown by one pixel (a binary dilation with a cross)."""
+    from scipy.ndimage import binary_dilation
+
+    structure = np.zeros((1, 1, 3, 3), dtype=bool)
+    structure[0, 0, 1, :] = structure[0, 0, :, 1] = True
+    return binary_dilation(images > 0.5, structure=structure).astype(np.float32)
