@@ -107,6 +107,9 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
         run_dir = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
     task = get_task(config["task"])
+    import lightning
+
+    lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
     ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
     start = time.perf_counter()
     results = task.run(ctx)

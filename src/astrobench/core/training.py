@@ -240,7 +240,7 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final, history_path = ckpt_dir / "model.pt", ckpt_dir / "history.json"
     if resume and final.exists() and history_path.exists():
-        module.load_state_dict(torch.load(final, map_location="cpu", weights_only=True))
+        load_weights(module, final)
         history = json.loads(history_path.read_text())
         return FitResult(history, len(history["epoch"]), 0.0, resumed=True)
 
@@ -284,6 +284,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # expected when resuming
 
 
 def load_weights(module: nn.Module, path: str | Path) -> nn.Module:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,7 +193,7 @@ def _load_npz(path: Path, require_labels: bool = True) -> RingSet:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataFormatError(path, f"corrupt or unreadable npz ({err})") from None
     if "images" not in arrays:
         raise DataFormatError(path, "no 'images' array")

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from astrobench.cli import main
+from astrobench.runner import parse_set
+
+
+def test_list_names_rings(capsys):
+    assert main(["list"]) == 0
+    assert "rings" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["list", "simulate", "run", "predict", "report", "demo"])
+def test_every_command_has_help(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_unknown_task_is_one_line_exit_2(capsys):
+    assert main(["run", "nosuchtask"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown task 'nosuchtask'" in err
+
+
+def test_unknown_option_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["run", "rings", "--out", str(tmp_path), "--set", "no_such_option=3"]) == 2
+    assert "unknown option 'no_such_option'" in capsys.readouterr().err
+    assert main(["run", "rings", "--out", str(tmp_path), "--set", "max_epochs=lots"]) == 2
+    assert "expects an integer" in capsys.readouterr().err
+
+
+def test_debug_shows_traceback():
+    from astrobench.core.io import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["run", "nosuchtask", "--debug"])
+
+
+def test_set_values_are_literals_never_code():
+    assert parse_set(["a=3", "b=0.5", "c=[1, 2]", "d=True", "e=hello"]) == {
+        "a": 3, "b": 0.5, "c": [1, 2], "d": True, "e": "hello"}
+    evil = "__import__('os').system('echo hacked')"
+    assert parse_set([f"x={evil}"]) == {"x": evil}
+
+
+def test_missing_data_path_exit_2(tmp_path, capsys):
+    assert main(["run", "rings", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "nope: not found" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_never_overwritten(smoke_run, capsys):
+    before = (smoke_run / "metrics.json").read_text()
+    code = main(["run", "rings", "--out", str(smoke_run.parent.parent), "--name", smoke_run.name,
+                 "--set", "size='smoke'"])
+    assert code == 2 and "run folder exists" in capsys.readouterr().err
+    assert (smoke_run / "metrics.json").read_text() == before
+
+
+def test_report_over_runs(smoke_run, tmp_path):
+    out = tmp_path / "r.html"
+    assert main(["report", str(smoke_run), str(smoke_run), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert page.count("<h2>rings") == 2 and "data:image/png;base64," in page
+
+
+def test_report_of_unfinished_run_is_user_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html")]) == 2
+    assert "not a finished run folder" in capsys.readouterr().err

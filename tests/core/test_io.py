@@ -1,0 +1,36 @@
+import json
+
+import numpy as np
+import pytest
+
+from astrobench.core.io import DataFormatError, atomic_path, config_key, read_json, write_json_atomic
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):
+    target = tmp_path / "metrics.json"
+    write_json_atomic(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"half": ')
+            raise RuntimeError("killed")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_json_handles_numpy_values(tmp_path):
+    write_json_atomic(tmp_path / "x.json", {"v": np.float32(0.5), "a": np.arange(3)})
+    assert read_json(tmp_path / "x.json") == {"v": 0.5, "a": [0, 1, 2]}
+
+
+def test_read_json_names_file_and_problem(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataFormatError, match="bad.json: not valid JSON"):
+        read_json(bad)
+    with pytest.raises(DataFormatError, match="missing.json: file not found"):
+        read_json(tmp_path / "missing.json")
+
+
+def test_config_key_is_stable_and_order_free():
+    assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1})
+    assert config_key({"a": 1}) != config_key({"a": 2})

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from astrobench.core import metrics as M
+
+
+def test_sigma68_and_rel_err_known_answers():
+    x = np.random.default_rng(0).normal(0, 2.0, 200_000)
+    assert M.sigma68(x) == pytest.approx(2.0, rel=0.01)
+    y_true = np.full(200_000, 10.0)
+    assert M.rel_err_sigma68(y_true, y_true - x) == pytest.approx(0.2, rel=0.01)
+
+
+def test_basic_metrics():
+    assert M.accuracy(np.array([1, 2, 2]), np.array([1, 2, 1])) == pytest.approx(2 / 3)
+    assert M.rmse(np.zeros(4), np.array([1, -1, 1, -1])) == 1.0
+    assert M.bias(np.zeros(3), np.array([1, 2, 3])) == 2.0
+    assert M.r2(np.array([1.0, 2, 3]), np.array([1.0, 2, 3])) == 1.0
+
+
+def test_bootstrap_error_matches_standard_error_of_mean():
+    x = np.random.default_rng(1).normal(0, 1, 2000)
+    value, err = M.bootstrap(np.mean, x, n_boot=400)
+    assert value == pytest.approx(x.mean())
+    assert err == pytest.approx(1 / np.sqrt(2000), rel=0.15)
+
+
+def test_c2st_separates_and_does_not_separate():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(600, 10)), rng.normal(size=(600, 10))
+    shifted = rng.normal(size=(600, 10)) + 1.0
+    same = M.c2st_auc(a, b, seed=0)
+    diff = M.c2st_auc(a, shifted, seed=0)
+    assert abs(same["c2st_auc"] - 0.5) < 0.08
+    assert diff["c2st_auc"] > 0.95
+    assert 0 < same["c2st_auc_err"] < 0.05
+
+
+def test_c2st_with_controls_reports_both_controls():
+    rng = np.random.default_rng(0)
+    ref, other = rng.normal(size=(300, 5)), rng.normal(size=(300, 5))
+    out = M.c2st_with_controls(ref, other, {"model": other + 0.05}, degrade=lambda x, r: x * 3, seed=0)
+    assert set(out) == {"real_vs_real", "real_vs_degraded", "model"}
+    assert out["real_vs_degraded"]["c2st_auc"] > 0.9
+    assert out["real_vs_real"]["c2st_auc"] < 0.65
