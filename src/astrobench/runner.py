@@ -128,11 +128,11 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
     return run_dir
 
 
-def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True) -> Path:
-    """Every registered task in quick mode on simulated data, then one HTML page over all runs."""
+def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True, size: str = "quick") -> Path:
+    """Every registered task at ``size`` (quick) on simulated data, then one HTML page over all runs."""
     out = Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dirs = [run(name, quick=True, out=out, name=f"demo-{stamp}", seed=seed, progress=progress)
+    run_dirs = [run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size}, progress=progress)
                 for name in task_names()]
     index = out / f"index-{stamp}.html"
     render_report(run_dirs, index, title="astrobench demo: every task, quick size, simulated data")

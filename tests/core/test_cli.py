@@ -68,3 +68,14 @@ def test_report_of_unfinished_run_is_user_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html")]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
+
+
+def test_demo_runs_every_task_and_writes_one_index(tmp_path):
+    from astrobench.registry import task_names
+    from astrobench.runner import demo
+
+    index = demo(tmp_path, seed=0, progress=False, size="smoke")
+    page = index.read_text()
+    for name in task_names():
+        assert f"<h2>{name}" in page
+        assert len(list((tmp_path / name).glob("demo-*/metrics.json"))) == 1

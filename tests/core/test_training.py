@@ -68,3 +68,29 @@ def test_coordinate_grid_orientation():
     assert g.shape == (2, 3, 5)
     assert g[0, 0, 0] == -1 and g[0, 0, -1] == 1  # x grows along columns
     assert g[1, 0, 0] == -1 and g[1, -1, 0] == 1  # y grows along rows
+
+
+def test_random_d4_gives_only_and_all_views_of_the_square():
+    from astrobench.core.training import d4_views, random_d4
+
+    torch.manual_seed(0)
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).expand(400, -1, -1, -1).contiguous()
+    out = random_d4(x)
+    views = [v[0] for v in d4_views(x[:1])]
+    matches = [[torch.equal(o, v) for v in views].index(True) for o in out]  # each output is one of the 8 views
+    assert set(matches) == set(range(8))  # and flips and rotations really happen
+
+
+def test_d4_average_is_invariant_to_rotations_and_flips():
+    from astrobench.core.training import d4_average
+
+    torch.manual_seed(0)
+    net = ConvNet(1, 3, 28, (8, 16)).eval()
+    averaged = d4_average(net)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        ref = averaged(x)
+        for k in range(1, 4):
+            torch.testing.assert_close(averaged(torch.rot90(x, k, dims=(-2, -1))), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(averaged(x.flip(-1)), ref, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(net(torch.rot90(x, 1, dims=(-2, -1))), net(x), atol=1e-5)  # the net alone is not

@@ -112,3 +112,27 @@ def test_regressor_trained_on_simulation_is_unbiased_on_reference_rings(rings_re
     pred = predict_batches(lambda t: module.predict_physical(t)[0], ref.as_float())
     mean_error = (pred - ref.params).mean(0)
     assert np.all(np.abs(mean_error[:3]) <= 0.15), mean_error
+
+
+def test_circle_fit_recovers_known_circles():
+    from astrobench.tasks.rings.models import CircleFit
+
+    images, params = simulate_ring_images(3000, "single", seed=4)
+    labels = params.single_ring_labels()
+    fit_ = CircleFit().fit(images[:2000], labels[:2000])
+    pred = fit_.predict(images[2000:])
+    rmse = np.sqrt(((pred - labels[2000:, :3]) ** 2).mean(0))
+    assert np.all(rmse < 0.35) and np.all(np.abs((pred - labels[2000:, :3]).mean(0)) < 0.05)
+
+
+def test_cvae_samples_are_binary_images_of_the_right_shape():
+    from astrobench.core.training import ConditionalVAETask
+    from astrobench.tasks.rings.models import RingDecoder, RingEncoder
+
+    mean, std = np.array([14, 14, 6, 0.8, 1.5]), np.array([5, 5, 2, 0.4, 0.7])
+    cvae = ConditionalVAETask(RingEncoder(4, mean, std), RingDecoder(4, mean, std), 4)
+    cond = torch.tensor([[14.0, 14, 6, 0.8, 1.5]] * 3)
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.1))
+    assert torch.isfinite(cvae.loss((cond, x)))
+    samples = cvae.sample(cond, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 28, 28) and set(torch.unique(samples).tolist()) <= {0.0, 1.0}

@@ -59,7 +59,8 @@ class AddCoords(nn.Module):
 class ConvNet(nn.Module):
     """Conv blocks with 2x2 max pooling between them, then an MLP head on the flattened features.
 
-    Input (B, in_channels, S, S) -> output (B, n_outputs). ``coord_channels`` adds CoordConv channels.
+    Input (B, in_channels, S, S) -> output (B, n_outputs). ``coord_channels`` adds CoordConv channels;
+    ``global_pool`` averages the last feature map over positions before the head.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class ConvNet(nn.Module):
         hidden: int = 256,
         coord_channels: bool = False,
         dropout: float = 0.1,
+        global_pool: bool = False,
     ):
         super().__init__()
         layers: list[nn.Module] = [AddCoords()] if coord_channels else []
@@ -81,6 +83,9 @@ class ConvNet(nn.Module):
             if i < len(widths) - 1:
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
+        if global_pool:  # translation-invariant features: mean over positions
+            layers.append(nn.AdaptiveAvgPool2d(1))
+            size = 1
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Flatten(), mlp([c * size * size, hidden, n_outputs], dropout=dropout))
 

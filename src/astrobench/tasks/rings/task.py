@@ -15,15 +15,18 @@ from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import (ClassificationTask, ConditionalDecoderTask, ConditionalVAETask,
-                                      RegressionTask, as_dataset, fit, load_weights, predict_batches)
+                                      RegressionTask, as_dataset, fit, load_weights, predict_batches, random_d4,
+                                      d4_average)
 from astrobench.tasks.rings.simulate import PARAM_NAMES, SIMULATOR_VERSION
 from astrobench.tasks.rings.simulate import simulate as simulate_rings
 from astrobench.tasks.rings.data import RingSet, load_ring_collection, load_rings, split_indices
-from astrobench.tasks.rings.models import RingDecoder, RingEncoder, ring_classifier, ring_regressor
+from astrobench.tasks.rings.models import CircleFit, RingDecoder, RingEncoder, ring_classifier, ring_regressor
 
 PARAMS = PARAM_NAMES
 REL_ERR_PARAMS = ("radius", "thickness", "deformation")
 TARGET = "target (issue #2)"
+# PIL's pixel i covers [i, i + 1) of the label coordinates; matplotlib's imshow centres pixel i on i.
+PIXEL_ORIGIN = 0.5
 
 
 class RingsTask(Task):
@@ -45,12 +48,14 @@ class RingsTask(Task):
         sizes = {
             #            classify (train, val, test), classify_n, regress/generate, epochs, gen epochs, c2st n
             "smoke": dict(n_classify=(200, 60, 100), n_classify_n=(250, 60, 100), n_single=(300, 60, 160),
-                          max_epochs=1, gen_max_epochs=1, n_c2st=50, n_clusters=100),
+                          n_generate_train=300, max_epochs=1, regress_max_epochs=1, gen_max_epochs=1, n_c2st=50,
+                          n_clusters=100),
             "quick": dict(n_classify=(3000, 500, 1000), n_classify_n=(4000, 500, 1000), n_single=(6000, 500, 1000),
-                          max_epochs=4, gen_max_epochs=3, n_c2st=400, n_clusters=500),
-            "full": dict(n_classify=(10000, 1000, 4000), n_classify_n=(20000, 2000, 5000),
-                         n_single=(40000, 2000, 4000), max_epochs=15, gen_max_epochs=8, n_c2st=1500,
-                         n_clusters=2500),
+                          n_generate_train=6000, max_epochs=4, regress_max_epochs=4, gen_max_epochs=3, n_c2st=400,
+                          n_clusters=500),
+            "full": dict(n_classify=(10000, 2000, 4000), n_classify_n=(12000, 2000, 5000),
+                         n_single=(30000, 2000, 4000), n_generate_train=20000, max_epochs=25,
+                         regress_max_epochs=12, gen_max_epochs=8, n_c2st=1500, n_clusters=2500),
         }[size]
         return {
             "image_size": 28,
@@ -58,15 +63,17 @@ class RingsTask(Task):
             **{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
             "data_split": [0.7, 0.15, 0.15],
             "batch_size": 128,
-            "lr": 2e-3,
-            "patience": 3,
+            "lr": 1e-3,
+            "patience": 8,
             "widths": [16, 32, 64],
             "pca_components": 50,
             "svm_c": 10.0,
             "svm_max_train": 10000,
+            "augment_d4": True,
             "dbscan_eps": 1.5,
             "dbscan_min_samples": 1,
             "cvae_latent_dim": 8,
+            "cvae_beta": 3.0,
             "decoder_width": 32,
         }
 
@@ -139,8 +146,9 @@ class RingsTask(Task):
         return results
 
     def _train_classifier(self, ctx, experiment, train, val, n_classes):
+        # The number of rings does not change under rotations and flips: train on all 8 views of each image.
         module = ClassificationTask(ring_classifier(n_classes, ctx.options["image_size"], ctx.options["widths"]),
-                                    lr=ctx.options["lr"])
+                                    lr=ctx.options["lr"], augment=random_d4 if ctx.options["augment_d4"] else None)
         ckpt = ctx.checkpoint_dir(experiment, "cnn")
         ctx.log(f"{experiment}: training cnn on {len(train)} images")
         with ctx.timer("fit"):
@@ -148,7 +156,8 @@ class RingsTask(Task):
                       as_dataset(val.as_float(), val.n_rings - 1, dtypes=(torch.float32, torch.long)),
                       ckpt, ctx.train_config(), resume=ctx.resume)
         write_json_atomic(ckpt / "meta.json", {"kind": "classifier", "n_classes": n_classes,
-                                               "image_size": ctx.options["image_size"], "widths": ctx.options["widths"]})
+                                               "image_size": ctx.options["image_size"], "widths": ctx.options["widths"],
+                                               "augment_d4": ctx.options["augment_d4"]})
         plots.loss_curves(res.history, f"{experiment} cnn", ctx.figures / f"loss_{experiment}_cnn.png")
         return module, res
 
@@ -160,7 +169,8 @@ class RingsTask(Task):
         labels = list(range(1, n_classes + 1))
         module, res = self._train_classifier(ctx, experiment, train, val, n_classes)
         with ctx.timer("evaluate"):
-            pred = predict_batches(module, test.as_float()).argmax(1) + 1
+            pred = predict_batches(self._class_probabilities(module, ctx.options["augment_d4"]),
+                                   test.as_float()).argmax(1) + 1
         out: dict[str, Any] = {"cnn": self._classification_metrics(test.n_rings, pred, labels, ctx.seed)}
         out["cnn"]["epochs"] = res.epochs
         matrices = {"cnn": np.asarray(out["cnn"]["confusion_matrix"])}
@@ -183,6 +193,12 @@ class RingsTask(Task):
         if experiment == "classify_n":
             self._plot_accuracy_by_n(out["cnn"], ctx.figures / "classify_n_accuracy_by_n.png")
         return out
+
+    @staticmethod
+    def _class_probabilities(module, d4: bool):
+        """Softmax probabilities; with ``d4`` averaged over the 8 views the network was trained on."""
+        probabilities = lambda x: torch.softmax(module(x), dim=1)  # noqa: E731
+        return d4_average(probabilities) if d4 else probabilities
 
     @staticmethod
     def _classification_metrics(y_true, y_pred, labels, seed) -> dict[str, Any]:
@@ -244,21 +260,30 @@ class RingsTask(Task):
         ctx.log(f"regress: training cnn on {len(train)} images")
         with ctx.timer("fit"):
             res = fit(module, as_dataset(train.as_float(), train.params), as_dataset(val.as_float(), val.params),
-                      ckpt, ctx.train_config(), resume=ctx.resume)
+                      ckpt, ctx.train_config(max_epochs=opts["regress_max_epochs"]), resume=ctx.resume)
         write_json_atomic(ckpt / "meta.json", {"kind": "regressor", "image_size": opts["image_size"],
                                                "widths": opts["widths"]})
         plots.loss_curves(res.history, "regress cnn", ctx.figures / "loss_regress_cnn.png")
         with ctx.timer("evaluate"):
             pred = predict_batches(lambda x: module.predict_physical(x)[0], test.as_float())
-        out: dict[str, Any] = {"epochs": res.epochs}
-        for j, p in enumerate(PARAMS):
-            out[p] = {**M.with_error("rmse", M.rmse, test.params[:, j], pred[:, j], seed=ctx.seed),
-                      **M.with_error("bias", M.bias, test.params[:, j], pred[:, j], seed=ctx.seed)}
-            if p in REL_ERR_PARAMS:
-                out[p].update(M.with_error("rel_err_sigma68", M.rel_err_sigma68, test.params[:, j], pred[:, j],
-                                           seed=ctx.seed))
+        results = {"cnn": {"epochs": res.epochs, **self._regression_metrics(test.params, pred, PARAMS, ctx.seed)}}
+        with ctx.timer("fit"):
+            circle = CircleFit().fit(train.images[:5000], train.params[:5000])
+        with ctx.timer("evaluate"):
+            results["circle_fit"] = self._regression_metrics(test.params, circle.predict(test.images), PARAMS[:3],
+                                                             ctx.seed)
         self._regression_figures(ctx, test, pred)
-        return module, {"cnn": out}
+        return module, results
+
+    @staticmethod
+    def _regression_metrics(truth: np.ndarray, pred: np.ndarray, names, seed: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for j, p in enumerate(names):
+            out[p] = {**M.with_error("rmse", M.rmse, truth[:, j], pred[:, j], seed=seed),
+                      **M.with_error("bias", M.bias, truth[:, j], pred[:, j], seed=seed)}
+            if p in REL_ERR_PARAMS:
+                out[p].update(M.with_error("rel_err_sigma68", M.rel_err_sigma68, truth[:, j], pred[:, j], seed=seed))
+        return out
 
     @staticmethod
     def _regression_figures(ctx: RunContext, test: RingSet, pred: np.ndarray) -> None:
@@ -286,7 +311,7 @@ class RingsTask(Task):
 
         def overlay(ax, i):
             for params, color in ((test.params[i], "lime"), (pred[i], "red")):
-                ax.add_patch(Circle((params[0], params[1]), params[2], fill=False, color=color, lw=1))
+                ax.add_patch(Circle(params[:2] - PIXEL_ORIGIN, params[2], fill=False, color=color, lw=1))
 
         plots.image_grid({"true (green) / predicted (red)": test.as_float()[:8, 0]},
                          ctx.figures / "regress_examples.png", overlays={"true (green) / predicted (red)": overlay})
@@ -295,6 +320,7 @@ class RingsTask(Task):
         opts = ctx.options
         mean, std = train.params.mean(0), train.params.std(0)
         cfg = ctx.train_config(max_epochs=opts["gen_max_epochs"])
+        train = train.subset(slice(0, opts["n_generate_train"]))
         train_ds = as_dataset(train.params, train.as_float())
         val_ds = as_dataset(val.params, val.as_float())
         latent = opts["cvae_latent_dim"]
@@ -303,7 +329,7 @@ class RingsTask(Task):
                                               lr=opts["lr"]),
             "cvae": ConditionalVAETask(RingEncoder(latent, mean, std, opts["image_size"], opts["widths"]),
                                        RingDecoder(latent, mean, std, opts["image_size"], opts["decoder_width"]),
-                                       latent, likelihood="bernoulli", lr=opts["lr"]),
+                                       latent, likelihood="bernoulli", beta=opts["cvae_beta"], lr=opts["lr"]),
         }
         # Disjoint halves of the test pool: A is the C2ST reference, B's labels condition the generators.
         n_c2st = min(opts["n_c2st"], len(test) // 2)
@@ -341,7 +367,8 @@ class RingsTask(Task):
         rows = {"real": real.as_float()[:8, 0], **{m: s[:8, 0] for m, s in samples.items()}}
 
         def overlay(ax, i):
-            ax.add_patch(Circle(real.params[i, :2], real.params[i, 2], fill=False, color="red", lw=0.6, alpha=0.6))
+            ax.add_patch(Circle(real.params[i, :2] - PIXEL_ORIGIN, real.params[i, 2], fill=False, color="red", lw=0.6,
+                                alpha=0.6))
 
         plots.image_grid(rows, ctx.figures / "generate_real_vs_generated.png", overlays={k: overlay for k in rows})
 
@@ -364,7 +391,8 @@ class RingsTask(Task):
             if meta["kind"] == "classifier":
                 module = load_weights(ClassificationTask(ring_classifier(meta["n_classes"], meta["image_size"],
                                                                          meta["widths"])), weights)
-                columns[f"{experiment}_cnn_n_rings"] = predict_batches(module, ring_set.as_float()).argmax(1) + 1
+                probabilities = self._class_probabilities(module, meta.get("augment_d4", False))
+                columns[f"{experiment}_cnn_n_rings"] = predict_batches(probabilities, ring_set.as_float()).argmax(1) + 1
             else:
                 module = load_weights(RegressionTask(ring_regressor(meta["image_size"], meta["widths"]),
                                                      np.zeros(5), np.ones(5)), weights)
