@@ -1,6 +1,5 @@
 """examples/rings.ipynb runs top to bottom (at the smoke size)."""
 
-import os
 from pathlib import Path
 
 import nbformat

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import torch
 
 from astrobench.core.nets import ConvNet, coordinate_grid, mlp

@@ -7,7 +7,7 @@ import pytest
 
 from astrobench.cli import main
 from astrobench.core.io import DataFormatError
-from astrobench.tasks.rings import RingSet, load_ring_collection, load_rings, simulate, split_indices, write_rings
+from astrobench.tasks.rings import load_ring_collection, load_rings, simulate, split_indices
 
 
 def test_png_and_npz_round_trip(tmp_path):

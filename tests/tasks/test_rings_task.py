@@ -3,15 +3,14 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from astrobench.cli import main
-from astrobench.core.training import ClassificationTask, RegressionTask, TrainConfig, as_dataset, fit, predict_batches
+from astrobench.core.training import (ClassificationTask, RegressionTask, TrainConfig, as_dataset, d4_average, fit,
+                                      predict_batches, random_d4)
 from astrobench.runner import run
 from astrobench.tasks.rings import load_ring_collection, simulate_ring_images
 from astrobench.tasks.rings.models import ring_classifier, ring_regressor
-from astrobench.tasks.rings.simulate import draw_parameters
 
 
 def test_smoke_run_writes_the_run_folder(smoke_run):
@@ -94,10 +93,11 @@ def test_classifier_trained_on_simulation_classifies_reference_rings(rings_refer
     ref = load_ring_collection(rings_reference)["n_ring"]
     images, params = simulate_ring_images(8000, "n_ring", 2, 28, seed=11)
     x, y = images[:, None] / 255.0, params.n_rings - 1
-    module = ClassificationTask(ring_classifier(2), lr=2e-3)
+    torch.manual_seed(0)
+    module = ClassificationTask(ring_classifier(2), lr=2e-3, augment=random_d4)  # as the task trains it
     _fit_quietly(module, as_dataset(x[:7000], y[:7000], dtypes=(torch.float32, torch.long)),
-                 as_dataset(x[7000:], y[7000:], dtypes=(torch.float32, torch.long)), tmp_path, 4)
-    pred = predict_batches(module, ref.as_float()).argmax(1) + 1
+                 as_dataset(x[7000:], y[7000:], dtypes=(torch.float32, torch.long)), tmp_path, 6)
+    pred = predict_batches(d4_average(lambda t: torch.softmax(module(t), 1)), ref.as_float()).argmax(1) + 1
     assert np.mean(pred == ref.n_rings) >= 0.99
 
 
@@ -107,6 +107,7 @@ def test_regressor_trained_on_simulation_is_unbiased_on_reference_rings(rings_re
     images, params = simulate_ring_images(12000, "single", 1, 28, seed=12)
     labels = params.single_ring_labels()
     x = images[:, None] / 255.0
+    torch.manual_seed(0)
     module = RegressionTask(ring_regressor(), labels.mean(0), labels.std(0), lr=2e-3)
     _fit_quietly(module, as_dataset(x[:11000], labels[:11000]), as_dataset(x[11000:], labels[11000:]), tmp_path, 5)
     pred = predict_batches(lambda t: module.predict_physical(t)[0], ref.as_float())

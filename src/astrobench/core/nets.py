@@ -91,26 +91,3 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-class SpatialBroadcastDecoder(nn.Module):
-    """Condition (and latent) vector -> (B, out_channels, S, S) logits (Watters et al. 2019).
-
-    The vector is copied to every pixel beside that pixel's coordinates, then 1x1 and 3x3 convolutions map
-    it to the output: a decoder that can draw a shape at a conditioned position without having to learn
-    a transposed-convolution layout.
-    """
-
-    def __init__(self, in_dim: int, image_size: int = 28, width: int = 64, out_channels: int = 1, depth: int = 3):
-        super().__init__()
-        self.image_size = image_size
-        layers: list[nn.Module] = [nn.Conv2d(in_dim + 2, width, 1), nn.ReLU()]
-        for _ in range(depth - 1):
-            layers += [nn.Conv2d(width, width, 1), nn.ReLU()]
-        layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, out_channels, 3, padding=1)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        s = self.image_size
-        grid = coordinate_grid(s, s, v.device).expand(v.shape[0], -1, -1, -1)
-        return self.net(torch.cat([v[:, :, None, None].expand(-1, -1, s, s), grid], dim=1))

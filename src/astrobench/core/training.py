@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +342,3 @@ def predict_batches(fn, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     outs = [fn(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)).cpu().numpy()
             for i in range(0, len(x), batch_size)]
     return np.concatenate(outs) if outs else np.empty((0,))
-
-
-def train_config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)

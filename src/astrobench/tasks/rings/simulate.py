@@ -40,7 +40,11 @@ MAX_BOX = 3  # largest tabulated box size: thickness must stay below MAX_BOX pix
 
 
 def _ellipse_pixel_table() -> tuple[np.ndarray, np.ndarray]:
-    """(16, K, 2) offsets and (16, K) validity for box sizes (w, h) in [0, 3]^2, index w * 4 + h."""
+    """(16, K, 2) offsets and (16,) pattern lengths for box sizes (w, h) in [0, 3]^2, index w * 4 + h.
+
+    Slots beyond a pattern's length repeat its first pixel (lighting a pixel twice changes nothing), so the
+    renderer needs no validity mask; the empty 0 x 0 pattern is handled by the renderer.
+    """
     patterns = {}
     for w in range(MAX_BOX + 1):
         for h in range(MAX_BOX + 1):
@@ -52,16 +56,17 @@ def _ellipse_pixel_table() -> tuple[np.ndarray, np.ndarray]:
                 patterns[w, h] = [(dx, dy) for dy in range(h + 1) for dx in range(w + 1)]
     k = max(len(p) for p in patterns.values())
     offsets = np.zeros(((MAX_BOX + 1) ** 2, k, 2), dtype=np.int64)
-    valid = np.zeros(((MAX_BOX + 1) ** 2, k), dtype=bool)
+    lengths = np.zeros((MAX_BOX + 1) ** 2, dtype=np.int64)
     for (w, h), pix in patterns.items():
         idx = w * (MAX_BOX + 1) + h
+        lengths[idx] = len(pix)
         if pix:
-            offsets[idx, : len(pix)] = pix
-            valid[idx, : len(pix)] = True
-    return offsets, valid
+            offsets[idx] = pix + [pix[0]] * (k - len(pix))
+    return offsets, lengths
 
 
-ELLIPSE_OFFSETS, ELLIPSE_VALID = _ellipse_pixel_table()
+ELLIPSE_OFFSETS, ELLIPSE_LENGTHS = _ellipse_pixel_table()
+EMPTY_BOX = 0  # index of the 0 x 0 box, which Pillow leaves empty
 _COS = np.cos(np.radians(np.arange(N_ANGLES)))
 _SIN = np.sin(np.radians(np.arange(N_ANGLES)))
 
@@ -109,13 +114,20 @@ def render_rings(
     x0 = np.trunc(x - half).astype(np.int32)  # Pillow casts the box to int: truncation toward zero
     y0 = np.trunc(y - half).astype(np.int32)
     box = (np.trunc(x + half).astype(np.int32) - x0) * (MAX_BOX + 1) + (np.trunc(y + half).astype(np.int32) - y0)
-    base = (image_of_ring.astype(np.int64)[:, None] * s) * s  # first pixel of each ring's image
-    flat_out = out.reshape(-1)
-    for k in range(int(ELLIPSE_VALID[np.unique(box)].sum(axis=1).max(initial=0))):
-        px = x0 + ELLIPSE_OFFSETS[box, k, 0]
-        py = y0 + ELLIPSE_OFFSETS[box, k, 1]
-        keep = ELLIPSE_VALID[box, k] & (px >= 0) & (px < s) & (py >= 0) & (py < s)
-        flat_out[(base + py * s + px)[keep]] = 1
+    # Draw on a canvas with a margin wide enough for every ellipse (no bounds checks), plus one spare "trash"
+    # pixel at the end where empty 0 x 0 ellipses go; then crop the image out of it.
+    lo = min(int(x0.min(initial=0)), int(y0.min(initial=0)), 0)
+    side = max(int(x0.max(initial=0)), int(y0.max(initial=0)), s - 1) + MAX_BOX - lo + 1
+    canvas = np.zeros(n_img * side * side + 1, dtype=np.uint8)
+    trash = canvas.size - 1
+    anchor = (image_of_ring.astype(np.int64)[:, None] * side + (y0 - lo)) * side + (x0 - lo)
+    anchor[box == EMPTY_BOX] = trash
+    flat_offsets = ELLIPSE_OFFSETS[..., 1] * side + ELLIPSE_OFFSETS[..., 0]  # (16, K)
+    flat_offsets[EMPTY_BOX] = 0
+    n_slots = int(ELLIPSE_LENGTHS[np.bincount(box.ravel(), minlength=len(ELLIPSE_LENGTHS)) > 0].max(initial=0))
+    for k in range(n_slots):
+        canvas[anchor + flat_offsets[box, k]] = 1
+    out |= canvas[:-1].reshape(n_img, side, side)[:, -lo : -lo + s, -lo : -lo + s]
     return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import torch
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.io import DataFormatError, atomic_path, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import (ClassificationTask, ConditionalDecoderTask, ConditionalVAETask,
                                       RegressionTask, as_dataset, fit, load_weights, predict_batches, random_d4,
@@ -163,7 +162,6 @@ class RingsTask(Task):
 
     def _classify(self, ctx: RunContext, experiment: str, train: RingSet, val: RingSet, test: RingSet,
                   with_svm: bool) -> dict[str, Any]:
-        from sklearn.metrics import confusion_matrix
 
         n_classes = int(max(train.n_rings.max(), val.n_rings.max(), test.n_rings.max()))
         labels = list(range(1, n_classes + 1))
