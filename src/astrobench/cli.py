@@ -54,9 +54,16 @@ def simulate(
     from astrobench.registry import get_task
     from astrobench.runner import parse_set
 
+    import inspect
+
     if n < 1:
         raise AstrobenchError(f"--n must be >= 1, got {n}")
-    path = get_task(task).simulate(out, n=n, seed=seed, format=format, **parse_set(set_))
+    task_obj, options = get_task(task), parse_set(set_)
+    known = [p for p in inspect.signature(task_obj.simulate).parameters if p not in ("out", "n", "seed", "format")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise AstrobenchError(f"unknown simulate option {unknown[0]!r} for {task}; known: {', '.join(known)}")
+    path = task_obj.simulate(out, n=n, seed=seed, format=format, **options)
     typer.echo(str(path))
 
 

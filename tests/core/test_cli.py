@@ -78,3 +78,12 @@ def test_demo_runs_every_task_and_writes_one_index(tmp_path):
     for name in task_names():
         assert f"<h2>{name}" in page
         assert len(list((tmp_path / name).glob("demo-*/metrics.json"))) == 1
+
+
+def test_simulate_writes_the_real_format_and_rejects_unknown_options(tmp_path, capsys):
+    assert main(["simulate", "rings", "--out", str(tmp_path / "r"), "--n", "4", "--set", "mode='n_ring'"]) == 0
+    assert (tmp_path / "r" / "labels.txt").read_text().count("\n") == 4
+    assert main(["simulate", "rings", "--out", str(tmp_path / "s"), "--n", "4", "--set", "colour=3"]) == 2
+    assert "unknown simulate option 'colour'" in capsys.readouterr().err
+    assert main(["simulate", "rings", "--out", str(tmp_path / "t"), "--n", "4", "--format", "jpg"]) == 2
+    assert "unknown format 'jpg'" in capsys.readouterr().err

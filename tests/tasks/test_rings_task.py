@@ -81,6 +81,12 @@ def test_run_on_reference_folder_runs_the_experiments_its_labels_allow(rings_ref
     m = json.loads((run_dir / "metrics.json").read_text())
     assert set(m["results"]) == {"classify", "clusters"}
     assert m["data"]["source"] == "file" and m["data"]["n_test"] == 30
+    both = run("rings", data=rings_reference, out=tmp_path, name="both", seed=0, overrides={"size": "smoke"},
+               progress=False)
+    results = json.loads((both / "metrics.json").read_text())["results"]
+    assert set(results) == {"classify", "clusters", "regress", "generate"}
+    # 30 test images leave 15 per C2ST side: too few, so the C2ST is skipped, the radius fidelity is not
+    assert "c2st_auc" not in results["generate"]["cvae"] and "radius_fidelity_rmse" in results["generate"]["cvae"]
 
 
 def _fit_quietly(module, train, val, path, epochs):

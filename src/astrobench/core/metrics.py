@@ -80,6 +80,7 @@ def _c2st_scores_vectors(x_train, y_train, x_test, seed: int) -> np.ndarray:
 
 
 C2ST_IMAGE_EPOCHS = 30
+C2ST_MIN_SAMPLES = 20
 
 
 def _c2st_scores_images(x_train, y_train, x_test, seed: int) -> np.ndarray:
@@ -119,8 +120,8 @@ def c2st_auc(sample_a: np.ndarray, sample_b: np.ndarray, seed: int = 0, test_fra
     from sklearn.metrics import roc_auc_score
 
     n = min(len(sample_a), len(sample_b))
-    if n < 20:
-        raise ValueError(f"C2ST needs at least 20 objects per sample, got {n}")
+    if n < C2ST_MIN_SAMPLES:
+        raise ValueError(f"C2ST needs at least {C2ST_MIN_SAMPLES} objects per sample, got {n}")
     a = np.asarray(sample_a[:n], dtype=np.float32)
     b = np.asarray(sample_b[:n], dtype=np.float32)
     rng = np.random.default_rng(seed)

@@ -346,13 +346,18 @@ class RingsTask(Task):
                 # Images in the real format are binary (0 or 255): the decoder's grey output is thresholded.
                 samples[method] = (module.sample(cond, generator=gen).numpy() > 0.5).astype(np.float32)
         with ctx.timer("evaluate"):
-            c2st = M.c2st_with_controls(ref.as_float(), other.as_float(), samples, degrade=_thicken, seed=ctx.seed)
+            if n_c2st >= M.C2ST_MIN_SAMPLES:
+                c2st = M.c2st_with_controls(ref.as_float(), other.as_float(), samples, degrade=_thicken, seed=ctx.seed)
+            else:
+                ctx.log(f"generate: only {n_c2st} test images per C2ST side (< {M.C2ST_MIN_SAMPLES}); C2ST skipped")
+                c2st = {key: {} for key in ("real_vs_real", "real_vs_degraded", *samples)}
             out: dict[str, Any] = {}
             for method, images in {"real": other.as_float(), **samples}.items():
                 radius = predict_batches(lambda x: regressor.predict_physical(x)[0], images)[:, 2]
                 out[method] = {**c2st["real_vs_real" if method == "real" else method],
                                **M.with_error("radius_fidelity_rmse", M.rmse, other.params[:, 2], radius, seed=ctx.seed)}
-            out["degraded"] = c2st["real_vs_degraded"]
+            if c2st["real_vs_degraded"]:
+                out["degraded"] = c2st["real_vs_degraded"]
             for method in generators:
                 out[method]["epochs"] = histories[method].epochs
         self._generation_figure(ctx, other, samples)
