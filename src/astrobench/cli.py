@@ -51,10 +51,10 @@ def simulate(
                                              "max_rings=2, image_size=28."),
 ):
     """Simulate a data set and write it in the task's real on-disk format."""
+    import inspect
+
     from astrobench.registry import get_task
     from astrobench.runner import parse_set
-
-    import inspect
 
     if n < 1:
         raise AstrobenchError(f"--n must be >= 1, got {n}")

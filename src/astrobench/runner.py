@@ -9,8 +9,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import lightning
+
 from astrobench import __version__
-from astrobench.core.io import ConfigError, DataFormatError, read_json, write_json_atomic
+from astrobench.core.io import (
+    ConfigError,
+    DataFormatError,
+    read_json,
+    write_json_atomic,
+)
 from astrobench.core.report import render_report
 from astrobench.core.task import RunContext
 from astrobench.registry import get_task, task_names
@@ -107,8 +114,6 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
         run_dir = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
     task = get_task(config["task"])
-    import lightning
-
     lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
     ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
     start = time.perf_counter()

@@ -3,7 +3,13 @@ import json
 import numpy as np
 import pytest
 
-from astrobench.core.io import DataFormatError, atomic_path, config_key, read_json, write_json_atomic
+from astrobench.core.io import (
+    DataFormatError,
+    atomic_path,
+    config_key,
+    read_json,
+    write_json_atomic,
+)
 
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path):

@@ -2,8 +2,15 @@ import numpy as np
 import torch
 
 from astrobench.core.nets import ConvNet, coordinate_grid, mlp
-from astrobench.core.training import (ClassificationTask, RegressionTask, TrainConfig, as_dataset, fit, load_weights,
-                                      predict_batches)
+from astrobench.core.training import (
+    ClassificationTask,
+    RegressionTask,
+    TrainConfig,
+    as_dataset,
+    fit,
+    load_weights,
+    predict_batches,
+)
 
 
 def _linear_data(n, seed):

@@ -7,7 +7,12 @@ import pytest
 
 from astrobench.cli import main
 from astrobench.core.io import DataFormatError
-from astrobench.tasks.rings import load_ring_collection, load_rings, simulate, split_indices
+from astrobench.tasks.rings import (
+    load_ring_collection,
+    load_rings,
+    simulate,
+    split_indices,
+)
 
 
 def test_png_and_npz_round_trip(tmp_path):

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from astrobench.tasks.rings import draw_parameters, load_rings, render_rings, simulate_ring_images
+from astrobench.tasks.rings import (
+    draw_parameters,
+    load_rings,
+    render_rings,
+    simulate_ring_images,
+)
 from astrobench.tasks.rings.simulate import N_ANGLES, render_ring_reference_pil
 
 

@@ -6,8 +6,16 @@ import numpy as np
 import torch
 
 from astrobench.cli import main
-from astrobench.core.training import (ClassificationTask, RegressionTask, TrainConfig, as_dataset, d4_average, fit,
-                                      predict_batches, random_d4)
+from astrobench.core.training import (
+    ClassificationTask,
+    RegressionTask,
+    TrainConfig,
+    as_dataset,
+    d4_average,
+    fit,
+    predict_batches,
+    random_d4,
+)
 from astrobench.runner import run
 from astrobench.tasks.rings import load_ring_collection, simulate_ring_images
 from astrobench.tasks.rings.models import ring_classifier, ring_regressor

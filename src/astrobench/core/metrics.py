@@ -91,7 +91,13 @@ def _c2st_scores_images(x_train, y_train, x_test, seed: int) -> np.ndarray:
     import torch
 
     from astrobench.core.nets import ConvNet
-    from astrobench.core.training import ClassificationTask, TrainConfig, as_dataset, fit, predict_batches
+    from astrobench.core.training import (
+        ClassificationTask,
+        TrainConfig,
+        as_dataset,
+        fit,
+        predict_batches,
+    )
 
     if x_train.ndim == 3:
         x_train, x_test = x_train[:, None], x_test[:, None]

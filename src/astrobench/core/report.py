@@ -39,8 +39,8 @@ def flatten_results(results: dict[str, Any]) -> list[tuple[str, str, str, Any, A
 
 
 def _is_small_leaf(key: str) -> bool:
-    """Dict leaves an issue names as values (confusion matrices, per-N breakdowns)."""
-    return key.endswith(("_by_n", "confusion_matrix"))
+    """Dict-valued metrics are named ``<metric>_by_<group>`` or ``*_matrix``; they show as one value."""
+    return "_by_" in key or key.endswith("matrix")
 
 
 def _fmt(value: Any) -> str:

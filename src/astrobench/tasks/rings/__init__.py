@@ -8,8 +8,19 @@ Notebook use::
     ring_set = rings.load_rings(path)
 """
 
-from astrobench.tasks.rings.data import RingSet, load_ring_collection, load_rings, split_indices, write_rings
-from astrobench.tasks.rings.simulate import draw_parameters, render_rings, simulate, simulate_ring_images
+from astrobench.tasks.rings.data import (
+           RingSet,
+           load_ring_collection,
+           load_rings,
+           split_indices,
+           write_rings,
+)
+from astrobench.tasks.rings.simulate import (
+           draw_parameters,
+           render_rings,
+           simulate,
+           simulate_ring_images,
+)
 
 __all__ = ["RingSet", "draw_parameters", "load_ring_collection", "load_rings", "render_rings", "simulate",
            "simulate_ring_images", "split_indices", "write_rings"]

@@ -22,7 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, write_json_atomic, write_text_atomic
+from astrobench.core.io import (
+    ConfigError,
+    DataFormatError,
+    atomic_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 from astrobench.tasks.rings.simulate import PARAM_NAMES
 
 _IMAGE_NAME = re.compile(r"^ring_image_(\d+)\.png$")

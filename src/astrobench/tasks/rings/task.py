@@ -11,15 +11,40 @@ import torch
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.io import (
+    DataFormatError,
+    atomic_path,
+    read_json,
+    write_json_atomic,
+)
 from astrobench.core.task import RunContext, Task, cached
-from astrobench.core.training import (ClassificationTask, ConditionalDecoderTask, ConditionalVAETask,
-                                      RegressionTask, as_dataset, fit, load_weights, predict_batches, random_d4,
-                                      d4_average)
+from astrobench.core.training import (
+    ClassificationTask,
+    ConditionalDecoderTask,
+    ConditionalVAETask,
+    RegressionTask,
+    as_dataset,
+    d4_average,
+    fit,
+    load_weights,
+    predict_batches,
+    random_d4,
+)
+from astrobench.tasks.rings.data import (
+    RingSet,
+    load_ring_collection,
+    load_rings,
+    split_indices,
+)
+from astrobench.tasks.rings.models import (
+    CircleFit,
+    RingDecoder,
+    RingEncoder,
+    ring_classifier,
+    ring_regressor,
+)
 from astrobench.tasks.rings.simulate import PARAM_NAMES, SIMULATOR_VERSION
 from astrobench.tasks.rings.simulate import simulate as simulate_rings
-from astrobench.tasks.rings.data import RingSet, load_ring_collection, load_rings, split_indices
-from astrobench.tasks.rings.models import CircleFit, RingDecoder, RingEncoder, ring_classifier, ring_regressor
 
 PARAMS = PARAM_NAMES
 REL_ERR_PARAMS = ("radius", "thickness", "deformation")
