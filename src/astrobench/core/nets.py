@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -91,3 +92,108 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+# --- D4 group convolutions (Cohen & Welling 2016): exact on the pixel grid, no dependency -------------------
+#
+# D4 is the symmetry group of the square: 4 rotations by 90 degrees, each with or without a mirror flip.
+# Element g = 4 * flip + quarter_turns acts on an image by an optional left-right flip, then the rotation.
+# Feature maps of a group-convolutional layer are (B, C, 8, H, W): one copy per group element.
+
+D4_ORDER = 8
+
+
+def d4_transform(x: torch.Tensor, g: int) -> torch.Tensor:
+    """Apply D4 element ``g`` to the last two (square) dimensions of ``x``."""
+    flip, quarter_turns = divmod(int(g), 4)
+    if flip:
+        x = x.flip(-1)
+    return torch.rot90(x, quarter_turns, dims=(-2, -1))
+
+
+def _d4_tables() -> tuple[list[list[int]], list[int]]:
+    """Multiplication table ``mul[a][b]`` (apply b, then a) and inverses, read off an asymmetric test image."""
+    probe = torch.arange(9.0).reshape(3, 3)
+    images = [d4_transform(probe, g) for g in range(D4_ORDER)]
+    mul = [[next(c for c in range(D4_ORDER) if torch.equal(d4_transform(images[b], a), images[c]))
+            for b in range(D4_ORDER)] for a in range(D4_ORDER)]
+    inv = [next(b for b in range(D4_ORDER) if mul[a][b] == 0) for a in range(D4_ORDER)]
+    return mul, inv
+
+
+D4_MUL, D4_INV = _d4_tables()
+
+
+class D4LiftingConv(nn.Module):
+    """(B, C_in, H, W) -> (B, C_out, 8, H, W): the same filter in all 8 orientations ('same' padding)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, bias: bool = True):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("D4 convolutions need an odd kernel size (a centre pixel)")
+        self.weight = nn.Parameter(torch.empty(c_out, c_in, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_out, c_in, k, _ = self.weight.shape
+        filters = torch.stack([d4_transform(self.weight, g) for g in range(D4_ORDER)], dim=1)  # (C_out, 8, C_in, k, k)
+        bias = None if self.bias is None else self.bias.repeat_interleave(D4_ORDER)
+        out = F.conv2d(x, filters.reshape(c_out * D4_ORDER, c_in, k, k), bias, padding=k // 2)
+        return out.unflatten(1, (c_out, D4_ORDER))
+
+
+class D4GroupConv(nn.Module):
+    """(B, C_in, 8, H, W) -> (B, C_out, 8, H, W), equivariant: out(g) = sum_h f(h) * T_g W(g^-1 h)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, bias: bool = True):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("D4 convolutions need an odd kernel size (a centre pixel)")
+        self.weight = nn.Parameter(torch.empty(c_out, c_in, D4_ORDER, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+        # index[g][h] = g^-1 h: which of the filter's group slices meets input slice h for output element g
+        self.register_buffer("index", torch.tensor([[D4_MUL[D4_INV[g]][h] for h in range(D4_ORDER)]
+                                                    for g in range(D4_ORDER)]), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c_out, c_in, _, k, _ = self.weight.shape
+        filters = torch.stack([d4_transform(self.weight[:, :, self.index[g]], g) for g in range(D4_ORDER)], dim=1)
+        bias = None if self.bias is None else self.bias.repeat_interleave(D4_ORDER)
+        out = F.conv2d(x.flatten(1, 2), filters.reshape(c_out * D4_ORDER, c_in * D4_ORDER, k, k), bias,
+                       padding=k // 2)
+        return out.unflatten(1, (c_out, D4_ORDER))
+
+
+class D4MaxPool(nn.Module):
+    """2x2 max pooling of every group slice; equivariant for even image sizes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x.flatten(1, 2), 2).unflatten(1, x.shape[1:3])
+
+
+class D4ConvNet(nn.Module):
+    """D4-invariant CNN: lifting conv, group convs with max pooling, then a mean over group and positions.
+
+    Input (B, in_channels, S, S), S divisible by 2^(len(widths) - 1); output (B, n_outputs), unchanged (to
+    float rounding) when the input is rotated by 90 degrees or flipped. Batch norm shares its statistics over
+    the group axis, which keeps it equivariant.
+    """
+
+    def __init__(self, in_channels: int = 1, n_outputs: int = 1, widths: Sequence[int] = (6, 12, 24),
+                 head: Sequence[int] = (200, 100, 20), dropout: float = 0.1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, w in enumerate(widths):
+            conv = D4LiftingConv(c, w, bias=False) if i == 0 else D4GroupConv(c, w, bias=False)
+            layers += [conv, nn.BatchNorm3d(w), nn.ReLU()]
+            if i < len(widths) - 1:
+                layers.append(D4MaxPool())
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), mlp([c, *head, n_outputs], dropout=dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3, 4)))
