@@ -43,11 +43,22 @@ def _is_small_leaf(key: str) -> bool:
     return "_by_" in key or key.endswith("matrix")
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits, inside dicts and lists too."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (dict, list)):
-        return html.escape(json.dumps(value))
+        return html.escape(json.dumps(_rounded(value)))
     return html.escape(str(value))
 
 
