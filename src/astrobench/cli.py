@@ -22,7 +22,14 @@ SET_HELP = "Task option as key=value (repeatable; values are Python literals, ne
 
 
 def _devices(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
+    """Lightning's devices: a count, -1 (all), 'auto', or a comma-separated list of device indices."""
+    import re
+
+    if re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if value == "auto" or re.fullmatch(r"\d+(,\d+)*,?", value):
+        return value
+    raise AstrobenchError(f"--devices expects a number, -1, 'auto' or indices like 0,1; got {value!r}")
 
 
 @app.callback()
@@ -58,11 +65,15 @@ def simulate(
 
     if n < 1:
         raise AstrobenchError(f"--n must be >= 1, got {n}")
-    task_obj, options = get_task(task), parse_set(set_)
-    known = [p for p in inspect.signature(task_obj.simulate).parameters if p not in ("out", "n", "seed", "format")]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise AstrobenchError(f"unknown simulate option {unknown[0]!r} for {task}; known: {', '.join(known)}")
+    from astrobench.runner import apply_overrides
+
+    task_obj = get_task(task)
+    defaults = {name: p.default for name, p in inspect.signature(task_obj.simulate).parameters.items()
+                if name not in ("out", "n", "seed", "format")}
+    try:
+        options = apply_overrides(defaults, parse_set(set_), task)
+    except AstrobenchError as err:
+        raise AstrobenchError(f"simulate: {err}") from None
     path = task_obj.simulate(out, n=n, seed=seed, format=format, **options)
     typer.echo(str(path))
 
@@ -74,7 +85,7 @@ def run(
     quick: bool = typer.Option(False, "--quick", help="About a minute per task; numbers already mean something."),
     out: Path = typer.Option(Path("runs"), "--out", help="Runs go to OUT/TASK/NAME."),
     name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: a timestamp)."),
-    seed: int = typer.Option(0, "--seed", help="Fixes data, split and training."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Fixes data, split and training (default 0)."),
     devices: str = typer.Option("auto", "--devices", help="Devices per node for the Lightning Trainer."),
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP."),
     strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy, e.g. ddp."),
@@ -100,10 +111,10 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", help="Predictions table (CSV; default RUN_DIR/predictions.csv)."),
 ):
     """Apply a finished run's trained models to new data; write a table of predictions."""
-    from astrobench.core.io import ConfigError, read_json
+    from astrobench.core.io import ConfigError, read_run_config
     from astrobench.registry import get_task
 
-    config = read_json(run_dir / "config.json")
+    config = read_run_config(run_dir)
     out = out or run_dir / "predictions.csv"
     if out.exists():
         raise ConfigError(f"{out}: exists; choose another --out")

@@ -12,17 +12,13 @@ from typing import Any
 import lightning
 
 from astrobench import __version__
-from astrobench.core.io import (
-    ConfigError,
-    DataFormatError,
-    read_json,
-    write_json_atomic,
-)
+from astrobench.core.io import ConfigError, DataFormatError, read_run_config, write_json_atomic
+from astrobench.core.metrics import N_BOOT
 from astrobench.core.report import render_report
 from astrobench.core.task import RunContext
 from astrobench.registry import get_task, task_names
 
-ERROR_BARS = "bootstrap standard error over test objects (200 resamples)"
+ERROR_BARS = f"bootstrap standard error over test objects ({N_BOOT} resamples)"
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -41,7 +37,8 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any], task: str) -> dict[str, Any]:
+def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any], task: str) -> dict[str, Any]:
+    """``defaults`` updated by ``overrides``; unknown keys and values of the wrong type are a ConfigError."""
     options = dict(defaults)
     for key, value in overrides.items():
         if key not in defaults:
@@ -82,7 +79,7 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
         "data": None if data is None else str(Path(data).resolve()),
         "progress": progress,
         "trainer": {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes, "strategy": strategy},
-        "options": _apply_overrides(task.options(size), overrides, task_name),
+        "options": task.check_options(apply_overrides(task.options(size), overrides, task_name)),
     }
 
 
@@ -96,21 +93,27 @@ def new_run_dir(out: str | Path, task: str, name: str | None) -> Path:
 
 
 def run(task_name: str | None = None, data: str | Path | None = None, quick: bool = False,
-        out: str | Path = "runs", name: str | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
+        out: str | Path = "runs", name: str | None = None, seed: int | None = None,
+        overrides: dict[str, Any] | None = None,
         accelerator: str = "auto", devices: Any = "auto", num_nodes: int = 1, strategy: str = "auto",
         resume: str | Path | None = None, progress: bool = True) -> Path:
     """Run every experiment of a task into a new run folder (or continue ``resume``); return the folder."""
     if resume is not None:
         run_dir = Path(resume)
-        config = read_json(run_dir / "config.json")
+        config = read_run_config(run_dir)
         if task_name is not None and task_name != config["task"]:
             raise ConfigError(f"{run_dir} is a run of {config['task']!r}, not {task_name!r}")
+        if data is not None or quick or name is not None or seed is not None or overrides:
+            raise ConfigError("--resume continues a run with its own config.json; drop --data, --quick, --name, "
+                              "--seed and --set")
+        if (run_dir / "metrics.json").exists():
+            raise ConfigError(f"{run_dir} is finished (it has metrics.json); start a new run instead")
         config["progress"] = progress
     else:
         if task_name is None:
             raise ConfigError("name a task to run")
-        config = resolve_config(task_name, data, quick, seed, overrides, accelerator, devices, num_nodes, strategy,
-                                progress)
+        config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, accelerator, devices,
+                                num_nodes, strategy, progress)
         run_dir = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
     task = get_task(config["task"])

@@ -84,6 +84,27 @@ def test_simulate_writes_the_real_format_and_rejects_unknown_options(tmp_path, c
     assert main(["simulate", "rings", "--out", str(tmp_path / "r"), "--n", "4", "--set", "mode='n_ring'"]) == 0
     assert (tmp_path / "r" / "labels.txt").read_text().count("\n") == 4
     assert main(["simulate", "rings", "--out", str(tmp_path / "s"), "--n", "4", "--set", "colour=3"]) == 2
-    assert "unknown simulate option 'colour'" in capsys.readouterr().err
+    assert "unknown option 'colour'" in capsys.readouterr().err
     assert main(["simulate", "rings", "--out", str(tmp_path / "t"), "--n", "4", "--format", "jpg"]) == 2
     assert "unknown format 'jpg'" in capsys.readouterr().err
+
+
+def test_bad_hardware_and_option_values_are_one_line(tmp_path, capsys):
+    assert main(["run", "rings", "--out", str(tmp_path), "--devices", "abc"]) == 2
+    assert "--devices expects" in capsys.readouterr().err
+    assert main(["run", "rings", "--out", str(tmp_path), "--set", "n_classify=[10, 5]"]) == 2
+    assert "three positive integers" in capsys.readouterr().err
+    assert main(["run", "rings", "--out", str(tmp_path), "--set", "data_split=[0.5, 0.6, 0.6]"]) == 2
+    assert main(["simulate", "rings", "--out", str(tmp_path / "x"), "--set", "image_size=28.5"]) == 2
+    assert "expects an integer" in capsys.readouterr().err
+    assert not (tmp_path / "rings").exists()  # no orphan run folders
+
+
+def test_broken_run_folders_are_one_line(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("[1, 2]")
+    (tmp_path / "run" / "metrics.json").write_text('"nope"')
+    assert main(["predict", str(tmp_path / "run"), "--data", str(tmp_path)]) == 2
+    assert "not an astrobench run configuration" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "run"), "-o", str(tmp_path / "r.html")]) == 2
+    assert "not an astrobench metrics.json" in capsys.readouterr().err

@@ -7,12 +7,7 @@ import pytest
 
 from astrobench.cli import main
 from astrobench.core.io import DataFormatError
-from astrobench.tasks.rings import (
-    load_ring_collection,
-    load_rings,
-    simulate,
-    split_indices,
-)
+from astrobench.tasks.rings import RingSet, load_ring_collection, load_rings, simulate, split_indices, write_rings
 
 
 def test_png_and_npz_round_trip(tmp_path):
@@ -112,3 +107,28 @@ def test_split_is_disjoint_and_seeded():
     tr, va, te = split_indices(100, (0.7, 0.15, 0.15), seed=0)
     assert len(set(tr) | set(va) | set(te)) == 100 and len(tr) == 70
     np.testing.assert_array_equal(tr, split_indices(100, (0.7, 0.15, 0.15), seed=0)[0])
+
+
+def test_split_fractions_are_checked():
+    from astrobench.core.io import ConfigError
+
+    with pytest.raises(ConfigError, match="summing to 1"):
+        split_indices(100, (0.5, 0.6, 0.6), seed=0)
+    with pytest.raises(ConfigError, match="summing to 1"):
+        split_indices(100, (0.5, 0.5), seed=0)
+
+
+def test_npz_labels_get_the_same_checks_as_json(tmp_path):
+    params = np.array([[10, 10, -3, 0.5, 1.0]], dtype=float)
+    np.savez(tmp_path / "neg.npz", images=np.zeros((1, 28, 28), np.uint8), params=params)
+    with pytest.raises(DataFormatError, match="radius must be > 0"):
+        load_rings(tmp_path / "neg.npz")
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 28, 28), np.uint8), n_rings=np.zeros(0, int))
+    with pytest.raises(DataFormatError, match="N >= 1"):
+        load_rings(tmp_path / "empty.npz")
+
+
+def test_non_integer_labels_survive_a_round_trip(tmp_path):
+    ring_set = RingSet(np.zeros((1, 28, 28), np.uint8), params=np.array([[10.5, 9.0, 5.9, 0.5, 1.0]]))
+    back = load_rings(write_rings(ring_set, tmp_path / "r"))
+    np.testing.assert_allclose(back.params, ring_set.params)

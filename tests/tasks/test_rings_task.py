@@ -60,7 +60,11 @@ def test_resume_a_finished_run_reuses_its_models(smoke_run, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(smoke_run, copy)
-    (copy / "checkpoints" / "regress.cnn" / "model.pt").unlink()  # regress was interrupted after its checkpoint
+    assert main(["run", "--resume", str(copy), "--no-progress"]) == 2  # a finished run is never rewritten
+    # as if killed while training regress: after its last checkpoint, before model.pt and metrics.json
+    (copy / "checkpoints" / "regress.cnn" / "model.pt").unlink()
+    (copy / "metrics.json").unlink()
+    assert main(["run", "--resume", str(copy), "--set", "max_epochs=3"]) == 2  # options come from config.json
     assert main(["run", "--resume", str(copy), "--no-progress"]) == 0
     before = json.loads((smoke_run / "metrics.json").read_text())["results"]
     after = json.loads((copy / "metrics.json").read_text())["results"]
@@ -98,7 +102,7 @@ def test_run_on_reference_folder_runs_the_experiments_its_labels_allow(rings_ref
 
 
 def _fit_quietly(module, train, val, path, epochs):
-    cfg = TrainConfig(max_epochs=epochs, batch_size=128, lr=2e-3, patience=10, progress=False, accelerator="cpu",
+    cfg = TrainConfig(max_epochs=epochs, batch_size=128, patience=10, progress=False, accelerator="cpu",
                       devices=1)
     return fit(module, train, val, path, cfg)
 

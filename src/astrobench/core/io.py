@@ -58,11 +58,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
@@ -73,8 +68,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _finite_or_null(obj: Any) -> Any:
+    """NaN and infinities become null: strict JSON has no such numbers."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    text = json.dumps(_finite_or_null(obj), indent=2, default=_json_default, allow_nan=False)
+    write_text_atomic(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -102,8 +109,9 @@ def config_key(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def require_file(path: str | os.PathLike, what: str = "file") -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise DataFormatError(path, f"{what} not found")
-    return path
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """A run folder's config.json, checked to be a run configuration."""
+    config = read_json(Path(run_dir) / "config.json")
+    if not isinstance(config, dict) or "task" not in config or "options" not in config:
+        raise DataFormatError(Path(run_dir) / "config.json", "not an astrobench run configuration")
+    return config

@@ -6,8 +6,10 @@ from typing import Callable
 
 import numpy as np
 
+N_BOOT = 200  # bootstrap resamples behind every ``_err``
 
-def bootstrap(stat: Callable[..., float], *arrays: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+
+def bootstrap(stat: Callable[..., float], *arrays: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
     """``stat(*arrays)`` and its bootstrap standard error over objects (rows of the arrays)."""
     value = float(stat(*arrays))
     n = len(arrays[0])

@@ -67,6 +67,8 @@ def _run_section(run_dir: Path, anchors: dict[str, dict]) -> str:
     if not metrics_path.exists():
         raise DataFormatError(run_dir, "not a finished run folder (no metrics.json)")
     m = read_json(metrics_path)
+    if not isinstance(m, dict) or not isinstance(m.get("results"), dict):
+        raise DataFormatError(metrics_path, "not an astrobench metrics.json (no results)")
     parts = [f"<h2>{html.escape(m.get('task', '?'))} &mdash; {html.escape(run_dir.name)}</h2>"]
     data = m.get("data", {})
     parts.append(f"<p class='meta'>data: {html.escape(json.dumps(data))}<br>seconds: "
@@ -96,7 +98,8 @@ def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench repo
     sections = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
-        task_name = read_json(run_dir / "metrics.json").get("task") if (run_dir / "metrics.json").exists() else None
+        metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+        task_name = metrics.get("task") if isinstance(metrics, dict) else None
         anchors = get_task(task_name).anchors if task_name else {}
         sections.append(_run_section(run_dir, anchors))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,17 +51,15 @@ class RunContext:
         return self.run_dir / "checkpoints" / f"{experiment}.{method}"
 
     def train_config(self, **overrides) -> TrainConfig:
-        """Training budget from the task options (``max_epochs``, ``batch_size``, ``lr``, ``patience``) and the
-        hardware options of the command line."""
+        """Training budget from the task options (``max_epochs``, ``batch_size``, ``patience``) and the hardware
+        options of the command line; ``overrides`` must name TrainConfig fields."""
         opts, hw = self.options, self.config["trainer"]
         cfg = TrainConfig(
-            max_epochs=opts.get("max_epochs", 20), batch_size=opts.get("batch_size", 128), lr=opts.get("lr", 1e-3),
+            max_epochs=opts.get("max_epochs", 20), batch_size=opts.get("batch_size", 128),
             patience=opts.get("patience", 5), seed=self.seed, accelerator=hw["accelerator"], devices=hw["devices"],
             num_nodes=hw["num_nodes"], strategy=hw["strategy"], progress=self.progress,
         )
-        for key, value in overrides.items():
-            setattr(cfg, key, value)
-        return cfg
+        return dataclasses.replace(cfg, **overrides)
 
     @contextmanager
     def timer(self, phase: str) -> Iterator[None]:
@@ -85,12 +85,17 @@ def cached(task: str, version: str, key: dict[str, Any], build: Callable[[Path],
     target = folder / filename
     if target.exists():
         return target
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    build(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))  # private to this process
+    try:
+        build(tmp)
+        shutil.rmtree(folder, ignore_errors=True)  # a stale incomplete folder (no target inside)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another run finished the same build first: use theirs
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -106,6 +111,10 @@ class Task:
     def options(self, size: str) -> dict[str, Any]:
         """Every task option with its default at ``size`` (smoke, quick or full)."""
         raise NotImplementedError
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Check option values beyond their types (ranges, list lengths); raise ConfigError. Returns ``options``."""
+        return options
 
     def simulate(self, out: str | Path, n: int, seed: int = 0, format: str | None = None, **options) -> Path:
         raise NotImplementedError

@@ -29,17 +29,16 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from astrobench.core.io import write_json_atomic
+from astrobench.core.io import DataFormatError, atomic_path, write_json_atomic
+from astrobench.core.nets import D4_ORDER, d4_transform
 
 
 @dataclass
 class TrainConfig:
-    """Training budget and hardware; every field is a plain value so it lands in config.json."""
+    """Training budget and hardware for :func:`fit` (the optimiser's settings belong to the task module)."""
 
     max_epochs: int = 20
     batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
     patience: int = 5
     seed: int = 0
     accelerator: str = "auto"
@@ -55,23 +54,18 @@ def random_d4(x: torch.Tensor) -> torch.Tensor:
 
     Exact on the pixel grid (no interpolation); draws from torch's global generator, so it follows the seed.
     """
-    flip = torch.rand(x.shape[0], device=x.device) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    k = torch.randint(0, 4, (x.shape[0],), device=x.device)
+    element = torch.randint(0, D4_ORDER, (x.shape[0],), device=x.device)
     out = x.clone()
-    for quarter in range(1, 4):
-        sel = k == quarter
-        if sel.any():
-            out[sel] = torch.rot90(x[sel], quarter, dims=(-2, -1))
+    for g in range(1, D4_ORDER):
+        chosen = element == g
+        if chosen.any():
+            out[chosen] = d4_transform(x[chosen], g)
     return out
 
 
 def d4_views(x: torch.Tensor) -> list[torch.Tensor]:
-    """The 8 rotations and flips of a (B, C, H, W) batch."""
-    views = []
-    for flipped in (x, x.flip(-1)):
-        views += [torch.rot90(flipped, k, dims=(-2, -1)) for k in range(4)]
-    return views
+    """The 8 rotations and flips of a (B, C, H, W) batch, in the order of :func:`~astrobench.core.nets.d4_transform`."""
+    return [d4_transform(x, g) for g in range(D4_ORDER)]
 
 
 def d4_average(fn):
@@ -259,7 +253,6 @@ class LossHistory(Callback):
 class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     epochs: int = 0
-    seconds: float = 0.0
     resumed: bool = False
 
 
@@ -277,15 +270,13 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     and ``history.json``. With ``resume=True`` a finished model is reloaded instead of retrained, and an
     unfinished one continues from ``last.ckpt``.
     """
-    import time
-
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final, history_path = ckpt_dir / "model.pt", ckpt_dir / "history.json"
     if resume and final.exists() and history_path.exists():
         load_weights(module, final)
         history = json.loads(history_path.read_text())
-        return FitResult(history, len(history["epoch"]), 0.0, resumed=True)
+        return FitResult(history, len(history["epoch"]), resumed=True)
 
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -306,17 +297,16 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     )
     last = ckpt_dir / "last.ckpt"
     ckpt_path = last if resume and last.exists() else None
-    start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
-    seconds = time.perf_counter() - start
     if best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     module.cpu().eval()
     if trainer.is_global_zero:
-        torch.save(module.state_dict(), final)
         write_json_atomic(history_path, history.history)
-    return FitResult(history.history, len(history.history["epoch"]), seconds, resumed=ckpt_path is not None)
+        with atomic_path(final) as tmp:  # model.pt marks a finished model: never half-written
+            torch.save(module.state_dict(), tmp)
+    return FitResult(history.history, len(history.history["epoch"]), resumed=ckpt_path is not None)
 
 
 def _quiet_lightning() -> None:
@@ -334,7 +324,11 @@ def _quiet_lightning() -> None:
 
 def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
     """Load a ``model.pt`` written by :func:`fit` (``weights_only=True``: no code runs from the file)."""
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataFormatError(path, f"cannot load these weights into the model ({first_line})") from None
     return module.eval()
 
 

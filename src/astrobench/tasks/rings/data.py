@@ -68,9 +68,16 @@ class RingSet:
         return (self.images.astype(np.float32) / 255.0)[:, None]
 
 
+def _number(value: float) -> int | float:
+    """Integers as the tutorial writes them (centre and radius are whole pixels there), other values as floats."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
 def write_rings(ring_set: RingSet, out: str | Path, format: str = "png") -> Path:
     """Write ``ring_set`` as a tutorial folder (``png``) or one ``npz`` file; never overwrites data."""
     out = Path(out)
+    if format == "png" and out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; choose a new --out")
     if format == "png":
         from PIL import Image
 
@@ -83,7 +90,7 @@ def write_rings(ring_set: RingSet, out: str | Path, format: str = "png") -> Path
             write_text_atomic(out / "labels.txt", "".join(f"{int(n)}\n" for n in ring_set.n_rings))
         if ring_set.params is not None:
             labels = [
-                {"center": [int(p[0]), int(p[1])], "radius": int(p[2]), "thickness": float(p[3]),
+                {"center": [_number(p[0]), _number(p[1])], "radius": _number(p[2]), "thickness": float(p[3]),
                  "deformation": float(p[4])}
                 for p in ring_set.params
             ]
@@ -155,14 +162,19 @@ def _read_params(path: Path) -> np.ndarray:
                 path, f"entry {i}: expected {{'center': [x, y], 'radius', 'thickness', 'deformation'}} numbers"
             ) from None
         rows.append(row)
-    params = np.asarray(rows, dtype=np.float64)
+    return _check_params(path, np.asarray(rows, dtype=np.float64))
+
+
+def _check_params(path: Path, params: np.ndarray) -> np.ndarray:
+    """The same label checks for every format: finite, radius > 0, thickness and deformation >= 0."""
     bad = ~np.isfinite(params).all(axis=1)
     if bad.any():
         raise DataFormatError(path, f"entry {int(np.argmax(bad))}: NaN or infinite label")
     if (params[:, 2] <= 0).any():
         raise DataFormatError(path, f"entry {int(np.argmax(params[:, 2] <= 0))}: radius must be > 0")
     if (params[:, 3:] < 0).any():
-        raise DataFormatError(path, "thickness and deformation must be >= 0")
+        raise DataFormatError(path, f"entry {int(np.argmax((params[:, 3:] < 0).any(axis=1)))}: thickness and "
+                                    "deformation must be >= 0")
     return params
 
 
@@ -204,8 +216,8 @@ def _load_npz(path: Path, require_labels: bool = True) -> RingSet:
     if "images" not in arrays:
         raise DataFormatError(path, "no 'images' array")
     images = arrays["images"]
-    if images.ndim != 3 or images.shape[1] != images.shape[2]:
-        raise DataFormatError(path, f"'images' must be (N, S, S), got {images.shape}")
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or len(images) == 0:
+        raise DataFormatError(path, f"'images' must be (N, S, S) with N >= 1, got {images.shape}")
     if not np.issubdtype(images.dtype, np.integer) or images.min() < 0 or images.max() > 255:
         raise DataFormatError(path, "'images' must be integers in [0, 255]")
     n_rings, params = arrays.get("n_rings"), arrays.get("params")
@@ -216,8 +228,8 @@ def _load_npz(path: Path, require_labels: bool = True) -> RingSet:
             raise DataFormatError(path, f"labels do not match the images: {len(lab)} '{name}' for {len(images)} images")
     if params is not None and (params.ndim != 2 or params.shape[1] != len(PARAM_NAMES)):
         raise DataFormatError(path, f"'params' must be (N, 5): {', '.join(PARAM_NAMES)}")
-    if params is not None and not np.isfinite(params).all():
-        raise DataFormatError(path, "'params' has NaN or infinite values")
+    if params is not None:
+        _check_params(path, params.astype(np.float64))
     if n_rings is not None and (n_rings < 1).any():
         raise DataFormatError(path, "'n_rings' must be >= 1")
     return RingSet(images.astype(np.uint8), n_rings, None if params is None else params.astype(np.float64),
@@ -257,11 +269,18 @@ def load_ring_collection(path: str | Path) -> dict[str, RingSet]:
     return collection
 
 
-def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> tuple[np.ndarray, ...]:
-    """Seeded random train/val/test index split; every image is its own object, so nothing leaks."""
+def split_indices(n: int, fractions, seed: int) -> tuple[np.ndarray, ...]:
+    """Seeded random train/val/test index split; every image is its own object, so nothing leaks.
+
+    ``fractions`` are three non-negative numbers (train, val, test) summing to 1.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(f"data_split must be three non-negative fractions summing to 1, got {list(fractions)}")
     if n < 3:
         raise ConfigError(f"need at least 3 images to split, got {n}")
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(fractions[1] * n)))
     n_test = max(1, int(round(fractions[2] * n)))
+    if n - n_val - n_test < 1:
+        raise ConfigError(f"data_split {list(fractions)} leaves no training images out of {n}")
     return order[: n - n_val - n_test], order[n - n_val - n_test : n - n_test], order[n - n_test :]

@@ -88,6 +88,7 @@ class CircleFit:
 
     def __init__(self):
         self.offset_ = None
+        self.fallback_ = None
 
     @staticmethod
     def _raw_fit(images: np.ndarray) -> np.ndarray:
@@ -105,11 +106,11 @@ class CircleFit:
     def fit(self, images: np.ndarray, params: np.ndarray) -> "CircleFit":
         raw = self._raw_fit(images)
         self.offset_ = np.nanmean(params[:, :3] - raw, axis=0)
+        self.fallback_ = np.nanmean(params[:, :3], axis=0)  # the answer for an image without lit pixels
         return self
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         if self.offset_ is None:
             raise RuntimeError("CircleFit is not fitted")
-        raw = self._raw_fit(images)
-        # an image without lit pixels gets the mean training-set answer instead of NaN
-        return np.where(np.isnan(raw), np.nan_to_num(np.nanmean(raw, axis=0)), raw) + self.offset_
+        pred = self._raw_fit(images) + self.offset_
+        return np.where(np.isnan(pred), self.fallback_, pred)

@@ -11,12 +11,7 @@ import torch
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import (
-    DataFormatError,
-    atomic_path,
-    read_json,
-    write_json_atomic,
-)
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import (
     ClassificationTask,
@@ -46,7 +41,6 @@ from astrobench.tasks.rings.models import (
 from astrobench.tasks.rings.simulate import PARAM_NAMES, SIMULATOR_VERSION
 from astrobench.tasks.rings.simulate import simulate as simulate_rings
 
-PARAMS = PARAM_NAMES
 REL_ERR_PARAMS = ("radius", "thickness", "deformation")
 TARGET = "target (issue #2)"
 # PIL's pixel i covers [i, i + 1) of the label coordinates; matplotlib's imshow centres pixel i on i.
@@ -90,6 +84,7 @@ class RingsTask(Task):
             "lr": 1e-3,
             "patience": 8,
             "widths": [16, 32, 64],
+            "circle_fit_max_train": 5000,
             "pca_components": 50,
             "svm_c": 10.0,
             "svm_max_train": 10000,
@@ -100,6 +95,35 @@ class RingsTask(Task):
             "cvae_beta": 3.0,
             "decoder_width": 32,
         }
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        def fail(key, expected):
+            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
+
+        for key in ("n_classify", "n_classify_n", "n_single"):
+            value = options[key]
+            if len(value) != 3 or not all(isinstance(v, int) and v >= 1 for v in value):
+                fail(key, "three positive integers [train, val, test]")
+        for key in ("max_epochs", "regress_max_epochs", "gen_max_epochs", "batch_size", "n_c2st", "n_clusters",
+                    "n_generate_train", "cvae_latent_dim", "decoder_width", "pca_components", "svm_max_train",
+                    "circle_fit_max_train", "dbscan_min_samples"):
+            if options[key] < 1:
+                fail(key, "a positive integer")
+        for key in ("lr", "svm_c", "dbscan_eps", "cvae_beta"):
+            if not options[key] > 0:
+                fail(key, "positive")
+        if options["patience"] < 0:
+            fail("patience", ">= 0")
+        if not 16 <= options["image_size"] or options["image_size"] % 4:
+            fail("image_size", "a multiple of 4, at least 16")
+        if not 1 <= options["max_rings"] <= 10:
+            fail("max_rings", "in [1, 10]")
+        if not options["widths"] or not all(isinstance(w, int) and w >= 1 for w in options["widths"]):
+            fail("widths", "a list of positive integers")
+        split = options["data_split"]
+        if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
+            fail("data_split", "three non-negative fractions summing to 1")
+        return options
 
     # --- data -------------------------------------------------------------------------------------------
 
@@ -116,6 +140,7 @@ class RingsTask(Task):
                                 max_rings=max_rings, image_size=key["image_size"])
 
         path = cached(self.name, SIMULATOR_VERSION, key, build, "rings.npz")
+        ctx.data_info.setdefault("path", {})[f"{mode}_{max_rings}"] = str(path)
         return load_rings(path)
 
     def _splits(self, ctx: RunContext) -> dict[str, tuple[RingSet, RingSet, RingSet]]:
@@ -188,8 +213,8 @@ class RingsTask(Task):
     def _classify(self, ctx: RunContext, experiment: str, train: RingSet, val: RingSet, test: RingSet,
                   with_svm: bool) -> dict[str, Any]:
 
-        n_classes = int(max(train.n_rings.max(), val.n_rings.max(), test.n_rings.max()))
-        labels = list(range(1, n_classes + 1))
+        n_classes = int(train.n_rings.max())  # the network knows the classes its training set has
+        labels = list(range(1, max(n_classes, int(test.n_rings.max())) + 1))
         module, res = self._train_classifier(ctx, experiment, train, val, n_classes)
         with ctx.timer("evaluate"):
             pred = predict_batches(self._class_probabilities(module, ctx.options["augment_d4"]),
@@ -258,11 +283,11 @@ class RingsTask(Task):
                 len(set(dbscan.fit_predict(np.argwhere(img > 0))) - {-1}) if (img > 0).any() else 0
                 for img in sub.images
             ])
-        means, errs, exact = {}, {}, {}
+        means, errs, exact, exact_errs = {}, {}, {}, {}
         for n in np.unique(sub.n_rings):
             sel = sub.n_rings == n
             means[str(n)], errs[str(n)] = M.bootstrap(np.mean, found[sel], seed=ctx.seed)
-            exact[str(n)] = float(np.mean(found[sel] == n))
+            exact[str(n)], exact_errs[str(n)] = M.bootstrap(np.mean, found[sel] == n, seed=ctx.seed)
         fig, ax = plots.plt.subplots(figsize=(4.8, 3.6))
         ns = np.unique(sub.n_rings)
         ax.violinplot([found[sub.n_rings == n] for n in ns], positions=ns, showmeans=True)
@@ -273,7 +298,8 @@ class RingsTask(Task):
         ax.legend()
         plots.save_figure(fig, ctx.figures / "clusters_found_vs_true.png")
         return {"dbscan": {"mean_clusters_by_n": means, "mean_clusters_by_n_err": errs,
-                           "exact_fraction_by_n": exact, "n_images": int(len(sub))}}
+                           "exact_fraction_by_n": exact, "exact_fraction_by_n_err": exact_errs,
+                           "n_images": int(len(sub))}}
 
     def _regress(self, ctx: RunContext, train: RingSet, val: RingSet, test: RingSet):
         opts = ctx.options
@@ -289,11 +315,12 @@ class RingsTask(Task):
         plots.loss_curves(res.history, "regress cnn", ctx.figures / "loss_regress_cnn.png")
         with ctx.timer("evaluate"):
             pred = predict_batches(lambda x: module.predict_physical(x)[0], test.as_float())
-        results = {"cnn": {"epochs": res.epochs, **self._regression_metrics(test.params, pred, PARAMS, ctx.seed)}}
+        results = {"cnn": {"epochs": res.epochs, **self._regression_metrics(test.params, pred, PARAM_NAMES, ctx.seed)}}
         with ctx.timer("fit"):
-            circle = CircleFit().fit(train.images[:5000], train.params[:5000])
+            n_fit = opts["circle_fit_max_train"]
+            circle = CircleFit().fit(train.images[:n_fit], train.params[:n_fit])
         with ctx.timer("evaluate"):
-            results["circle_fit"] = self._regression_metrics(test.params, circle.predict(test.images), PARAMS[:3],
+            results["circle_fit"] = self._regression_metrics(test.params, circle.predict(test.images), PARAM_NAMES[:3],
                                                              ctx.seed)
         self._regression_figures(ctx, test, pred)
         return module, results
@@ -315,7 +342,7 @@ class RingsTask(Task):
         plt = plots.plt
         rel = (test.params - pred) / test.params
         fig, axes = plt.subplots(1, 5, figsize=(16, 3))
-        for j, (ax, p) in enumerate(zip(axes, PARAMS)):
+        for j, (ax, p) in enumerate(zip(axes, PARAM_NAMES)):
             lo, hi = np.percentile(rel[:, j], [1, 99])
             ax.hist(rel[:, j], bins=60, range=(lo, hi), color="C0")
             ax.set_xlabel(f"({p} true - pred) / true")
@@ -327,8 +354,8 @@ class RingsTask(Task):
         for i in range(5):
             for j in range(5):
                 ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(5), PARAMS, rotation=45)
-        ax.set_yticks(range(5), PARAMS)
+        ax.set_xticks(range(5), PARAM_NAMES, rotation=45)
+        ax.set_yticks(range(5), PARAM_NAMES)
         fig.colorbar(im, ax=ax, label="correlation of errors")
         plots.save_figure(fig, ctx.figures / "regress_error_correlation.png")
 
@@ -425,7 +452,7 @@ class RingsTask(Task):
                 module = load_weights(RegressionTask(ring_regressor(meta["image_size"], meta["widths"]),
                                                      np.zeros(5), np.ones(5)), weights)
                 pred = predict_batches(lambda x: module.predict_physical(x)[0], ring_set.as_float())
-                for j, p in enumerate(PARAMS):
+                for j, p in enumerate(PARAM_NAMES):
                     columns[f"{experiment}_cnn_{p}"] = pred[:, j]
         with atomic_path(out) as tmp:
             with open(tmp, "w", newline="") as fh:
