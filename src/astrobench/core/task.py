@@ -47,6 +47,14 @@ class RunContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def seed_model(self, experiment: str, method: str) -> None:
+        """Seed torch before building one experiment's model, from the run seed and the model's name, so its
+        initialisation does not depend on which experiments ran before it."""
+        import lightning
+
+        lightning.seed_everything(int(config_key({"seed": self.seed, "model": f"{experiment}.{method}"}), 16) % 2**31,
+                                  verbose=False)
+
     def checkpoint_dir(self, experiment: str, method: str) -> Path:
         return self.run_dir / "checkpoints" / f"{experiment}.{method}"
 

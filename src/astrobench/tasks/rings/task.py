@@ -196,6 +196,7 @@ class RingsTask(Task):
 
     def _train_classifier(self, ctx, experiment, train, val, n_classes):
         # The number of rings does not change under rotations and flips: train on all 8 views of each image.
+        ctx.seed_model(experiment, "cnn")
         module = ClassificationTask(ring_classifier(n_classes, ctx.options["image_size"], ctx.options["widths"]),
                                     lr=ctx.options["lr"], augment=random_d4 if ctx.options["augment_d4"] else None)
         ckpt = ctx.checkpoint_dir(experiment, "cnn")
@@ -303,6 +304,7 @@ class RingsTask(Task):
 
     def _regress(self, ctx: RunContext, train: RingSet, val: RingSet, test: RingSet):
         opts = ctx.options
+        ctx.seed_model("regress", "cnn")
         module = RegressionTask(ring_regressor(opts["image_size"], opts["widths"]), train.params.mean(0),
                                 train.params.std(0), lr=opts["lr"])
         ckpt = ctx.checkpoint_dir("regress", "cnn")
@@ -374,6 +376,7 @@ class RingsTask(Task):
         train_ds = as_dataset(train.params, train.as_float())
         val_ds = as_dataset(val.params, val.as_float())
         latent = opts["cvae_latent_dim"]
+        ctx.seed_model("generate", "decoder_and_cvae")
         generators = {
             "decoder": ConditionalDecoderTask(RingDecoder(0, mean, std, opts["image_size"], opts["decoder_width"]),
                                               lr=opts["lr"]),
