@@ -9,6 +9,7 @@ from astrobench.core.task import Task
 
 TASKS: dict[str, str] = {
     "rings": "astrobench.tasks.rings.task:RingsTask",
+    "cluster_mass": "astrobench.tasks.cluster_mass.task:ClusterMassTask",
 }
 
 

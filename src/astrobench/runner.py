@@ -128,7 +128,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
         "data": ctx.data_info,
         "results": results,
         "seconds": ctx.seconds,
-        "error_bars": ERROR_BARS,
+        "error_bars": ctx.error_bars or ERROR_BARS,
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
     render_report([run_dir], run_dir / "report.html", title=f"astrobench {task.name}: {run_dir.name}")

@@ -28,6 +28,7 @@ class RunContext:
     resume: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     data_info: dict[str, Any] = field(default_factory=dict)
+    error_bars: str | None = None  # what the ``_err`` values are, when not the default bootstrap over test objects
 
     @property
     def options(self) -> dict[str, Any]:

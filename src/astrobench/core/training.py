@@ -136,8 +136,8 @@ class RegressionTask(_TaskModule):
     """
 
     def __init__(self, backbone: nn.Module, target_mean, target_std, loss: str = "mse", lr: float = 1e-3,
-                 weight_decay: float = 1e-4):
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 1e-4, augment=None):
+        super().__init__(lr, weight_decay, augment)
         if loss not in ("mse", "moment"):
             raise ValueError(f"unknown regression loss {loss!r}")
         self.backbone = backbone

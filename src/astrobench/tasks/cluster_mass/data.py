@@ -1,0 +1,240 @@
+"""Reader and writer of the school's cluster-image format, with validation, rebinning and cluster-wise splits.
+
+Format (``cluster_TNG_data.fits``, Ntampaka et al. 2019 as used by the school)
+-----------------------------------------------------------------------------
+- HDU 0: empty primary.
+- HDU 1: image cube (N, npix, npix) of 0.5-2 keV photon counts.
+- HDU 2: table with one row per image: ``log_M500`` (log10 M500c in Msun/h), ``train``, ``validate``, ``test``
+  (booleans or 0/1), and optionally ``cluster_id`` (projections of one cluster share it). astrobench's simulator
+  adds ``projection``, ``core_state``, ``r500_kpc``, ``log_lx_total_erg_s``, ``log_lx_core_excised_erg_s`` and
+  header keywords (``REDSHIFT``, ``PIXARCS``, ``KPCPIX``, ``EXPOSURE``) that the loader reads when present.
+
+Without ``cluster_id`` an image is its own group: the file's flags are the only safe split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path
+
+REQUIRED_COLUMNS = ("log_M500", "train", "validate", "test")
+SPLIT_COLUMNS = ("train", "validate", "test")
+HEADER_KEYS = {"REDSHIFT": "redshift", "PIXARCS": "pixel_arcsec", "KPCPIX": "kpc_per_pixel",
+               "EXPOSURE": "exposure_s"}
+
+
+@dataclass
+class ClusterImages:
+    """Cluster images with their labels.
+
+    images : (N, S, S) float32 photon counts.
+    log_m500 : (N,) log10 M500c [Msun/h].
+    flags : {"train"|"validate"|"test": (N,) bool}, the file's own split.
+    cluster_id : (N,) int or None (then every image counts as its own cluster).
+    meta : header facts (redshift, pixel_arcsec, kpc_per_pixel, exposure_s) where the file has them.
+    columns : further table columns (e.g. r500_kpc, core_state), as arrays.
+    """
+
+    images: np.ndarray
+    log_m500: np.ndarray
+    flags: dict[str, np.ndarray]
+    cluster_id: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = "memory"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The cluster of each image (the image index itself when the file has no cluster_id)."""
+        return self.cluster_id if self.cluster_id is not None else np.arange(len(self))
+
+    def subset(self, index) -> "ClusterImages":
+        return ClusterImages(self.images[index], self.log_m500[index], {k: v[index] for k, v in self.flags.items()},
+                             None if self.cluster_id is None else self.cluster_id[index], dict(self.meta),
+                             {k: v[index] for k, v in self.columns.items()}, self.source)
+
+    def rebinned(self, image_size: int) -> "ClusterImages":
+        """The same images summed into ``image_size``-pixel blocks (counts are conserved)."""
+        factor = rebin_factor(self.image_size, image_size, self.source)
+        if factor == 1:
+            return self
+        s = self.image_size // factor
+        images = self.images.reshape(len(self), s, factor, s, factor).sum(axis=(2, 4), dtype=np.float32)
+        meta = dict(self.meta)
+        for key in ("pixel_arcsec", "kpc_per_pixel"):
+            if key in meta:
+                meta[key] = meta[key] * factor
+        return ClusterImages(images, self.log_m500, self.flags, self.cluster_id, meta, self.columns, self.source)
+
+
+def rebin_factor(have: int, want: int, source: str = "data") -> int:
+    if want > have or have % want:
+        raise DataFormatError(source, f"images are {have} px, which cannot be binned to image_size={want} "
+                              f"(choose a divisor of {have})")
+    return have // want
+
+
+def write_cluster_fits(path: str | Path, obs, split=(0.7, 0.15, 0.15), seed: int = 0,
+                       pixel_arcsec: float | None = None) -> Path:
+    """Write :class:`~astrobench.tasks.cluster_mass.simulate.MockObservations` in the school's FITS format,
+    with train/validate/test flags assigned by cluster."""
+    from astropy.io import fits
+
+    from astrobench.tasks.cluster_mass.simulate import (
+        CORE_STATES,
+        PARAMETERS,
+        SIMULATOR_VERSION,
+        hubble_h,
+        kpc_per_arcsec,
+    )
+
+    cat = obs.catalogue
+    part = split_clusters(len(cat), split, seed)[obs.cluster]
+    p = PARAMETERS
+    pixel_arcsec = pixel_arcsec or p.pixel_arcsec
+    table = fits.BinTableHDU.from_columns([
+        fits.Column("log_M500", "D", array=cat.log_m500[obs.cluster], unit="log10(Msun/h)"),
+        *[fits.Column(name, "L", array=part == k) for k, name in enumerate(SPLIT_COLUMNS)],
+        fits.Column("cluster_id", "J", array=obs.cluster),
+        fits.Column("projection", "J", array=obs.projection),
+        fits.Column("core_state", "12A", array=np.array(CORE_STATES)[cat.state[obs.cluster]]),
+        fits.Column("r500_kpc", "D", array=cat.r500_kpc[obs.cluster], unit="kpc"),
+        fits.Column("log_lx_total_erg_s", "D", array=cat.log_lx_total[obs.cluster], unit="log10(erg/s)"),
+        fits.Column("log_lx_core_excised_erg_s", "D", array=cat.log_lx_core_excised[obs.cluster],
+                    unit="log10(erg/s)"),
+    ])
+    cube = fits.ImageHDU(obs.images.astype(np.int32), name="COUNTS")
+    cube.header["BUNIT"] = ("count", "0.5-2 keV photon counts")
+    for key, value, comment in (
+        ("REDSHIFT", p.redshift, "cluster redshift"),
+        ("PIXARCS", pixel_arcsec, "pixel size [arcsec]"),
+        ("KPCPIX", pixel_arcsec * kpc_per_arcsec(p.redshift), "pixel size [kpc] (Planck15)"),
+        ("EXPOSURE", p.exposure_s, "exposure [s]"),
+        ("HUBBLEH", hubble_h(), "h of the Msun/h masses"),
+        ("SIMVER", SIMULATOR_VERSION, "astrobench cluster_mass simulator version"),
+    ):
+        cube.header[key] = (value, comment)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fits.HDUList([fits.PrimaryHDU(), cube, table]).writeto(tmp, overwrite=True)
+    return path
+
+
+def split_clusters(n_clusters: int, fractions=(0.7, 0.15, 0.15), seed: int = 0) -> np.ndarray:
+    """(n_clusters,) split index 0 = train, 1 = validate, 2 = test, from a seeded permutation of clusters."""
+    fractions = np.asarray(fractions, dtype=float)
+    if len(fractions) != 3 or (fractions < 0).any() or abs(fractions.sum() - 1.0) > 1e-6:
+        raise ConfigError(f"split must be three non-negative fractions summing to 1, got {list(fractions)}")
+    order = np.random.default_rng(seed).permutation(n_clusters)
+    cuts = np.round(np.cumsum(fractions)[:2] * n_clusters).astype(int)
+    part = np.empty(n_clusters, dtype=int)
+    for k, chunk in enumerate(np.split(order, cuts)):
+        part[chunk] = k
+    return part
+
+
+def cluster_folds(groups: np.ndarray, k: int, val_fraction: float, seed: int) -> list[dict[str, np.ndarray]]:
+    """k folds over clusters: each fold's test set is one k-th of the clusters, its validation set a fraction
+    ``val_fraction`` of the remaining clusters, and the rest trains. Returns image indices per part."""
+    from sklearn.model_selection import GroupKFold
+
+    unique = np.unique(groups)
+    if k < 2 or k > len(unique):
+        raise ConfigError(f"k_folds must be between 2 and the number of clusters ({len(unique)}), got {k}")
+    rng = np.random.default_rng(seed)
+    # GroupKFold balances fold sizes deterministically; shuffling the labels first randomises the folds.
+    relabel = dict(zip(unique, rng.permutation(len(unique))))
+    shuffled = np.array([relabel[g] for g in groups])
+    folds = []
+    for rest, test in GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=shuffled):
+        rest_clusters = np.unique(shuffled[rest])
+        n_val = max(1, int(round(val_fraction * len(rest_clusters))))
+        val_clusters = rng.choice(rest_clusters, size=n_val, replace=False)
+        is_val = np.isin(shuffled[rest], val_clusters)
+        folds.append({"train": rest[~is_val], "val": rest[is_val], "test": test})
+    return folds
+
+
+def load_cluster_fits(path: str | Path) -> ClusterImages:
+    """Read and validate a ``cluster_TNG_data.fits``-format file; any problem raises DataFormatError."""
+    from astropy.io import fits
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "cluster_TNG_data.fits"
+    if not path.exists():
+        raise DataFormatError(path, "file not found")
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            hdus.verify("exception")
+            if len(hdus) < 3:
+                raise DataFormatError(path, f"expected an empty primary HDU, the image cube (HDU 1) and the label "
+                                      f"table (HDU 2); found {len(hdus)} HDU(s)")
+            cube, table = hdus[1], hdus[2]
+            if cube.data is None or not isinstance(cube, (fits.ImageHDU, fits.CompImageHDU)):
+                raise DataFormatError(path, "HDU 1 must be an image cube (N, npix, npix) of photon counts")
+            images = np.asarray(cube.data, dtype=np.float32)
+            header = cube.header
+            if not isinstance(table, (fits.BinTableHDU, fits.TableHDU)) or table.data is None:
+                raise DataFormatError(path, "HDU 2 must be a table with columns " + ", ".join(REQUIRED_COLUMNS))
+            names = list(table.columns.names)
+            rows = {name: np.asarray(table.data[name]) for name in names}
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, TypeError) as err:
+        raise DataFormatError(path, f"not a readable FITS file ({err})") from err
+
+    if images.ndim != 3:
+        raise DataFormatError(path, f"HDU 1 must be a cube (N, npix, npix); got shape {images.shape}")
+    if images.shape[1] != images.shape[2]:
+        raise DataFormatError(path, f"images must be square and of equal size; got {images.shape[1]} x "
+                              f"{images.shape[2]} pixels")
+    if not np.isfinite(images).all():
+        raise DataFormatError(path, f"{int((~np.isfinite(images)).sum())} image pixels are NaN or infinite")
+    if (images < 0).any():
+        raise DataFormatError(path, "photon counts must be non-negative")
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise DataFormatError(path, f"HDU 2 lacks column(s) {', '.join(missing)} (has: {', '.join(names)})")
+    if len(rows["log_M500"]) != len(images):
+        raise DataFormatError(path, f"HDU 2 has {len(rows['log_M500'])} rows but HDU 1 has {len(images)} images")
+    log_m = rows["log_M500"].astype(float)
+    if not np.isfinite(log_m).all():
+        raise DataFormatError(path, f"log_M500 has {int((~np.isfinite(log_m)).sum())} NaN or infinite values")
+    if not (10 <= log_m.min() and log_m.max() <= 16.5):
+        raise DataFormatError(path, f"log_M500 ranges over [{log_m.min():.3g}, {log_m.max():.3g}]; expected "
+                              "log10 M500c in Msun/h (about 13-15.5)")
+    flags = {}
+    for name in SPLIT_COLUMNS:
+        values = rows[name]
+        if values.dtype != bool and not np.isin(values, (0, 1)).all():
+            raise DataFormatError(path, f"column {name} must hold booleans or 0/1")
+        flags[name] = values.astype(bool)
+    overlap = (np.sum([flags[k] for k in SPLIT_COLUMNS], axis=0) > 1).sum()
+    if overlap:
+        raise DataFormatError(path, f"{overlap} images are flagged for more than one of train/validate/test")
+    cluster_id = None
+    if "cluster_id" in names:
+        cluster_id = rows["cluster_id"].astype(np.int64)
+        for name in SPLIT_COLUMNS:  # the file's own split must not cut a cluster either
+            inside = np.unique(cluster_id[flags[name]])
+            outside = np.unique(cluster_id[~flags[name]])
+            if np.intersect1d(inside, outside).size and flags[name].any():
+                mixed = np.intersect1d(inside, outside)
+                raise DataFormatError(path, f"cluster_id {mixed[0]} has images both in and out of the {name} set")
+    meta = {attr: float(header[key]) for key, attr in HEADER_KEYS.items() if key in header}
+    extra = {name: (np.char.strip(rows[name].astype(str)) if rows[name].dtype.kind in "SU" else rows[name])
+             for name in names if name not in REQUIRED_COLUMNS and name != "cluster_id"}
+    return ClusterImages(images, log_m, flags, cluster_id, meta, extra, str(path))

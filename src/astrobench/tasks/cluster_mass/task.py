@@ -1,0 +1,427 @@
+"""Experiments of the cluster_mass task: cluster masses from X-ray images (see docs/tasks/cluster_mass.md).
+
+One experiment, ``mass``, with five methods evaluated on the same k folds over clusters: two luminosity-mass
+power laws (``lm_total``, ``lm_core_excised``), the Ntampaka et al. 2019 CNN (``cnn``), the same CNN trained
+with random rotations and flips (``cnn_aug``) and a D4-invariant group-convolutional CNN (``d4cnn``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from astrobench.core import plots
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.nets import D4_ORDER, d4_transform
+from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, predict_batches, random_d4
+from astrobench.tasks.cluster_mass.data import ClusterImages, cluster_folds, load_cluster_fits
+from astrobench.tasks.cluster_mass.models import (
+    CORE_EXCISED_APERTURE,
+    ApertureMass,
+    d4_cnn,
+    n_parameters,
+    ntampaka_cnn,
+    radius_map,
+)
+from astrobench.tasks.cluster_mass.simulate import PARAMETERS, SIMULATOR_VERSION, kpc_per_arcsec
+from astrobench.tasks.cluster_mass.simulate import simulate as simulate_clusters
+
+METHODS = ("lm_total", "lm_core_excised", "cnn", "cnn_aug", "d4cnn")
+CNN_METHODS = ("cnn", "cnn_aug", "d4cnn")
+PAPER = "Ntampaka et al. 2019 (ApJ 876, 82)"
+TARGET = "target (issue #3)"
+# The notebook shows log10 counts on this colour range.
+IMAGE_VMIN, IMAGE_VMAX = 0.0, 2.7
+
+
+def scatter_pct(scatter_dex: float) -> float:
+    """A log-normal scatter in dex as the percentage the paper quotes: 100 (10^scatter - 1)."""
+    return float(100.0 * (10.0**scatter_dex - 1.0))
+
+
+class ClusterMassTask(Task):
+    name = "cluster_mass"
+    summary = "Galaxy-cluster masses from mock Chandra images: L-M laws, the Ntampaka 2019 CNN, a D4-invariant CNN"
+    n_unit = "clusters"
+    sizes = ("smoke", "quick", "full", "paper")
+    anchors = {
+        "mass.cnn.scatter_pct": {"value": "12 (mean over folds), 8 (best fold)", "source": PAPER},
+        "mass.cnn.bias_dex": {"value": "-0.02", "source": PAPER},
+        "mass.lm_core_excised.scatter_pct": {"value": "15-18", "source": PAPER},
+        "mass.cnn.scatter_dex": {"value": "<= 0.75 x lm_core_excised.scatter_dex", "source": TARGET},
+        "mass.d4cnn.rot_std_dex": {"value": "<= 1e-4 (exact invariance)", "source": TARGET},
+        "mass.d4cnn.scatter_dex": {"value": "<= cnn.scatter_dex", "source": TARGET},
+    }
+
+    def options(self, size: str) -> dict[str, Any]:
+        sizes = {
+            "smoke": dict(n_clusters=12, n_projections=2, image_size=32, k_folds=2, max_epochs=1, n_saliency=8),
+            "quick": dict(n_clusters=120, n_projections=4, image_size=64, k_folds=3, max_epochs=4, n_saliency=100),
+            # The CPU setting of the issue: about 3,000 images of 64 x 64 pixels, k = 3, at most 15 epochs.
+            "full": dict(n_clusters=400, n_projections=8, image_size=64, k_folds=3, max_epochs=15, n_saliency=300),
+            # Ntampaka et al. 2019's size (329 clusters x 24 projections, 128 px, k = 5): a GPU configuration.
+            "paper": dict(n_clusters=329, n_projections=24, image_size=128, k_folds=5, max_epochs=50,
+                          n_saliency=500),
+        }[size]
+        return {
+            **sizes,
+            "methods": list(METHODS),
+            "val_fraction": 0.15,
+            "batch_size": 16,
+            "lr": 2e-4,
+            "patience": 5,
+            "d4_widths": [6, 12, 24],
+            "background_per_arcmin2": PARAMETERS.background_per_arcmin2,
+            "redshift": PARAMETERS.redshift,
+            "pixel_arcsec": 0.0,  # 0: from the file header, else the ACIS-I field (16.79') over the image size
+        }
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        def fail(key, expected):
+            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
+
+        for key in ("n_clusters", "n_projections", "max_epochs", "batch_size", "n_saliency"):
+            if options[key] < 1:
+                fail(key, "a positive integer")
+        if options["k_folds"] < 2:
+            fail("k_folds", "at least 2")
+        if options["patience"] < 0:
+            fail("patience", ">= 0")
+        if not 0 < options["val_fraction"] < 1:
+            fail("val_fraction", "in (0, 1)")
+        for key in ("lr", "redshift"):
+            if not options[key] > 0:
+                fail(key, "positive")
+        for key in ("background_per_arcmin2", "pixel_arcsec"):
+            if options[key] < 0:
+                fail(key, "non-negative")
+        if options["image_size"] < 8 or options["image_size"] % 8:
+            fail("image_size", "a multiple of 8 (three 2x2 poolings)")
+        unknown = set(options["methods"]) - set(METHODS)
+        if unknown or not options["methods"]:
+            fail("methods", f"a non-empty list drawn from {list(METHODS)}")
+        if not options["d4_widths"] or not all(isinstance(w, int) and w >= 1 for w in options["d4_widths"]):
+            fail("d4_widths", "a list of positive integers")
+        return options
+
+    # --- data -------------------------------------------------------------------------------------------
+
+    def simulate(self, out, n, seed=0, format=None, n_projections=8, image_size=128) -> Path:
+        if format not in (None, "fits"):
+            raise ConfigError(f"cluster_mass writes FITS only (cluster_TNG_data.fits), not {format!r}")
+        return simulate_clusters(out, n=n, seed=seed, n_projections=n_projections, image_size=image_size,
+                            progress=True)
+
+    def _load(self, ctx: RunContext) -> ClusterImages:
+        opts = ctx.options
+        if ctx.config["data"] is None:
+            key = {"n_clusters": opts["n_clusters"], "n_projections": opts["n_projections"], "seed": ctx.seed}
+
+            def build(folder: Path) -> Path:
+                return simulate_clusters(folder / "cluster_TNG_data.fits", n=key["n_clusters"], seed=key["seed"],
+                                    n_projections=key["n_projections"], progress=ctx.progress)
+
+            path = cached(self.name, SIMULATOR_VERSION, key, build, "cluster_TNG_data.fits")
+            ctx.data_info.update(source="simulated", path=str(path))
+        else:
+            path = Path(ctx.config["data"])
+            ctx.data_info.update(source="file", path=str(path))
+        data = load_cluster_fits(path)
+        native = data.image_size
+        data = data.rebinned(opts["image_size"])
+        if opts["pixel_arcsec"] > 0:
+            data.meta["pixel_arcsec"] = opts["pixel_arcsec"]
+        data.meta.setdefault("pixel_arcsec", PARAMETERS.fov_arcmin * 60.0 / data.image_size)
+        data.meta["redshift"] = data.meta.get("redshift", opts["redshift"])
+        if opts["pixel_arcsec"] > 0 or "kpc_per_pixel" not in data.meta:
+            data.meta["kpc_per_pixel"] = data.meta["pixel_arcsec"] * kpc_per_arcsec(data.meta["redshift"])
+        ctx.data_info.update(n_images=len(data), n_clusters=int(len(np.unique(data.groups))),
+                             native_image_size=native, image_size=data.image_size,
+                             pixel_arcsec=data.meta["pixel_arcsec"], kpc_per_pixel=data.meta["kpc_per_pixel"],
+                             redshift=data.meta["redshift"], has_cluster_id=data.cluster_id is not None)
+        return data
+
+    def _folds(self, ctx: RunContext, data: ClusterImages) -> list[dict[str, np.ndarray]]:
+        if data.cluster_id is not None:
+            folds = cluster_folds(data.cluster_id, ctx.options["k_folds"], ctx.options["val_fraction"], ctx.seed)
+            ctx.error_bars = (f"standard error of the mean over the {len(folds)} folds over clusters "
+                              "(spread / sqrt(k))")
+        else:  # without cluster ids only the file's own split is safe
+            folds = [{"train": np.flatnonzero(data.flags["train"]), "val": np.flatnonzero(data.flags["validate"]),
+                      "test": np.flatnonzero(data.flags["test"])}]
+            for part, idx in folds[0].items():
+                if len(idx) < 2:
+                    raise DataFormatError(data.source, f"no cluster_id column, so the file's own flags split the "
+                                          f"data, but only {len(idx)} image(s) are flagged {part}")
+            ctx.error_bars = "bootstrap standard error over test images (the file has no cluster_id: no k-fold)"
+        ctx.data_info["folds"] = [{k: int(len(v)) for k, v in f.items()} for f in folds]
+        ctx.data_info.update(n_train=int(np.mean([len(f["train"]) for f in folds])),
+                             n_val=int(np.mean([len(f["val"]) for f in folds])),
+                             n_test=int(np.mean([len(f["test"]) for f in folds])))
+        return folds
+
+    # --- experiments --------------------------------------------------------------------------------------
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        with ctx.timer("simulate"):
+            data = self._load(ctx)
+        folds = self._folds(ctx, data)
+        methods = [m for m in METHODS if m in ctx.options["methods"]]
+        # out-of-fold predictions: every image is predicted by the models of the fold that tests it
+        pred = {m: np.full(len(data), np.nan) for m in methods}
+        rot_std = {m: np.full(len(data), np.nan) for m in methods}
+        fold_of = np.full(len(data), -1)
+        extra: dict[str, dict[str, list]] = {m: {} for m in methods}
+        first_models = {}
+        for k, fold in enumerate(folds):
+            fold_of[fold["test"]] = k
+            for method in methods:
+                ctx.log(f"fold {k + 1}/{len(folds)}: {method} on {len(fold['train'])} training images")
+                predictor, info = self._fit(ctx, method, k, data, fold)
+                if k == 0 and method in CNN_METHODS:
+                    first_models[method] = predictor
+                with ctx.timer("evaluate"):
+                    test = data.images[fold["test"]]
+                    views = np.stack([predictor(_d4_numpy(test, g)) for g in range(D4_ORDER)])
+                    pred[method][fold["test"]] = views[0]
+                    rot_std[method][fold["test"]] = views.std(axis=0)
+                for key, value in info.items():
+                    extra[method].setdefault(key, []).append(value)
+        tested = fold_of >= 0
+        results = {m: self._metrics(data.log_m500, pred[m], rot_std[m], fold_of, tested, len(folds), ctx.seed)
+                   for m in methods}
+        for method, info in extra.items():
+            for key, values in info.items():
+                results[method][key] = values[0] if key == "n_parameters" else float(np.mean(values))
+        with ctx.timer("evaluate"):
+            for method, predictor in first_models.items():
+                results[method].update(self._saliency_summary(ctx, data, folds[0]["test"], predictor, method))
+        self._figures(ctx, data, pred, tested, results, first_models, folds[0]["test"])
+        if "cnn" in results and "lm_core_excised" in results:
+            results["cnn"]["scatter_ratio_to_lm_core_excised"] = (results["cnn"]["scatter_dex"]
+                                                                   / results["lm_core_excised"]["scatter_dex"])
+        return {"mass": results}
+
+    def _fit(self, ctx: RunContext, method: str, k: int, data: ClusterImages, fold: dict[str, np.ndarray]):
+        """Fit one method on one fold; return (predict: images -> log M, facts to report)."""
+        opts = ctx.options
+        train, val = fold["train"], fold["val"]
+        if method.startswith("lm_"):
+            background = opts["background_per_arcmin2"] * (data.meta["pixel_arcsec"] / 60.0) ** 2
+            estimator = ApertureMass(method.removeprefix("lm_"), data.meta["kpc_per_pixel"], background,
+                                     data.meta["redshift"])
+            with ctx.timer("fit"):
+                estimator.fit(data.images[train], data.log_m500[train])
+            return estimator.predict, {"slope": float(estimator.slope_)}
+        ctx.seed_model("mass", f"{method}.fold{k}")
+        net = d4_cnn(opts["d4_widths"]) if method == "d4cnn" else ntampaka_cnn()
+        y = data.log_m500[:, None]
+        module = RegressionTask(net, y[train].mean(0), y[train].std(0), loss="mse", lr=opts["lr"], weight_decay=0.0,
+                                augment=random_d4 if method == "cnn_aug" else None)
+        ckpt = ctx.checkpoint_dir("mass", f"{method}.fold{k}")
+        with ctx.timer("fit"):
+            res = fit(module, as_dataset(data.images[train, None], y[train]),
+                      as_dataset(data.images[val, None], y[val]), ckpt, ctx.train_config(), resume=ctx.resume)
+        write_json_atomic(ckpt / "meta.json", {"method": method, "fold": k, "image_size": data.image_size,
+                                               "d4_widths": opts["d4_widths"]})
+        if k == 0:
+            plots.loss_curves(res.history, f"{method}, fold 1", ctx.figures / f"loss_{method}.png")
+        module.eval()
+
+        def predict(images: np.ndarray) -> np.ndarray:
+            return predict_batches(lambda x: module.predict_physical(x)[0], images[:, None])[:, 0]
+
+        predict.module = module
+        return predict, {"epochs": res.epochs, "n_parameters": n_parameters(net)}
+
+    @staticmethod
+    def _metrics(truth, pred, rot_std, fold_of, tested, n_folds, seed) -> dict[str, Any]:
+        from astrobench.core import metrics as M
+
+        def summary(sel):
+            r = pred[sel] - truth[sel]
+            return {"scatter_dex": float(np.std(r)), "bias_dex": float(np.mean(r)),
+                    "rot_std_dex": float(np.mean(rot_std[sel]))}
+
+        if n_folds == 1:  # error bars: bootstrap over the test images
+            sel = tested
+            out = {**M.with_error("scatter_dex", lambda t, p: np.std(p - t), truth[sel], pred[sel], seed=seed),
+                   **M.with_error("bias_dex", lambda t, p: np.mean(p - t), truth[sel], pred[sel], seed=seed),
+                   **M.with_error("rot_std_dex", np.mean, rot_std[sel], seed=seed)}
+            out["scatter_pct"] = scatter_pct(out["scatter_dex"])
+            out["scatter_pct_err"] = float(np.log(10) * 100 * 10 ** out["scatter_dex"] * out["scatter_dex_err"])
+            return out
+        per_fold = [summary(fold_of == k) for k in range(n_folds)]
+        out: dict[str, Any] = {}
+        for key in ("scatter_dex", "bias_dex", "rot_std_dex"):
+            values = np.array([f[key] for f in per_fold])
+            out[key] = float(values.mean())
+            out[f"{key}_err"] = float(values.std(ddof=1) / np.sqrt(n_folds))
+        pct = np.array([scatter_pct(f["scatter_dex"]) for f in per_fold])
+        out["scatter_pct"] = float(pct.mean())
+        out["scatter_pct_err"] = float(pct.std(ddof=1) / np.sqrt(n_folds))
+        out["best_fold_scatter_pct"] = float(pct.min())
+        out["scatter_pct_by_fold"] = [float(v) for v in pct]
+        return out
+
+    # --- saliency and figures -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _saliency_maps(module, images: np.ndarray) -> np.ndarray:
+        """|d log M / d log(1 + counts)| per pixel (Simonyan et al. 2014), for (N, S, S) count images."""
+        net = module.backbone[1:]  # skip the Log1p input layer: gradients with respect to the log image
+        x = torch.log1p(torch.as_tensor(images[:, None], dtype=torch.float32)).requires_grad_(True)
+        net(x).sum().backward()
+        return x.grad.abs()[:, 0].numpy()
+
+    def _saliency_summary(self, ctx, data, test_idx, predictor, method) -> dict[str, float]:
+        """Where the network looks: mean saliency per pixel inside 0.15 R500 relative to 0.15-1 R500."""
+        if "r500_kpc" not in data.columns:
+            return {}
+        idx = test_idx[: ctx.options["n_saliency"]]
+        sal = self._saliency_maps(predictor.module, data.images[idx])
+        r = radius_map(data.image_size)[None] * data.meta["kpc_per_pixel"] / data.columns["r500_kpc"][idx, None, None]
+        core, outer = r < CORE_EXCISED_APERTURE[0], (r >= CORE_EXCISED_APERTURE[0]) & (r <= CORE_EXCISED_APERTURE[1])
+        ratio = (sal * core).sum() / core.sum() / ((sal * outer).sum() / outer.sum())
+        return {"saliency_core_to_outer_ratio": float(ratio)}
+
+    def _figures(self, ctx, data, pred, tested, results, models, test_idx) -> None:
+        plt = plots.plt
+        truth = data.log_m500
+        methods = list(pred)
+        lo, hi = truth.min() - 0.05, truth.max() + 0.05
+        fig, axes = plt.subplots(1, len(methods), figsize=(3.3 * len(methods), 3.3), squeeze=False)
+        for ax, m in zip(axes[0], methods):
+            ax.scatter(truth[tested], pred[m][tested], s=3, alpha=0.3)
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
+            ax.set_xlabel("true log10 M500c [Msun/h]")
+            ax.set_title(f"{m}: {results[m]['scatter_pct']:.1f} % scatter", fontsize=9)
+        axes[0, 0].set_ylabel("predicted log10 M500c [Msun/h]")
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "predicted_vs_true.png")
+
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        edges = np.quantile(truth[tested], np.linspace(0, 1, 9))
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        which = np.clip(np.digitize(truth, edges[1:-1]), 0, len(centres) - 1)
+        for j, m in enumerate(methods):
+            r = pred[m] - truth
+            mean = [np.mean(r[tested & (which == b)]) for b in range(len(centres))]
+            std = [np.std(r[tested & (which == b)]) for b in range(len(centres))]
+            ax.errorbar(centres + (j - 2) * 0.008, mean, yerr=std, fmt="o-", ms=3, capsize=2, label=m)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xlabel("true log10 M500c [Msun/h]")
+        ax.set_ylabel("predicted - true [dex] (mean, std)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        plots.save_figure(fig, ctx.figures / "residual_vs_mass.png")
+
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        values = [results[m]["scatter_pct"] for m in methods]
+        errors = [results[m].get("scatter_pct_err", 0.0) for m in methods]
+        ax.bar(methods, values, yerr=errors, color=[f"C{i}" for i in range(len(methods))], capsize=3)
+        ax.axhspan(15, 18, color="grey", alpha=0.25, label="paper: core-excised L, 15-18 %")
+        ax.axhline(12, color="k", ls="--", label="paper: CNN, mean over folds 12 %")
+        ax.axhline(8, color="k", ls=":", label="paper: CNN, best fold 8 %")
+        ax.set_ylabel("mass scatter [%]")
+        ax.legend(fontsize=7)
+        ax.tick_params(axis="x", rotation=30)
+        rot = [max(results[m]["rot_std_dex"], 1e-9) for m in methods]
+        ax2.bar(methods, rot, color=[f"C{i}" for i in range(len(methods))])
+        ax2.axhline(1e-4, color="k", ls="--", label="1e-4 dex (exact invariance target)")
+        ax2.set_yscale("log")
+        ax2.set_ylabel("std over the 8 rotations/flips [dex]")
+        ax2.legend(fontsize=7)
+        ax2.tick_params(axis="x", rotation=30)
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "scatter_by_method.png")
+
+        self._sample_figure(data, ctx.figures / "sample_images.png")
+        if models and "r500_kpc" in data.columns:
+            self._saliency_figure(ctx, data, test_idx, models)
+
+    @staticmethod
+    def _sample_figure(data: ClusterImages, path: Path) -> None:
+        plt = plots.plt
+        order = np.argsort(data.log_m500)
+        picks = order[np.linspace(0, len(order) - 1, 8).astype(int)]
+        fig, axes = plt.subplots(1, 8, figsize=(16, 2.4))
+        for ax, i in zip(axes, picks):
+            im = ax.imshow(np.log10(np.maximum(data.images[i], 1e-3)), vmin=IMAGE_VMIN, vmax=IMAGE_VMAX,
+                           origin="lower", cmap="magma")
+            state = f"\n{data.columns['core_state'][i]}" if "core_state" in data.columns else ""
+            ax.set_title(f"log M = {data.log_m500[i]:.2f}{state}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(im, ax=axes, shrink=0.8, label="log10 counts")
+        plots.save_figure(fig, path)
+
+    def _saliency_figure(self, ctx, data, test_idx, models) -> None:
+        plt = plots.plt
+        idx = test_idx[: ctx.options["n_saliency"]]
+        r_rel = (radius_map(data.image_size)[None] * data.meta["kpc_per_pixel"]
+                 / data.columns["r500_kpc"][idx, None, None])
+        bins = np.linspace(0, 0.8, 17)
+        fig, axes = plt.subplots(1, 2 + len(models), figsize=(3.4 * (2 + len(models)), 3.2))
+        axes[0].imshow(np.log10(np.maximum(data.images[idx].mean(0), 1e-3)), origin="lower", cmap="magma",
+                       vmin=IMAGE_VMIN, vmax=IMAGE_VMAX)
+        axes[0].set_title("mean test image (log10 counts)", fontsize=9)
+        for ax, (method, predictor) in zip(axes[1:], models.items()):
+            sal = self._saliency_maps(predictor.module, data.images[idx])
+            ax.imshow(sal.mean(0), origin="lower", cmap="viridis")
+            ax.set_title(f"{method}: mean |saliency|", fontsize=9)
+            which = np.digitize(r_rel, bins) - 1
+            profile = [sal[which == b].mean() if (which == b).any() else np.nan for b in range(len(bins) - 1)]
+            axes[-1].plot(0.5 * (bins[1:] + bins[:-1]), np.asarray(profile) / np.nanmax(profile), "o-", ms=3,
+                          label=method)
+        for ax in axes[:-1]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[-1].axvline(CORE_EXCISED_APERTURE[0], color="k", ls="--", lw=0.8, label="0.15 R500 (core)")
+        axes[-1].set_xlabel("r / R500")
+        axes[-1].set_ylabel("saliency per pixel (max = 1)")
+        axes[-1].legend(fontsize=7)
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "saliency.png")
+
+    # --- predict ------------------------------------------------------------------------------------------
+
+    def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
+        """log10 M500 of every image in a cluster_TNG_data.fits-format file from the run's CNNs; each method's
+        prediction is the mean over its fold models. Writes a CSV."""
+        run_dir = Path(run_dir)
+        weights = sorted((run_dir / "checkpoints").glob("mass.*/model.pt"))
+        if not weights:
+            raise DataFormatError(run_dir, "no trained CNN under checkpoints/ (is the run finished?)")
+        images = load_cluster_fits(data)
+        columns: dict[str, np.ndarray] = {"image": np.arange(len(images)), "log_M500": images.log_m500}
+        by_method: dict[str, list[np.ndarray]] = {}
+        for path in weights:
+            meta = read_json(path.parent / "meta.json")
+            sized = images.rebinned(meta["image_size"])
+            net = d4_cnn(meta["d4_widths"]) if meta["method"] == "d4cnn" else ntampaka_cnn()
+            module = load_weights(RegressionTask(net, [0.0], [1.0]), path)
+            module.eval()
+            by_method.setdefault(meta["method"], []).append(
+                predict_batches(lambda x: module.predict_physical(x)[0], sized.images[:, None])[:, 0])
+        for method, preds in by_method.items():
+            columns[f"{method}_log_m500"] = np.mean(preds, axis=0)
+        with atomic_path(out) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(list(columns))
+                for row in zip(*columns.values()):
+                    writer.writerow([int(v) if isinstance(v, (int, np.integer)) else f"{v:.5f}" for v in row])
+        return out
+
+
+def _d4_numpy(images: np.ndarray, g: int) -> np.ndarray:
+    """D4 element ``g`` applied to (N, S, S) images, as :func:`~astrobench.core.nets.d4_transform` does."""
+    return np.ascontiguousarray(d4_transform(torch.as_tensor(images), g).numpy())
