@@ -86,7 +86,8 @@ def test_predict_writes_one_mass_per_image_and_method(cm_run, tmp_path):
                  "--set", "n_projections=2"]) == 0
     out = tmp_path / "pred.csv"
     assert main(["predict", str(cm_run), "--data", str(data), "--out", str(out)]) == 0
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     assert {"cnn_log_m500", "cnn_aug_log_m500", "d4cnn_log_m500"} <= set(rows[0])
     assert all(10 < float(r["d4cnn_log_m500"]) < 17 for r in rows)

@@ -311,10 +311,12 @@ class ClusterMassTask(Task):
         edges = np.quantile(truth[tested], np.linspace(0, 1, 9))
         centres = 0.5 * (edges[1:] + edges[:-1])
         which = np.clip(np.digitize(truth, edges[1:-1]), 0, len(centres) - 1)
+        filled = [b for b in range(len(centres)) if (tested & (which == b)).any()]
+        centres = centres[filled]
         for j, m in enumerate(methods):
             r = pred[m] - truth
-            mean = [np.mean(r[tested & (which == b)]) for b in range(len(centres))]
-            std = [np.std(r[tested & (which == b)]) for b in range(len(centres))]
+            mean = [np.mean(r[tested & (which == b)]) for b in filled]
+            std = [np.std(r[tested & (which == b)]) for b in filled]
             ax.errorbar(centres + (j - 2) * 0.008, mean, yerr=std, fmt="o-", ms=3, capsize=2, label=m)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("true log10 M500c [Msun/h]")
