@@ -6,7 +6,7 @@ from astropy.io import fits
 
 from astrobench.core.io import ConfigError, DataFormatError
 from astrobench.tasks.cluster_mass.data import cluster_folds, load_cluster_fits, split_clusters
-from astrobench.tasks.cluster_mass.simulate import simulate
+from astrobench.tasks.cluster_mass.simulate import simulate, simulate_cluster_images
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +17,11 @@ def fits_file(tmp_path_factory):
 
 def test_round_trip(fits_file):
     data = load_cluster_fits(fits_file)
+    obs = simulate_cluster_images(20, n_projections=3, seed=4, image_size=32)  # the same draw, in memory
+    np.testing.assert_array_equal(data.images, obs.images)
+    np.testing.assert_array_equal(data.log_m500, obs.catalogue.log_m500[obs.cluster])
+    for c in np.unique(data.cluster_id):  # projections of one cluster share its mass
+        assert np.ptp(data.log_m500[data.cluster_id == c]) == 0
     assert data.images.shape == (60, 32, 32) and data.images.dtype == np.float32
     assert data.log_m500.shape == (60,) and 13.5 <= data.log_m500.min() and data.log_m500.max() <= 15.0
     assert list(data.cluster_id[:6]) == [0, 0, 0, 1, 1, 1]
@@ -52,6 +57,8 @@ def test_folds_never_split_a_cluster():
     assert folds[0]["test"].tolist() != cluster_folds(groups, 3, 0.2, seed=2)[0]["test"].tolist()
     with pytest.raises(ConfigError, match="k_folds"):
         cluster_folds(groups, k=1, val_fraction=0.2, seed=0)
+    with pytest.raises(ConfigError, match="too few"):
+        cluster_folds(np.repeat(np.arange(3), 2), k=3, val_fraction=0.2, seed=0)
     assert np.bincount(split_clusters(100, (0.7, 0.15, 0.15))).tolist() == [70, 15, 15]
 
 
@@ -77,6 +84,12 @@ def _good_columns(n):
     ("overlap", "more than one of train"),
     ("negative", "non-negative"),
     ("msun_not_log", "log10 M500c"),
+    ("empty", "no images"),
+    ("text_mass", "must be numeric"),
+    ("header_text", "must be a number"),
+    ("nan_cluster_id", "cluster_id has NaN"),
+    ("flag_values", "booleans or 0/1"),
+    ("two_column_mass", "one value per image"),
 ])
 def test_broken_files_are_rejected_clearly(tmp_path, case, message):
     n = 6
@@ -96,7 +109,20 @@ def test_broken_files_are_rejected_clearly(tmp_path, case, message):
         cube[0, 0, 0] = -1
     elif case == "msun_not_log":
         cols["log_M500"] = ("D", np.full(n, 1e14))
+    elif case == "empty":
+        cube = np.ones((0, 8, 8), dtype=np.float32)
+        cols = {k: (f, v[:0]) for k, (f, v) in cols.items()}
+    elif case == "text_mass":
+        cols["log_M500"] = ("5A", np.array(["14.0"] * n))
+    elif case == "nan_cluster_id":
+        cols["cluster_id"] = ("D", np.array([0, 0, np.nan, 1, 1, 2.0]))
+    elif case == "flag_values":
+        cols["train"] = ("J", np.array([0, 2, 0, 0, 0, 0]))
+    elif case == "two_column_mass":
+        cols["log_M500"] = ("2D", np.full((n, 2), 14.0))
     path = _write(tmp_path / "bad.fits", cube, cols, n_hdus=2 if case == "two_hdus" else 3)
+    if case == "header_text":
+        fits.setval(path, "REDSHIFT", value="unknown", ext=1)
     with pytest.raises(DataFormatError, match=message) as info:
         load_cluster_fits(path)
     assert "bad.fits" in str(info.value)
@@ -116,3 +142,19 @@ def test_a_cluster_cut_by_the_files_split_is_rejected(tmp_path):
     cols["cluster_id"] = ("J", np.array([0, 0, 1, 1, 2, 2]))  # cluster 0 is in train and validate
     with pytest.raises(DataFormatError, match="cluster_id 0"):
         load_cluster_fits(_write(tmp_path / "cut.fits", np.ones((6, 8, 8), np.float32), cols))
+
+
+def test_string_cluster_ids_and_unlabelled_files(tmp_path):
+    cols = _good_columns(6)
+    cols["train"] = ("L", np.array([1, 1, 0, 0, 0, 0], bool))
+    cols["validate"] = ("L", np.array([0, 0, 1, 1, 0, 0], bool))
+    cols["test"] = ("L", np.array([0, 0, 0, 0, 1, 1], bool))
+    cols["cluster_id"] = ("8A", np.array(["TNG_7", "TNG_7", "TNG_3", "TNG_3", "TNG_9", "TNG_9"]))
+    data = load_cluster_fits(_write(tmp_path / "ids.fits", np.ones((6, 8, 8), np.float32), cols))
+    assert data.cluster_id.tolist() == [1, 1, 0, 0, 2, 2]
+    # predict reads files without labels: a cube alone is enough
+    bare = _write(tmp_path / "bare.fits", np.ones((3, 8, 8), np.float32), {}, n_hdus=2)
+    with pytest.raises(DataFormatError, match="found 2 HDU"):
+        load_cluster_fits(bare)
+    unlabelled = load_cluster_fits(bare, require_labels=False)
+    assert np.isnan(unlabelled.log_m500).all() and unlabelled.flags["test"].all()

@@ -6,8 +6,8 @@ Format (``cluster_TNG_data.fits``, Ntampaka et al. 2019 as used by the school)
 - HDU 1: image cube (N, npix, npix) of 0.5-2 keV photon counts.
 - HDU 2: table with one row per image: ``log_M500`` (log10 M500c in Msun/h), ``train``, ``validate``, ``test``
   (booleans or 0/1), and optionally ``cluster_id`` (projections of one cluster share it). astrobench's simulator
-  adds ``projection``, ``core_state``, ``r500_kpc``, ``log_lx_total_erg_s``, ``log_lx_core_excised_erg_s`` and
-  header keywords (``REDSHIFT``, ``PIXARCS``, ``KPCPIX``, ``EXPOSURE``) that the loader reads when present.
+  adds ``projection``, ``core_state``, ``r500_kpc``, ``log_lx_total_erg_s``, ``log_lx_core_excised_erg_s`` (the
+  main halo's 0.5-2 keV luminosity within R500 and in 0.15-1 R500; sub-clumps excluded) and header keywords (``REDSHIFT``, ``PIXARCS``, ``KPCPIX``, ``EXPOSURE``) that the loader reads when present.
 
 Without ``cluster_id`` an image is its own group: the file's flags are the only safe split.
 """
@@ -60,11 +60,6 @@ class ClusterImages:
         """The cluster of each image (the image index itself when the file has no cluster_id)."""
         return self.cluster_id if self.cluster_id is not None else np.arange(len(self))
 
-    def subset(self, index) -> "ClusterImages":
-        return ClusterImages(self.images[index], self.log_m500[index], {k: v[index] for k, v in self.flags.items()},
-                             None if self.cluster_id is None else self.cluster_id[index], dict(self.meta),
-                             {k: v[index] for k, v in self.columns.items()}, self.source)
-
     def rebinned(self, image_size: int) -> "ClusterImages":
         """The same images summed into ``image_size``-pixel blocks (counts are conserved)."""
         factor = rebin_factor(self.image_size, image_size, self.source)
@@ -86,15 +81,13 @@ def rebin_factor(have: int, want: int, source: str = "data") -> int:
     return have // want
 
 
-def write_cluster_fits(path: str | Path, obs, split=(0.7, 0.15, 0.15), seed: int = 0,
-                       pixel_arcsec: float | None = None) -> Path:
+def write_cluster_fits(path: str | Path, obs, split=(0.7, 0.15, 0.15), seed: int = 0) -> Path:
     """Write :class:`~astrobench.tasks.cluster_mass.simulate.MockObservations` in the school's FITS format,
     with train/validate/test flags assigned by cluster."""
     from astropy.io import fits
 
     from astrobench.tasks.cluster_mass.simulate import (
         CORE_STATES,
-        PARAMETERS,
         SIMULATOR_VERSION,
         hubble_h,
         kpc_per_arcsec,
@@ -102,8 +95,8 @@ def write_cluster_fits(path: str | Path, obs, split=(0.7, 0.15, 0.15), seed: int
 
     cat = obs.catalogue
     part = split_clusters(len(cat), split, seed)[obs.cluster]
-    p = PARAMETERS
-    pixel_arcsec = pixel_arcsec or p.pixel_arcsec
+    p = obs.parameters
+    pixel_arcsec = p.pixel_arcsec(obs.images.shape[-1])
     table = fits.BinTableHDU.from_columns([
         fits.Column("log_M500", "D", array=cat.log_m500[obs.cluster], unit="log10(Msun/h)"),
         *[fits.Column(name, "L", array=part == k) for k, name in enumerate(SPLIT_COLUMNS)],
@@ -111,6 +104,7 @@ def write_cluster_fits(path: str | Path, obs, split=(0.7, 0.15, 0.15), seed: int
         fits.Column("projection", "J", array=obs.projection),
         fits.Column("core_state", "12A", array=np.array(CORE_STATES)[cat.state[obs.cluster]]),
         fits.Column("r500_kpc", "D", array=cat.r500_kpc[obs.cluster], unit="kpc"),
+        # the main halo's luminosities (sub-clumps of disturbed clusters excluded)
         fits.Column("log_lx_total_erg_s", "D", array=cat.log_lx_total[obs.cluster], unit="log10(erg/s)"),
         fits.Column("log_lx_core_excised_erg_s", "D", array=cat.log_lx_core_excised[obs.cluster],
                     unit="log10(erg/s)"),
@@ -161,15 +155,23 @@ def cluster_folds(groups: np.ndarray, k: int, val_fraction: float, seed: int) ->
     for rest, test in GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=shuffled):
         rest_clusters = np.unique(shuffled[rest])
         n_val = max(1, int(round(val_fraction * len(rest_clusters))))
+        if len(rest_clusters) - n_val < 2:
+            raise ConfigError(f"{len(unique)} clusters are too few for {k} folds with a validation fraction of "
+                              f"{val_fraction}: fewer than 2 clusters would train")
         val_clusters = rng.choice(rest_clusters, size=n_val, replace=False)
         is_val = np.isin(shuffled[rest], val_clusters)
         folds.append({"train": rest[~is_val], "val": rest[is_val], "test": test})
     return folds
 
 
-def load_cluster_fits(path: str | Path) -> ClusterImages:
-    """Read and validate a ``cluster_TNG_data.fits``-format file; any problem raises DataFormatError."""
+def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterImages:
+    """Read and validate a ``cluster_TNG_data.fits``-format file; any problem raises DataFormatError.
+
+    ``require_labels=False`` (for ``predict``) accepts a file whose table lacks masses and flags, or has no table:
+    ``log_m500`` is then NaN and every image is flagged ``test``.
+    """
     from astropy.io import fits
+    from astropy.io.fits.verify import VerifyError
 
     path = Path(path)
     if path.is_dir():
@@ -178,26 +180,30 @@ def load_cluster_fits(path: str | Path) -> ClusterImages:
         raise DataFormatError(path, "file not found")
     try:
         with fits.open(path, memmap=False) as hdus:
-            hdus.verify("exception")
-            if len(hdus) < 3:
+            hdus.verify("silentfix")  # repairable header cards are repaired, not fatal
+            if len(hdus) < (3 if require_labels else 2):
                 raise DataFormatError(path, f"expected an empty primary HDU, the image cube (HDU 1) and the label "
                                       f"table (HDU 2); found {len(hdus)} HDU(s)")
-            cube, table = hdus[1], hdus[2]
+            cube = hdus[1]
             if cube.data is None or not isinstance(cube, (fits.ImageHDU, fits.CompImageHDU)):
                 raise DataFormatError(path, "HDU 1 must be an image cube (N, npix, npix) of photon counts")
             images = np.asarray(cube.data, dtype=np.float32)
             header = cube.header
-            if not isinstance(table, (fits.BinTableHDU, fits.TableHDU)) or table.data is None:
-                raise DataFormatError(path, "HDU 2 must be a table with columns " + ", ".join(REQUIRED_COLUMNS))
-            names = list(table.columns.names)
-            rows = {name: np.asarray(table.data[name]) for name in names}
+            rows: dict[str, np.ndarray] = {}
+            if len(hdus) > 2:
+                table = hdus[2]
+                if not isinstance(table, (fits.BinTableHDU, fits.TableHDU)) or table.data is None:
+                    raise DataFormatError(path, "HDU 2 must be a table with columns " + ", ".join(REQUIRED_COLUMNS))
+                rows = {name: np.asarray(table.data[name]) for name in table.columns.names}
     except DataFormatError:
         raise
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, VerifyError) as err:
         raise DataFormatError(path, f"not a readable FITS file ({err})") from err
 
     if images.ndim != 3:
         raise DataFormatError(path, f"HDU 1 must be a cube (N, npix, npix); got shape {images.shape}")
+    if len(images) == 0:
+        raise DataFormatError(path, "HDU 1 holds no images")
     if images.shape[1] != images.shape[2]:
         raise DataFormatError(path, f"images must be square and of equal size; got {images.shape[1]} x "
                               f"{images.shape[2]} pixels")
@@ -205,36 +211,64 @@ def load_cluster_fits(path: str | Path) -> ClusterImages:
         raise DataFormatError(path, f"{int((~np.isfinite(images)).sum())} image pixels are NaN or infinite")
     if (images < 0).any():
         raise DataFormatError(path, "photon counts must be non-negative")
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-    if missing:
-        raise DataFormatError(path, f"HDU 2 lacks column(s) {', '.join(missing)} (has: {', '.join(names)})")
-    if len(rows["log_M500"]) != len(images):
-        raise DataFormatError(path, f"HDU 2 has {len(rows['log_M500'])} rows but HDU 1 has {len(images)} images")
-    log_m = rows["log_M500"].astype(float)
-    if not np.isfinite(log_m).all():
-        raise DataFormatError(path, f"log_M500 has {int((~np.isfinite(log_m)).sum())} NaN or infinite values")
-    if not (10 <= log_m.min() and log_m.max() <= 16.5):
-        raise DataFormatError(path, f"log_M500 ranges over [{log_m.min():.3g}, {log_m.max():.3g}]; expected "
-                              "log10 M500c in Msun/h (about 13-15.5)")
+    n = len(images)
+    for name, values in rows.items():
+        if len(values) != n:
+            raise DataFormatError(path, f"HDU 2 has {len(values)} rows but HDU 1 has {n} images")
+        if values.ndim != 1 and name in (*REQUIRED_COLUMNS, "cluster_id"):
+            raise DataFormatError(path, f"column {name} must hold one value per image, got shape {values.shape}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows]
+    if missing and require_labels:
+        raise DataFormatError(path, f"HDU 2 lacks column(s) {', '.join(missing)} (has: {', '.join(rows) or 'none'})")
+    log_m = _numeric(path, "log_M500", rows["log_M500"]) if "log_M500" in rows else np.full(n, np.nan)
+    if "log_M500" in rows:
+        if not np.isfinite(log_m).all():
+            raise DataFormatError(path, f"log_M500 has {int((~np.isfinite(log_m)).sum())} NaN or infinite values")
+        if not (10 <= log_m.min() and log_m.max() <= 16.5):
+            raise DataFormatError(path, f"log_M500 ranges over [{log_m.min():.3g}, {log_m.max():.3g}]; expected "
+                                  "log10 M500c in Msun/h (about 13-15.5)")
     flags = {}
     for name in SPLIT_COLUMNS:
+        if name not in rows:
+            flags[name] = np.full(n, name == "test")
+            continue
         values = rows[name]
-        if values.dtype != bool and not np.isin(values, (0, 1)).all():
+        if values.dtype != bool and not (values.dtype.kind in "iuf" and np.isin(values, (0, 1)).all()):
             raise DataFormatError(path, f"column {name} must hold booleans or 0/1")
         flags[name] = values.astype(bool)
-    overlap = (np.sum([flags[k] for k in SPLIT_COLUMNS], axis=0) > 1).sum()
+    overlap = int((np.sum([flags[k] for k in SPLIT_COLUMNS], axis=0) > 1).sum())
     if overlap:
         raise DataFormatError(path, f"{overlap} images are flagged for more than one of train/validate/test")
-    cluster_id = None
-    if "cluster_id" in names:
-        cluster_id = rows["cluster_id"].astype(np.int64)
+    cluster_id = _cluster_ids(path, rows["cluster_id"]) if "cluster_id" in rows else None
+    if cluster_id is not None:
         for name in SPLIT_COLUMNS:  # the file's own split must not cut a cluster either
-            inside = np.unique(cluster_id[flags[name]])
-            outside = np.unique(cluster_id[~flags[name]])
-            if np.intersect1d(inside, outside).size and flags[name].any():
-                mixed = np.intersect1d(inside, outside)
-                raise DataFormatError(path, f"cluster_id {mixed[0]} has images both in and out of the {name} set")
-    meta = {attr: float(header[key]) for key, attr in HEADER_KEYS.items() if key in header}
-    extra = {name: (np.char.strip(rows[name].astype(str)) if rows[name].dtype.kind in "SU" else rows[name])
-             for name in names if name not in REQUIRED_COLUMNS and name != "cluster_id"}
+            mixed = np.intersect1d(cluster_id[flags[name]], cluster_id[~flags[name]])
+            if mixed.size:
+                raise DataFormatError(path, f"cluster_id {rows['cluster_id'][cluster_id == mixed[0]][0]} has images "
+                                      f"both in and out of the {name} set")
+    meta = {attr: _header_number(path, header, key) for key, attr in HEADER_KEYS.items() if key in header}
+    extra = {name: (np.char.strip(values.astype(str)) if values.dtype.kind in "SU" else values)
+             for name, values in rows.items() if name not in REQUIRED_COLUMNS and name != "cluster_id"}
     return ClusterImages(images, log_m, flags, cluster_id, meta, extra, str(path))
+
+
+def _numeric(path: Path, name: str, values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind not in "iuf":
+        raise DataFormatError(path, f"column {name} must be numeric, got {values.dtype}")
+    return values.astype(float)
+
+
+def _cluster_ids(path: Path, values: np.ndarray) -> np.ndarray:
+    """Integer labels 0..K-1 for any cluster_id column (integers, strings such as 'TNG_123', or floats)."""
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise DataFormatError(path, "cluster_id has NaN or infinite values")
+    if values.dtype.kind in "SU":
+        values = np.char.strip(values.astype(str))
+    return np.unique(values, return_inverse=True)[1].astype(np.int64)
+
+
+def _header_number(path: Path, header, key: str) -> float:
+    try:
+        return float(header[key])
+    except (TypeError, ValueError):
+        raise DataFormatError(path, f"header keyword {key} of HDU 1 must be a number, got {header[key]!r}") from None

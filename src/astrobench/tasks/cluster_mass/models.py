@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from astrobench.core.nets import D4ConvNet, mlp
+from astrobench.core.nets import D4GroupConv, D4LiftingConv, D4MaxPool, mlp
 from astrobench.tasks.cluster_mass.simulate import r500_kpc
 
 CORE_EXCISED_APERTURE = (0.15, 1.0)  # R500 (Pratt et al. 2009; Maughan 2007)
@@ -22,6 +22,11 @@ class Log1p(nn.Module):
         return torch.log1p(x.clamp_min(0.0))
 
 
+def _ntampaka_head(c_in: int, dropout: float) -> list[nn.Module]:
+    """Dropout-Dense(200)-Dropout-Dense(100)-Dense(20)-Dense(1) on globally pooled features."""
+    return [nn.Dropout(dropout), nn.Linear(c_in, 200), nn.ReLU(), nn.Dropout(dropout), *mlp([200, 100, 20, 1])]
+
+
 def ntampaka_cnn(dropout: float = 0.1) -> nn.Sequential:
     """Ntampaka et al. 2019 (the school notebook): Conv(16)-Pool-Conv(32)-Pool-Conv(64)-Pool-GlobalAvgPool-
     Dropout-Dense(200)-Dropout-Dense(100)-Dense(20)-Dense(1), 3x3 kernels, ReLU. Input (B, 1, S, S) counts."""
@@ -30,14 +35,27 @@ def ntampaka_cnn(dropout: float = 0.1) -> nn.Sequential:
     for width in (16, 32, 64):
         layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
         c = width
-    head = [nn.Linear(64, 200), nn.ReLU(), nn.Dropout(dropout), *mlp([200, 100, 20, 1])]
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), *head)
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *_ntampaka_head(c, dropout))
+
+
+class GroupSpatialMean(nn.Module):
+    """(B, C, 8, H, W) -> (B, C): the mean over group elements and positions, invariant under D4."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4))
 
 
 def d4_cnn(widths: Sequence[int] = (6, 12, 24), dropout: float = 0.1) -> nn.Sequential:
-    """D4-invariant CNN (group convolutions, mean over group and positions) with the Ntampaka dense head;
-    with widths (6, 12, 24) it has about as many parameters as :func:`ntampaka_cnn` (53k vs 58k)."""
-    return nn.Sequential(Log1p(), D4ConvNet(1, 1, widths=tuple(widths), head=(200, 100, 20), dropout=dropout))
+    """The Ntampaka CNN with every convolution replaced by a D4 group convolution (lifting, then group-to-group;
+    each filter in its 8 rotated/flipped copies) and the global average pool taken over group and positions, so
+    the output is D4-invariant by construction. Nothing else differs (no batch norm, the same pools, dropout and
+    head); widths (6, 12, 24) give about as many parameters as :func:`ntampaka_cnn` (53k vs 58k)."""
+    layers: list[nn.Module] = [Log1p()]
+    c = 1
+    for i, width in enumerate(widths):
+        layers += [D4LiftingConv(c, width) if i == 0 else D4GroupConv(c, width), nn.ReLU(), D4MaxPool()]
+        c = width
+    return nn.Sequential(*layers, GroupSpatialMean(), *_ntampaka_head(c, dropout))
 
 
 def n_parameters(module: nn.Module) -> int:
@@ -94,12 +112,42 @@ class ApertureMass:
         return self
 
     def predict(self, images: np.ndarray) -> np.ndarray:
+        """log10 M500 per image; for ``core_excised`` also sets ``unconverged_``: images whose R500 iteration
+        still moved by more than 1e-3 dex after ``n_iter`` damped steps (pixels enter and leave the annulus one at
+        a time, so small images can hop between two neighbouring estimates)."""
         if self.aperture == "total":
             return self.intercept_ + self.slope_ * self._counts(images, None)
         log_m = self.start_.predict(images)
         for _ in range(self.n_iter):
             new = self.intercept_ + self.slope_ * self._counts(images, self._r500_px(log_m))
-            if np.max(np.abs(new - log_m)) < 1e-5:
-                return new
+            step = np.abs(new - log_m)
+            if step.max() < 1e-5:
+                break
             log_m = 0.5 * (log_m + new)  # damped: the annulus moves with the estimate
-        return log_m
+        self.unconverged_ = int((step > 1e-3).sum())
+        return new
+
+
+class CNNPredictor:
+    """A trained :class:`~astrobench.core.training.RegressionTask` as a function (N, S, S) counts -> log10 M."""
+
+    def __init__(self, module):
+        self.module = module.eval()
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        from astrobench.core.training import predict_batches
+
+        return predict_batches(lambda x: self.module.predict_physical(x)[0], images[:, None])[:, 0]
+
+    def saliency(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """|d log10 M / d log(1 + counts)| per pixel (Simonyan et al. 2014) for (N, S, S) count images."""
+        backbone = self.module.backbone
+        if not isinstance(backbone[0], Log1p):
+            raise TypeError("saliency expects a network whose first layer is Log1p")
+        maps = []
+        for start in range(0, len(images), batch_size):
+            x = torch.log1p(torch.as_tensor(images[start:start + batch_size, None], dtype=torch.float32))
+            x.requires_grad_(True)
+            backbone[1:](x).sum().backward()  # gradients with respect to the log image
+            maps.append(x.grad.abs()[:, 0].numpy() * float(self.module.target_std))
+        return np.concatenate(maps)

@@ -18,11 +18,12 @@ from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
 from astrobench.core.nets import D4_ORDER, d4_transform
 from astrobench.core.task import RunContext, Task, cached
-from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, predict_batches, random_d4
+from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, random_d4
 from astrobench.tasks.cluster_mass.data import ClusterImages, cluster_folds, load_cluster_fits
 from astrobench.tasks.cluster_mass.models import (
     CORE_EXCISED_APERTURE,
     ApertureMass,
+    CNNPredictor,
     d4_cnn,
     n_parameters,
     ntampaka_cnn,
@@ -61,7 +62,7 @@ class ClusterMassTask(Task):
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
             "smoke": dict(n_clusters=12, n_projections=2, image_size=32, k_folds=2, max_epochs=1, n_saliency=8),
-            "quick": dict(n_clusters=120, n_projections=4, image_size=64, k_folds=3, max_epochs=4, n_saliency=100),
+            "quick": dict(n_clusters=150, n_projections=4, image_size=64, k_folds=3, max_epochs=8, n_saliency=100),
             # The CPU setting of the issue: about 3,000 images of 64 x 64 pixels, k = 3, at most 15 epochs.
             "full": dict(n_clusters=400, n_projections=8, image_size=64, k_folds=3, max_epochs=15, n_saliency=300),
             # Ntampaka et al. 2019's size (329 clusters x 24 projections, 128 px, k = 5): a GPU configuration.
@@ -78,7 +79,9 @@ class ClusterMassTask(Task):
             "d4_widths": [6, 12, 24],
             "background_per_arcmin2": PARAMETERS.background_per_arcmin2,
             "redshift": PARAMETERS.redshift,
-            "pixel_arcsec": 0.0,  # 0: from the file header, else the ACIS-I field (16.79') over the image size
+            # used only when the file's header lacks them (PIXARCS, REDSHIFT); pixel_arcsec 0: the ACIS-I field
+            # (16.79') across the image
+            "pixel_arcsec": 0.0,
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -134,16 +137,24 @@ class ClusterMassTask(Task):
         data = load_cluster_fits(path)
         native = data.image_size
         data = data.rebinned(opts["image_size"])
-        if opts["pixel_arcsec"] > 0:
-            data.meta["pixel_arcsec"] = opts["pixel_arcsec"]
-        data.meta.setdefault("pixel_arcsec", PARAMETERS.fov_arcmin * 60.0 / data.image_size)
-        data.meta["redshift"] = data.meta.get("redshift", opts["redshift"])
-        if opts["pixel_arcsec"] > 0 or "kpc_per_pixel" not in data.meta:
+        # One rule for the geometry the L-M methods need: the file's header, else the options (pixel_arcsec = 0:
+        # the ACIS-I field across the image, the simulator's and our reading of the paper's setup).
+        scale_source = "header"
+        if "pixel_arcsec" not in data.meta:
+            scale_source = "options"
+            data.meta["pixel_arcsec"] = opts["pixel_arcsec"] or PARAMETERS.pixel_arcsec(data.image_size)
+        if "redshift" not in data.meta:
+            scale_source = "options"
+            data.meta["redshift"] = opts["redshift"]
+        if "kpc_per_pixel" not in data.meta:
             data.meta["kpc_per_pixel"] = data.meta["pixel_arcsec"] * kpc_per_arcsec(data.meta["redshift"])
+        ctx.log(f"pixel scale from the {scale_source}: {data.meta['pixel_arcsec']:.2f} arcsec = "
+                f"{data.meta['kpc_per_pixel']:.2f} kpc at z = {data.meta['redshift']}")
         ctx.data_info.update(n_images=len(data), n_clusters=int(len(np.unique(data.groups))),
                              native_image_size=native, image_size=data.image_size,
                              pixel_arcsec=data.meta["pixel_arcsec"], kpc_per_pixel=data.meta["kpc_per_pixel"],
-                             redshift=data.meta["redshift"], has_cluster_id=data.cluster_id is not None)
+                             redshift=data.meta["redshift"], pixel_scale_from=scale_source,
+                             has_cluster_id=data.cluster_id is not None)
         return data
 
     def _folds(self, ctx: RunContext, data: ClusterImages) -> list[dict[str, np.ndarray]]:
@@ -197,6 +208,8 @@ class ClusterMassTask(Task):
                    for m in methods}
         for method, info in extra.items():
             for key, values in info.items():
+                if key == "unconverged_fraction":  # one list per fold, one entry per predicted view
+                    values = [np.mean(v) for v in values]
                 results[method][key] = values[0] if key == "n_parameters" else float(np.mean(values))
         with ctx.timer("evaluate"):
             for method, predictor in first_models.items():
@@ -217,7 +230,18 @@ class ClusterMassTask(Task):
                                      data.meta["redshift"])
             with ctx.timer("fit"):
                 estimator.fit(data.images[train], data.log_m500[train])
-            return estimator.predict, {"slope": float(estimator.slope_)}
+
+            def predict(images: np.ndarray) -> np.ndarray:
+                out = estimator.predict(images)
+                if method == "lm_core_excised":
+                    unconverged.append(estimator.unconverged_ / len(images))
+                return out
+
+            unconverged: list[float] = []
+            info = {"slope": float(estimator.slope_)}
+            if method == "lm_core_excised":
+                info["unconverged_fraction"] = unconverged  # filled as the test images are predicted
+            return predict, info
         ctx.seed_model("mass", f"{method}.fold{k}")
         net = d4_cnn(opts["d4_widths"]) if method == "d4cnn" else ntampaka_cnn()
         y = data.log_m500[:, None]
@@ -231,13 +255,7 @@ class ClusterMassTask(Task):
                                                "d4_widths": opts["d4_widths"]})
         if k == 0:
             plots.loss_curves(res.history, f"{method}, fold 1", ctx.figures / f"loss_{method}.png")
-        module.eval()
-
-        def predict(images: np.ndarray) -> np.ndarray:
-            return predict_batches(lambda x: module.predict_physical(x)[0], images[:, None])[:, 0]
-
-        predict.module = module
-        return predict, {"epochs": res.epochs, "n_parameters": n_parameters(net)}
+        return CNNPredictor(module), {"epochs": res.epochs, "n_parameters": n_parameters(net)}
 
     @staticmethod
     def _metrics(truth, pred, rot_std, fold_of, tested, n_folds, seed) -> dict[str, Any]:
@@ -271,20 +289,12 @@ class ClusterMassTask(Task):
 
     # --- saliency and figures -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _saliency_maps(module, images: np.ndarray) -> np.ndarray:
-        """|d log M / d log(1 + counts)| per pixel (Simonyan et al. 2014), for (N, S, S) count images."""
-        net = module.backbone[1:]  # skip the Log1p input layer: gradients with respect to the log image
-        x = torch.log1p(torch.as_tensor(images[:, None], dtype=torch.float32)).requires_grad_(True)
-        net(x).sum().backward()
-        return x.grad.abs()[:, 0].numpy()
-
     def _saliency_summary(self, ctx, data, test_idx, predictor, method) -> dict[str, float]:
         """Where the network looks: mean saliency per pixel inside 0.15 R500 relative to 0.15-1 R500."""
         if "r500_kpc" not in data.columns:
             return {}
         idx = test_idx[: ctx.options["n_saliency"]]
-        sal = self._saliency_maps(predictor.module, data.images[idx])
+        sal = predictor.saliency(data.images[idx])
         r = radius_map(data.image_size)[None] * data.meta["kpc_per_pixel"] / data.columns["r500_kpc"][idx, None, None]
         core, outer = r < CORE_EXCISED_APERTURE[0], (r >= CORE_EXCISED_APERTURE[0]) & (r <= CORE_EXCISED_APERTURE[1])
         ratio = (sal * core).sum() / core.sum() / ((sal * outer).sum() / outer.sum())
@@ -317,7 +327,8 @@ class ClusterMassTask(Task):
             r = pred[m] - truth
             mean = [np.mean(r[tested & (which == b)]) for b in filled]
             std = [np.std(r[tested & (which == b)]) for b in filled]
-            ax.errorbar(centres + (j - 2) * 0.008, mean, yerr=std, fmt="o-", ms=3, capsize=2, label=m)
+            offset = (j - (len(methods) - 1) / 2) * 0.008  # side by side, not on top of each other
+            ax.errorbar(centres + offset, mean, yerr=std, fmt="o-", ms=3, capsize=2, label=m)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xlabel("true log10 M500c [Msun/h]")
         ax.set_ylabel("predicted - true [dex] (mean, std)")
@@ -376,7 +387,7 @@ class ClusterMassTask(Task):
                        vmin=IMAGE_VMIN, vmax=IMAGE_VMAX)
         axes[0].set_title("mean test image (log10 counts)", fontsize=9)
         for ax, (method, predictor) in zip(axes[1:], models.items()):
-            sal = self._saliency_maps(predictor.module, data.images[idx])
+            sal = predictor.saliency(data.images[idx])
             ax.imshow(sal.mean(0), origin="lower", cmap="viridis")
             ax.set_title(f"{method}: mean |saliency|", fontsize=9)
             which = np.digitize(r_rel, bins) - 1
@@ -402,17 +413,17 @@ class ClusterMassTask(Task):
         weights = sorted((run_dir / "checkpoints").glob("mass.*/model.pt"))
         if not weights:
             raise DataFormatError(run_dir, "no trained CNN under checkpoints/ (is the run finished?)")
-        images = load_cluster_fits(data)
-        columns: dict[str, np.ndarray] = {"image": np.arange(len(images)), "log_M500": images.log_m500}
+        images = load_cluster_fits(data, require_labels=False)
+        columns: dict[str, np.ndarray] = {"image": np.arange(len(images))}
+        if np.isfinite(images.log_m500).all():
+            columns["log_M500"] = images.log_m500
         by_method: dict[str, list[np.ndarray]] = {}
         for path in weights:
             meta = read_json(path.parent / "meta.json")
             sized = images.rebinned(meta["image_size"])
             net = d4_cnn(meta["d4_widths"]) if meta["method"] == "d4cnn" else ntampaka_cnn()
-            module = load_weights(RegressionTask(net, [0.0], [1.0]), path)
-            module.eval()
-            by_method.setdefault(meta["method"], []).append(
-                predict_batches(lambda x: module.predict_physical(x)[0], sized.images[:, None])[:, 0])
+            predictor = CNNPredictor(load_weights(RegressionTask(net, [0.0], [1.0]), path))
+            by_method.setdefault(meta["method"], []).append(predictor(sized.images))
         for method, preds in by_method.items():
             columns[f"{method}_log_m500"] = np.mean(preds, axis=0)
         with atomic_path(out) as tmp:
