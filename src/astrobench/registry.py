@@ -10,6 +10,7 @@ from astrobench.core.task import Task
 TASKS: dict[str, str] = {
     "rings": "astrobench.tasks.rings.task:RingsTask",
     "cluster_mass": "astrobench.tasks.cluster_mass.task:ClusterMassTask",
+    "sn_lasso": "astrobench.tasks.sn_lasso.task:SNLassoTask",
 }
 
 

@@ -1,0 +1,234 @@
+"""Experiments of the sn_lasso task: which variables model SN Ia peak magnitudes (docs/tasks/sn_lasso.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrobench.core import plots
+from astrobench.core.io import ConfigError
+from astrobench.core.task import RunContext, Task, cached
+from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table
+from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, ols_bootstrap, stability_selection
+from astrobench.tasks.sn_lasso.simulate import SIMULATOR_VERSION, TRUE_VARIABLES
+from astrobench.tasks.sn_lasso.simulate import simulate as simulate_sn
+
+PUBLISHED = "Scolnic et al. 2022; Brout et al. 2022 (Pantheon+)"
+TARGET = "target (issue #4)"
+
+
+class SNLassoTask(Task):
+    name = "sn_lasso"
+    summary = "Which variables model SN Ia peak magnitudes: LASSO + cross-validation, relaxed and EIV refits"
+    n_unit = "supernovae"
+    anchors = {
+        "relaxed.ols.alpha": {"value": "0.14-0.15 (target [0.12, 0.16])", "source": PUBLISHED},
+        "relaxed.ols.beta": {"value": "3.0-3.1 (target [2.6, 3.3]; OLS biased low)", "source": PUBLISHED},
+        "relaxed.eiv.beta": {"value": "3.0-3.1 (target [2.8, 3.4])", "source": PUBLISHED},
+        "relaxed.eiv.mass_step": {"value": "about -0.05 mag", "source": PUBLISHED},
+        "lasso.lassocv.cv_rmse_min": {"value": "<= 0.16 mag (raw scatter ~0.33)", "source": TARGET},
+        "lasso.lassocv.n_noise_selected_1se": {"value": "0", "source": TARGET},
+    }
+
+    def options(self, size: str) -> dict[str, Any]:
+        sizes = {
+            "smoke": dict(n_sne=150, n_boot=30, n_boot_eiv=0, n_subsamples=10),
+            "quick": dict(n_sne=450, n_boot=200, n_boot_eiv=0, n_subsamples=50),
+            "full": dict(n_sne=450, n_boot=1000, n_boot_eiv=100, n_subsamples=200),
+        }[size]
+        return {
+            **sizes,
+            "n_folds": 10,
+            "n_noise": 10,
+            "z_min": 0.023,
+            "z_max": 0.15,
+            "stability_threshold": 0.9,
+            "stability_expected_false": 1.0,
+            "target": "",  # generic tables: the column to model (Pantheon+ tables: mB - mu_fiducial)
+            "features": [],  # generic tables: candidate columns (empty: every other numeric column)
+        }
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        def fail(key, expected):
+            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
+
+        if options["n_sne"] < 20:
+            fail("n_sne", "at least 20")
+        if options["n_folds"] < 2:
+            fail("n_folds", "at least 2")
+        for key in ("n_boot", "n_boot_eiv", "n_noise"):
+            if options[key] < 0:
+                fail(key, ">= 0")
+        if options["n_subsamples"] < 1:
+            fail("n_subsamples", ">= 1")
+        if not 0 <= options["z_min"] < options["z_max"]:
+            fail("z_max", "above z_min >= 0")
+        if not 0.5 < options["stability_threshold"] <= 1:
+            fail("stability_threshold", "in (0.5, 1]")
+        return options
+
+    def simulate(self, out, n, seed=0, format=None) -> Path:
+        if format not in (None, "csv"):
+            raise ConfigError(f"sn_lasso writes CSV only, not {format!r}")
+        return simulate_sn(out, n=n, seed=seed)
+
+    def _load(self, ctx: RunContext) -> SNTable:
+        opts = ctx.options
+        if ctx.config["data"] is None:
+            key = {"n": opts["n_sne"], "seed": ctx.seed}
+            path = cached(self.name, SIMULATOR_VERSION, key,
+                          lambda folder: simulate_sn(folder / "sn.csv", n=key["n"], seed=key["seed"]), "sn.csv")
+            ctx.data_info.update(source="simulated", path=str(path))
+        else:
+            path = Path(ctx.config["data"])
+            ctx.data_info.update(source="file", path=str(path))
+        table = load_sn_table(path, target=opts["target"] or None, features=opts["features"] or None,
+                              n_noise=opts["n_noise"], seed=ctx.seed, z_range=(opts["z_min"], opts["z_max"]),
+                              min_rows=max(opts["n_folds"], 10))
+        ctx.data_info.update(table.info, n_candidates=len(table.names), candidates=table.names,
+                             n_train=len(table), n_val=0, n_test=0)
+        ctx.log(f"{len(table)} SNe, {len(table.names)} candidate variables ({table.info})")
+        return table
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        opts = ctx.options
+        with ctx.timer("simulate"):
+            table = self._load(ctx)
+        ctx.error_bars = ("bootstrap over SNe: 68 % intervals as _lo/_hi for the refits; CV standard errors for "
+                          "cv_rmse")
+        names = table.names
+        with ctx.timer("fit"):
+            sel = lasso_cv(table.X, table.y, opts["n_folds"], ctx.seed)
+        selected_min, selected_1se = sel.selected(sel.i_min, names), sel.selected(sel.i_1se, names)
+        lasso = {
+            "selected_min": selected_min, "selected_1se": selected_1se,
+            "cv_rmse_min": float(np.sqrt(sel.cv_mse[sel.i_min])),
+            "cv_rmse_min_err": float(sel.cv_se[sel.i_min] / (2 * np.sqrt(sel.cv_mse[sel.i_min]))),
+            "cv_rmse_1se": float(np.sqrt(sel.cv_mse[sel.i_1se])),
+            "cv_rmse_1se_err": float(sel.cv_se[sel.i_1se] / (2 * np.sqrt(sel.cv_mse[sel.i_1se]))),
+            "raw_rmse": float(np.std(table.y)),
+            "lambda_min": float(sel.alphas[sel.i_min]), "lambda_1se": float(sel.alphas[sel.i_1se]),
+            "n_noise_selected_min": sum(n.startswith("noise_") for n in selected_min),
+            "n_noise_selected_1se": sum(n.startswith("noise_") for n in selected_1se),
+            "coef_by_variable_min": sel.physical_coefficients(sel.i_min, names),
+            "coef_by_variable_1se": sel.physical_coefficients(sel.i_1se, names),
+        }
+        results: dict[str, Any] = {"lasso": {"lassocv": lasso}}
+        with ctx.timer("fit"):
+            results["relaxed"] = self._relaxed(ctx, table, selected_1se)
+            frequencies, q = stability_selection(table.X, table.y, sel.alphas, opts["n_subsamples"],
+                                                 opts["stability_threshold"], opts["stability_expected_false"],
+                                                 ctx.seed)
+        results["stability"] = {"lasso": {
+            "frequencies_by_variable": {n: float(f) for n, f in zip(names, frequencies) if f > 0},
+            "stable_set": [n for n, f in zip(names, frequencies) if f >= opts["stability_threshold"]],
+            "threshold": opts["stability_threshold"], "q": q,
+        }}
+        if ctx.data_info["source"] == "simulated":
+            results["truth"] = {"lasso_1se": self._truth(selected_1se)}
+        self._figures(ctx, table, sel, frequencies, results)
+        return results
+
+    @staticmethod
+    def _truth(selected: list[str]) -> dict[str, Any]:
+        true = set(TRUE_VARIABLES)
+        hits = true & set(selected)
+        return {"precision": len(hits) / max(len(selected), 1), "recall": len(hits) / len(true),
+                "recall_x1_c": len({"x1", "c"} & set(selected)) / 2, "step_selected": "mass_step" in selected}
+
+    def _relaxed(self, ctx: RunContext, table: SNTable, selected: list[str]) -> dict[str, Any]:
+        """OLS and errors-in-variables refits of the 1-SE set, in physical units (Tripp signs: alpha = -coef(x1))."""
+        opts = ctx.options
+        out: dict[str, Any] = {}
+        if not selected:
+            return {"ols": {"note": "the 1-SE set is empty"}}
+        X = table.X[:, [table.names.index(n) for n in selected]]
+        coef, draws = ols_bootstrap(X, table.y, max(opts["n_boot"], 2), ctx.seed)
+        ols: dict[str, Any] = {"intercept": float(coef[0]), "rmse": float(np.std(table.y - coef[0] - X @ coef[1:]))}
+        tripp = {"x1": ("alpha", -1.0), "c": ("beta", 1.0), "mass_step": ("mass_step", 1.0)}
+        for j, name in enumerate(selected):
+            if name in tripp:
+                key, sign = tripp[name]
+                lo, hi = np.percentile(sign * draws[:, j + 1], [16, 84])
+                ols.update({key: float(sign * coef[j + 1]), f"{key}_lo": float(lo), f"{key}_hi": float(hi)})
+        ols["coef_by_variable"] = {n: float(b) for n, b in zip(selected, coef[1:])}
+        out["ols"] = ols
+        if {"x1", "c"} <= set(selected) and {"x1ERR", "cERR", "mBERR"} <= set(table.errors):
+            others = [n for n in selected if n not in ("x1", "c")]
+            Z = table.X[:, [table.names.index(n) for n in others]]
+
+            def fit(idx):
+                errors = {k: v[idx] for k, v in table.errors.items()}
+                return eiv_fit(table.y[idx], table.column("x1")[idx], table.column("c")[idx], Z[idx], errors)
+
+            best = fit(np.arange(len(table)))
+            eiv = {"alpha": best["alpha"], "beta": best["beta"], "sigma_int": best["sigma_int"],
+                   "converged": best["converged"]}
+            if "mass_step" in others:
+                eiv["mass_step"] = float(best["gamma"][others.index("mass_step")])
+            if opts["n_boot_eiv"] > 0:
+                rng = np.random.default_rng(ctx.seed)
+                boots = [fit(rng.integers(0, len(table), len(table))) for _ in range(opts["n_boot_eiv"])]
+                for key in ("alpha", "beta", "sigma_int"):
+                    eiv[f"{key}_lo"], eiv[f"{key}_hi"] = (float(v) for v in
+                                                          np.percentile([b[key] for b in boots], [16, 84]))
+                if "mass_step" in eiv:
+                    steps = [b["gamma"][others.index("mass_step")] for b in boots]
+                    eiv["mass_step_lo"], eiv["mass_step_hi"] = (float(v) for v in np.percentile(steps, [16, 84]))
+            out["eiv"] = eiv
+        return out
+
+    def _figures(self, ctx: RunContext, table: SNTable, sel, frequencies, results) -> None:
+        plt = plots.plt
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        log_l = np.log10(sel.alphas)
+        ax.errorbar(log_l, np.sqrt(sel.cv_mse), yerr=sel.cv_se / (2 * np.sqrt(sel.cv_mse)), fmt=".", ms=3)
+        for i, label, style in ((sel.i_min, "CV minimum", "--"), (sel.i_1se, "1-SE", ":")):
+            ax.axvline(log_l[i], color="k", ls=style, label=f"{label}: {len(sel.selected(i, table.names))} variables")
+        ax.set_xlabel("log10 lambda (standardised variables)")
+        ax.set_ylabel("CV rms error [mag]")
+        ax.legend(fontsize=8)
+        for j, name in enumerate(table.names):
+            ax2.plot(log_l, sel.coef_path[:, j], lw=1.5 if name in ("x1", "c", "mass_step") else 0.6,
+                     color="C3" if name.startswith("noise_") else None, label=name if name in ("x1", "c", "mass_step")
+                     else None)
+        ax2.axvline(log_l[sel.i_1se], color="k", ls=":")
+        ax2.set_xlabel("log10 lambda")
+        ax2.set_ylabel("coefficient (standardised)")
+        ax2.set_title("coefficient paths (noise columns red)", fontsize=9)
+        ax2.legend(fontsize=8)
+        plots.save_figure(fig, ctx.figures / "lasso_cv_and_paths.png")
+
+        order = np.argsort(frequencies)[::-1][:25]
+        fig, ax = plt.subplots(figsize=(9, 3.6))
+        ax.bar([table.names[i] for i in order], frequencies[order],
+               color=["C3" if table.names[i].startswith("noise_") else "C0" for i in order])
+        ax.axhline(ctx.options["stability_threshold"], color="k", ls="--", label="stability threshold")
+        ax.set_ylabel("selection frequency")
+        ax.tick_params(axis="x", rotation=70, labelsize=7)
+        ax.legend(fontsize=8)
+        plots.save_figure(fig, ctx.figures / "stability_frequencies.png")
+
+        ols = results["relaxed"].get("ols", {})
+        if "coef_by_variable" in ols:
+            names = list(ols["coef_by_variable"])
+            X = table.X[:, [table.names.index(n) for n in names]]
+            pred = ols["intercept"] + X @ np.array(list(ols["coef_by_variable"].values()))
+            fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+            ax.scatter(pred, table.y, s=6, alpha=0.6)
+            lim = [min(pred.min(), table.y.min()), max(pred.max(), table.y.max())]
+            ax.plot(lim, lim, "k--", lw=0.8)
+            ax.set_xlabel("predicted y (relaxed OLS on the 1-SE set) [mag]")
+            ax.set_ylabel("observed y [mag]")
+            if "zHD" in table.extra:
+                ax2.scatter(table.extra["zHD"], table.y - pred, s=6, alpha=0.6)
+                ax2.axhline(0, color="k", lw=0.8)
+                ax2.set_xlabel("zHD")
+                ax2.set_ylabel("residual [mag]")
+            plots.save_figure(fig, ctx.figures / "predicted_and_residuals.png")
+
+    def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
+        raise ConfigError("sn_lasso has no trained model to apply: its results are the selected variables and "
+                          "coefficients in metrics.json")
