@@ -10,10 +10,18 @@ import numpy as np
 from astrobench.core import plots
 from astrobench.core.io import ConfigError
 from astrobench.core.task import RunContext, Task, cached
-from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table
-from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, ols_bootstrap, stability_selection
-from astrobench.tasks.sn_lasso.simulate import SIMULATOR_VERSION, TRUE_VARIABLES
+from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table, prepare_pantheon
+from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, nested_cv_rmse, ols_bootstrap, stability_selection
+from astrobench.tasks.sn_lasso.simulate import (
+    SIMULATOR_VERSION,
+    SPECTRAL,
+    STRETCH_PROXIES,
+    TRUE_VARIABLES,
+    simulate_sn_table,
+)
 from astrobench.tasks.sn_lasso.simulate import simulate as simulate_sn
+
+COMPARE_METHODS = ("ols_all", "ridge", "elastic_net", "lasso_min", "lasso_1se", "adaptive_lasso", "best_subset")
 
 PUBLISHED = "Scolnic et al. 2022; Brout et al. 2022 (Pantheon+)"
 TARGET = "target (issue #4)"
@@ -34,9 +42,9 @@ class SNLassoTask(Task):
 
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
-            "smoke": dict(n_sne=150, n_boot=30, n_boot_eiv=0, n_subsamples=10),
-            "quick": dict(n_sne=450, n_boot=200, n_boot_eiv=0, n_subsamples=50),
-            "full": dict(n_sne=450, n_boot=1000, n_boot_eiv=100, n_subsamples=200),
+            "smoke": dict(n_sne=150, n_boot=30, n_boot_eiv=0, n_subsamples=10, n_truth_seeds=2, max_subset=2),
+            "quick": dict(n_sne=450, n_boot=200, n_boot_eiv=0, n_subsamples=50, n_truth_seeds=3, max_subset=4),
+            "full": dict(n_sne=450, n_boot=1000, n_boot_eiv=100, n_subsamples=200, n_truth_seeds=20, max_subset=6),
         }[size]
         return {
             **sizes,
@@ -46,6 +54,9 @@ class SNLassoTask(Task):
             "z_max": 0.15,
             "stability_threshold": 0.9,
             "stability_expected_false": 1.0,
+            "outer_folds": 5,  # nested CV of the compare experiment
+            "inner_folds": 5,
+            "screen": 15,  # best_subset: candidates kept by |correlation with y| before the exhaustive search
             "target": "",  # generic tables: the column to model (Pantheon+ tables: mB - mu_fiducial)
             "features": [],  # generic tables: candidate columns (empty: every other numeric column)
         }
@@ -126,17 +137,45 @@ class SNLassoTask(Task):
             "stable_set": [n for n, f in zip(names, frequencies) if f >= opts["stability_threshold"]],
             "threshold": opts["stability_threshold"], "q": q,
         }}
-        if ctx.data_info["source"] == "simulated":
-            results["truth"] = {"lasso_1se": self._truth(selected_1se)}
+        with ctx.timer("evaluate"):
+            results["compare"] = {}
+            for method in COMPARE_METHODS:
+                rmse = nested_cv_rmse(method, table.X, table.y, opts["outer_folds"], opts["inner_folds"], ctx.seed,
+                                      opts["screen"], opts["max_subset"])
+                results["compare"][method] = {"cv_rmse": float(rmse.mean()),
+                                              "cv_rmse_err": float(rmse.std(ddof=1) / np.sqrt(len(rmse)))}
+            if ctx.data_info["source"] == "simulated":
+                results["truth"] = {"lasso_1se": self._truth_over_seeds(ctx)}
         self._figures(ctx, table, sel, frequencies, results)
         return results
 
     @staticmethod
-    def _truth(selected: list[str]) -> dict[str, Any]:
+    def _truth(selected: list[str]) -> dict[str, float]:
         true = set(TRUE_VARIABLES)
         hits = true & set(selected)
-        return {"precision": len(hits) / max(len(selected), 1), "recall": len(hits) / len(true),
-                "recall_x1_c": len({"x1", "c"} & set(selected)) / 2, "step_selected": "mass_step" in selected}
+        informative = true | set(STRETCH_PROXIES)
+        return {"precision": len(hits) / max(len(selected), 1),
+                "precision_informative": len(informative & set(selected)) / max(len(selected), 1),
+                "recall": len(hits) / len(true),
+                "recall_x1_c": len({"x1", "c"} & set(selected)) / 2, "step_selected": float("mass_step" in selected)}
+
+    def _truth_over_seeds(self, ctx: RunContext) -> dict[str, Any]:
+        """The 1-SE LASSO on ``n_truth_seeds`` independent simulated samples: mean and standard error of precision,
+        recall, recall of x1 and c, and how often the mass step is selected (true variables: x1, c, mass_step)."""
+        opts = ctx.options
+        scores = []
+        for k in range(opts["n_truth_seeds"]):
+            cols = simulate_sn_table(opts["n_sne"], seed=ctx.seed + 1000 + k)
+            table = prepare_pantheon(cols, "simulated", (opts["z_min"], opts["z_max"]), opts["n_noise"],
+                                     ctx.seed + k, extra_physical=SPECTRAL)
+            sel = lasso_cv(table.X, table.y, opts["n_folds"], ctx.seed + k)
+            scores.append(self._truth(sel.selected(sel.i_1se, table.names)))
+        out: dict[str, Any] = {"n_seeds": len(scores)}
+        for key in scores[0]:
+            values = np.array([s[key] for s in scores])
+            out[key] = float(values.mean())
+            out[f"{key}_err"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+        return out
 
     def _relaxed(self, ctx: RunContext, table: SNTable, selected: list[str]) -> dict[str, Any]:
         """OLS and errors-in-variables refits of the 1-SE set, in physical units (Tripp signs: alpha = -coef(x1))."""
