@@ -66,7 +66,13 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
         raise DataFormatError(path, f"not a readable table ({type(err).__name__}: {err})") from None
     if len(table) == 0:
         raise DataFormatError(path, "the table has no rows")
-    return {name: np.asarray(table[name]) for name in table.colnames}
+    out = {}
+    for name in table.colnames:  # empty cells are NaN (and dropped later), never the masked column's fill value
+        column = table[name]
+        if getattr(column, "mask", None) is not None and np.any(column.mask):
+            column = column.astype(float).filled(np.nan) if column.dtype.kind in "iuf" else column.filled("")
+        out[name] = np.asarray(column)
+    return out
 
 
 def is_pantheon(columns: dict[str, np.ndarray]) -> bool:
@@ -107,8 +113,10 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
     if missing:
         raise DataFormatError(source, f"lacks Pantheon+ column(s) {', '.join(missing)}")
     n_rows = len(columns["CID"])
+    optional = ("HOST_LOGMASS", "MWEBV", "PKMJD", "FITPROB", "NDOF", "COV_x1_c", "x0", "COV_x1_x0", "COV_c_x0",
+                "zHDERR", *extra_physical)
     num = {name: _numeric(source, columns, name) for name in columns if name != "CID"
-           and columns[name].dtype.kind in "iuf"}
+           and (columns[name].dtype.kind in "iuf" or name in PANTHEON_REQUIRED or name in optional)}
     keep = (num["IS_CALIBRATOR"] == 0) & (num["zHD"] > z_range[0]) & (num["zHD"] < z_range[1])
     n_calibrators = int((num["IS_CALIBRATOR"] != 0).sum())
     n_outside_z = int(((num["IS_CALIBRATOR"] == 0) & ~keep).sum())
@@ -130,6 +138,7 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
         complete &= ~np.isin(num[name][rows], MISSING) & np.isfinite(num[name][rows])
     n_missing = int((~complete).sum())
     rows = rows[complete]
+    z = num["zHD"][rows]
     if len(rows) < 10:
         raise DataFormatError(source, f"only {len(rows)} SNe remain after the cuts (need at least 10)")
 
@@ -148,11 +157,12 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
         feats[f"{a}*{b}"] = centred[a] * centred[b]
     add_noise_columns(feats, len(rows), n_noise, seed)
 
-    z = num["zHD"][rows]
     y = num["mB"][rows] - fiducial_distance_modulus(z)
     errors = {"mBERR": num["mBERR"][rows], "x1ERR": num["x1ERR"][rows], "cERR": num["cERR"][rows]}
     if "COV_x1_c" in num:
         errors["COV_x1_c"] = num["COV_x1_c"][rows]
+    if "zHDERR" in num:  # the redshift error as a distance-modulus error (peculiar velocities dominate it)
+        errors["MUERR_Z"] = 5 / np.log(10) * num["zHDERR"][rows] / z
     if {"x0", "COV_x1_x0", "COV_c_x0"} <= set(num):  # mB = -2.5 log10(x0) + const
         dmb_dx0 = -2.5 / (np.log(10) * num["x0"][rows])
         errors["COV_mB_x1"] = dmb_dx0 * num["COV_x1_x0"][rows]
@@ -180,6 +190,8 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
     if features is None:  # every numeric column; a mostly-numeric text column is a broken numeric one
         features = [n for n in columns if n != target and (columns[n].dtype.kind in "iuf"
                                                            or _mostly_numeric(columns[n]))]
+    if target in features:
+        raise ConfigError(f"the target {target!r} is also named as a feature")
     unknown = [f for f in features if f not in columns]
     if unknown:
         raise DataFormatError(source, f"has no feature column(s) {', '.join(unknown)}")

@@ -71,7 +71,7 @@ def eiv_fit(y: np.ndarray, x1: np.ndarray, c: np.ndarray, others: np.ndarray, er
     n, k = len(y), others.shape[1]
     zeros = np.zeros(n)
     C = np.zeros((n, 3, 3))
-    C[:, 0, 0] = errors["mBERR"] ** 2
+    C[:, 0, 0] = errors["mBERR"] ** 2 + errors.get("MUERR_Z", zeros) ** 2
     C[:, 1, 1] = errors["x1ERR"] ** 2
     C[:, 2, 2] = errors["cERR"] ** 2
     C[:, 1, 2] = C[:, 2, 1] = errors.get("COV_x1_c", zeros)
@@ -114,8 +114,9 @@ def eiv_fit(y: np.ndarray, x1: np.ndarray, c: np.ndarray, others: np.ndarray, er
 def stability_selection(X: np.ndarray, y: np.ndarray, alphas: np.ndarray, n_subsamples: int = 100,
                         threshold: float = 0.9, expected_false: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
     """Meinshausen & Buehlmann (2010): LASSO on random half-samples along the lambda path; a variable's frequency
-    is the largest, over the lambdas where on average at most q = sqrt(E[V] (2 threshold - 1) P) variables enter,
-    of the fraction of half-samples that select it. Then a variable with frequency >= ``threshold`` is "stable"
+    is the largest, over the region of lambdas (from the largest down) where the union of the variables selected so
+    far has on average at most q = sqrt(E[V] (2 threshold - 1) P) members, of the fraction of half-samples that
+    select it. Then a variable with frequency >= ``threshold`` is "stable"
     and the expected number of falsely stable variables is at most ``expected_false`` (their Theorem 1).
     Returns ((P,) frequencies, q)."""
     from sklearn.linear_model import lasso_path
@@ -124,14 +125,17 @@ def stability_selection(X: np.ndarray, y: np.ndarray, alphas: np.ndarray, n_subs
     rng = np.random.default_rng(seed)
     n, p = X.shape
     selected = np.zeros((len(alphas), p))
+    union_size = np.zeros(len(alphas))
     for _ in range(n_subsamples):
         idx = rng.choice(n, size=n // 2, replace=False)
         Xs = StandardScaler().fit_transform(X[idx])
         _, coefs, _ = lasso_path(Xs, y[idx] - y[idx].mean(), alphas=alphas, max_iter=20000)
         selected += coefs.T != 0
+        # the union of the sets selected from the largest lambda down to each lambda (their q_Lambda)
+        union_size += np.logical_or.accumulate(coefs.T != 0, axis=0).sum(axis=1)
     frequency = selected / n_subsamples
     q = int(np.sqrt(expected_false * (2 * threshold - 1) * p))
-    region = frequency.sum(axis=1) <= q  # lambdas where on average at most q variables enter
+    region = union_size / n_subsamples <= q  # lambdas down to which on average at most q variables have entered
     return (frequency[region].max(axis=0) if region.any() else np.zeros(p)), q
 
 

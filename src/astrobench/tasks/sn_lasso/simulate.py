@@ -80,7 +80,7 @@ def simulate_sn_table(n: int = 450, seed: int = 0) -> dict[str, np.ndarray]:
         "PKMJD": rng.uniform(50000, 59000, n),
         "FITPROB": rng.uniform(0.01, 1, n),
         "NDOF": rng.integers(5, 80, n),
-        # spectral features: two follow the true stretch (with measurement noise), four carry nothing
+        # spectral features: two follow the true stretch (with measurement noise), twelve carry nothing
         "spec_pew_si5972": 20 - 6 * x1_true + rng.normal(0, 4, n),
         "spec_r_si": 0.25 - 0.06 * x1_true + rng.normal(0, 0.04, n),
         "spec_v_si6355": rng.normal(11.0, 1.2, n),  # 1000 km/s

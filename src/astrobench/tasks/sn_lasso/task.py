@@ -67,8 +67,14 @@ class SNLassoTask(Task):
 
         if options["n_sne"] < 20:
             fail("n_sne", "at least 20")
-        if options["n_folds"] < 2:
-            fail("n_folds", "at least 2")
+        for key in ("n_folds", "outer_folds", "inner_folds"):
+            if options[key] < 2:
+                fail(key, "at least 2")
+        for key in ("n_truth_seeds", "screen", "max_subset"):
+            if options[key] < 1:
+                fail(key, ">= 1")
+        if options["target"] and options["target"] in options["features"]:
+            fail("features", f"a list without the target {options['target']!r}")
         for key in ("n_boot", "n_boot_eiv", "n_noise"):
             if options[key] < 0:
                 fail(key, ">= 0")
@@ -105,7 +111,7 @@ class SNLassoTask(Task):
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         opts = ctx.options
-        with ctx.timer("simulate"):
+        with ctx.timer("load"):
             table = self._load(ctx)
         ctx.error_bars = ("bootstrap over SNe: 68 % intervals as _lo/_hi for the refits; CV standard errors for "
                           "cv_rmse")
@@ -186,16 +192,23 @@ class SNLassoTask(Task):
         X = table.X[:, [table.names.index(n) for n in selected]]
         coef, draws = ols_bootstrap(X, table.y, max(opts["n_boot"], 2), ctx.seed)
         ols: dict[str, Any] = {"intercept": float(coef[0]), "rmse": float(np.std(table.y - coef[0] - X @ coef[1:]))}
-        tripp = {"x1": ("alpha", -1.0), "c": ("beta", 1.0), "mass_step": ("mass_step", 1.0)}
+        # Tripp signs only where the columns are the SALT2 ones (Pantheon+ format, or the simulator)
+        pantheon = table.info.get("format") == "pantheon+"
+        tripp = {"x1": ("alpha", -1.0), "c": ("beta", 1.0), "mass_step": ("mass_step", 1.0)} if pantheon else {}
         for j, name in enumerate(selected):
             if name in tripp:
                 key, sign = tripp[name]
                 lo, hi = np.percentile(sign * draws[:, j + 1], [16, 84])
                 ols.update({key: float(sign * coef[j + 1]), f"{key}_lo": float(lo), f"{key}_hi": float(hi)})
         ols["coef_by_variable"] = {n: float(b) for n, b in zip(selected, coef[1:])}
+        if "beta" in ols:
+            ols["beta_note"] = ("biased low: colour measurement errors (median cERR about a third of the colour "
+                                "spread) attenuate an OLS slope; see relaxed.eiv")
         out["ols"] = ols
-        if {"x1", "c"} <= set(selected) and {"x1ERR", "cERR", "mBERR"} <= set(table.errors):
-            others = [n for n in selected if n not in ("x1", "c")]
+        if pantheon and {"x1", "c"} <= set(selected) and {"x1ERR", "cERR", "mBERR"} <= set(table.errors):
+            # the Tripp terms only: other selected variables (stretch proxies, squares of x1 or c) would soak up
+            # part of the latent stretch or colour, which the one-population model cannot describe
+            others = [n for n in ("mass_step",) if n in selected]
             Z = table.X[:, [table.names.index(n) for n in others]]
 
             def fit(idx):
@@ -204,12 +217,14 @@ class SNLassoTask(Task):
 
             best = fit(np.arange(len(table)))
             eiv = {"alpha": best["alpha"], "beta": best["beta"], "sigma_int": best["sigma_int"],
-                   "converged": best["converged"]}
+                   "converged": best["converged"], "terms": ["x1", "c", *others]}
             if "mass_step" in others:
                 eiv["mass_step"] = float(best["gamma"][others.index("mass_step")])
             if opts["n_boot_eiv"] > 0:
                 rng = np.random.default_rng(ctx.seed)
                 boots = [fit(rng.integers(0, len(table), len(table))) for _ in range(opts["n_boot_eiv"])]
+                eiv["n_boot_unconverged"] = sum(not b["converged"] for b in boots)
+                boots = [b for b in boots if b["converged"]] or boots
                 for key in ("alpha", "beta", "sigma_int"):
                     eiv[f"{key}_lo"], eiv[f"{key}_hi"] = (float(v) for v in
                                                           np.percentile([b[key] for b in boots], [16, 84]))
