@@ -118,3 +118,30 @@ def test_best_subset_and_nested_cv_known_answers():
     ols = nested_cv_rmse("ols_all", X, y, seed=0)
     for method in ("lasso_min", "best_subset", "adaptive_lasso"):
         assert nested_cv_rmse(method, X, y, seed=0).mean() < 0.8 * ols.mean()
+
+
+def test_one_standard_error_rule_and_stability_selection():
+    from astrobench.tasks.sn_lasso.models import stability_selection
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 20))
+    y = 1.0 * X[:, 0] - 0.7 * X[:, 1] + rng.normal(0, 0.5, 300)
+    sel = lasso_cv(X, y, n_folds=5, seed=0)
+    # the 1-SE lambda: the largest lambda whose CV error is within one standard error of the minimum
+    within = sel.cv_mse <= sel.cv_mse[sel.i_min] + sel.cv_se[sel.i_min]
+    assert within[sel.i_1se] and not within[: sel.i_1se].any() and sel.i_1se <= sel.i_min
+    # at a tiny lambda the physical coefficients are the OLS slopes
+    coef, _ = ols_bootstrap(X, y, 2)
+    tiny = sel.physical_coefficients(len(sel.alphas) - 1, [f"v{j}" for j in range(20)])
+    assert tiny["v0"] == pytest.approx(coef[1], abs=0.02) and tiny["v1"] == pytest.approx(coef[2], abs=0.02)
+    frequencies, q = stability_selection(X, y, sel.alphas, n_subsamples=40, seed=0)
+    assert q == int(np.sqrt(0.8 * 20))
+    assert frequencies[0] == 1.0 and frequencies[1] == 1.0 and frequencies[2:].max() < 0.9
+
+
+def test_noise_column_names_may_not_clash(tmp_path):
+    path = tmp_path / "clash.csv"
+    path.write_text("y,noise_0\n" + "".join(f"{i},{i % 4}\n" for i in range(30)))
+    with pytest.raises(ConfigError, match="clash"):
+        load_sn_table(path, target="y")
+    assert load_sn_table(path, target="y", n_noise=0).names == ["noise_0"]

@@ -176,6 +176,10 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
 
 def add_noise_columns(feats: dict[str, np.ndarray], n: int, n_noise: int, seed: int) -> None:
     """Pure-noise candidates (standard normal, seeded): selecting one is a false selection by construction."""
+    clash = [name for name in feats if name.startswith("noise_")]
+    if clash and n_noise:
+        raise ConfigError(f"column(s) {', '.join(clash)} clash with the pure-noise candidates noise_*; rename them "
+                          "or pass --set n_noise=0")
     rng = np.random.default_rng([seed, 7919])
     for k in range(n_noise):
         feats[f"noise_{k}"] = rng.normal(size=n)
