@@ -173,6 +173,30 @@ class D4MaxPool(nn.Module):
         return F.max_pool2d(x.flatten(1, 2), 2).unflatten(1, x.shape[1:3])
 
 
+class GroupSpatialMean(nn.Module):
+    """(B, C, 8, H, W) -> (B, C): the mean over group elements and positions, invariant under D4."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3, 4))
+
+
+def d4_features(in_channels: int, widths: Sequence[int], batch_norm: bool = True,
+                pool_after_last: bool = False) -> nn.Sequential:
+    """D4-invariant features (B, in_channels, S, S) -> (B, widths[-1]): a lifting convolution, then group
+    convolutions, each followed by (batch norm and) ReLU, with 2x2 max pooling between them (and after the last
+    with ``pool_after_last``), then :class:`GroupSpatialMean`. Batch norm shares its statistics over the group
+    axis, which keeps it equivariant; without it the convolutions carry biases."""
+    layers: list[nn.Module] = []
+    c = in_channels
+    for i, w in enumerate(widths):
+        layers.append(D4LiftingConv(c, w, bias=not batch_norm) if i == 0 else D4GroupConv(c, w, bias=not batch_norm))
+        layers += [nn.BatchNorm3d(w), nn.ReLU()] if batch_norm else [nn.ReLU()]
+        if i < len(widths) - 1 or pool_after_last:
+            layers.append(D4MaxPool())
+        c = w
+    return nn.Sequential(*layers, GroupSpatialMean())
+
+
 class D4ConvNet(nn.Module):
     """D4-invariant CNN: lifting conv, group convs with max pooling, then a mean over group and positions.
 
@@ -184,16 +208,8 @@ class D4ConvNet(nn.Module):
     def __init__(self, in_channels: int = 1, n_outputs: int = 1, widths: Sequence[int] = (6, 12, 24),
                  head: Sequence[int] = (200, 100, 20), dropout: float = 0.1):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for i, w in enumerate(widths):
-            conv = D4LiftingConv(c, w, bias=False) if i == 0 else D4GroupConv(c, w, bias=False)
-            layers += [conv, nn.BatchNorm3d(w), nn.ReLU()]
-            if i < len(widths) - 1:
-                layers.append(D4MaxPool())
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(dropout), mlp([c, *head, n_outputs], dropout=dropout))
+        self.features = d4_features(in_channels, widths)
+        self.head = nn.Sequential(nn.Dropout(dropout), mlp([widths[-1], *head, n_outputs], dropout=dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3, 4)))
+        return self.head(self.features(x))

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from astrobench.core.nets import D4GroupConv, D4LiftingConv, D4MaxPool, mlp
-from astrobench.tasks.cluster_mass.simulate import r500_kpc
+from astrobench.core.nets import d4_features, mlp
+from astrobench.tasks.cluster_mass.simulate import CORE_RADIUS, r500_kpc
 
-CORE_EXCISED_APERTURE = (0.15, 1.0)  # R500 (Pratt et al. 2009; Maughan 2007)
+CORE_EXCISED_APERTURE = (CORE_RADIUS, 1.0)  # R500 (Pratt et al. 2009; Maughan 2007)
 
 
 class Log1p(nn.Module):
@@ -38,24 +38,13 @@ def ntampaka_cnn(dropout: float = 0.1) -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), *_ntampaka_head(c, dropout))
 
 
-class GroupSpatialMean(nn.Module):
-    """(B, C, 8, H, W) -> (B, C): the mean over group elements and positions, invariant under D4."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=(2, 3, 4))
-
-
 def d4_cnn(widths: Sequence[int] = (6, 12, 24), dropout: float = 0.1) -> nn.Sequential:
     """The Ntampaka CNN with every convolution replaced by a D4 group convolution (lifting, then group-to-group;
     each filter in its 8 rotated/flipped copies) and the global average pool taken over group and positions, so
     the output is D4-invariant by construction. Nothing else differs (no batch norm, the same pools, dropout and
     head); widths (6, 12, 24) give about as many parameters as :func:`ntampaka_cnn` (53k vs 58k)."""
-    layers: list[nn.Module] = [Log1p()]
-    c = 1
-    for i, width in enumerate(widths):
-        layers += [D4LiftingConv(c, width) if i == 0 else D4GroupConv(c, width), nn.ReLU(), D4MaxPool()]
-        c = width
-    return nn.Sequential(*layers, GroupSpatialMean(), *_ntampaka_head(c, dropout))
+    features = d4_features(1, widths, batch_norm=False, pool_after_last=True)
+    return nn.Sequential(Log1p(), *features, *_ntampaka_head(widths[-1], dropout))
 
 
 def n_parameters(module: nn.Module) -> int:
