@@ -44,6 +44,11 @@ def test_pantheon_preparation_gives_the_documented_rows(pantheon):
     kept = prepare_pantheon(synth, "synthetic", n_noise=0)
     assert len(kept) == 11 and kept.info["n_duplicates"] == 1
     assert kept.errors["mBERR"][list(kept.extra["CID"]).index("sn0")] == 0.02  # the better light curve stays
+    # an incomplete light curve never wins the duplicate rule: the complete one of the same SN stays
+    synth["HOST_LOGMASS"] = np.r_[np.full(11, 10.2), -9.0]
+    kept = prepare_pantheon(synth, "synthetic", n_noise=0)
+    assert len(kept) == 11 and kept.info["n_missing_dropped"] == 1 and kept.info["n_duplicates"] == 0
+    assert kept.errors["mBERR"][list(kept.extra["CID"]).index("sn0")] == 0.05
 
 
 def test_eiv_recovers_the_simulated_tripp_coefficients():
@@ -88,6 +93,18 @@ def test_tables_that_cannot_be_analysed_stop_clearly(tmp_path):
         load_sn_table(good)
     table = load_sn_table(good, target="y", n_noise=2)
     assert table.names == ["a", "b", "noise_0", "noise_1"]
+    # -9 is a missing value by default, a real one when the sentinels are switched off
+    sentinel = tmp_path / "sentinel.csv"
+    sentinel.write_text("y,a\n" + "".join(f"{i},{-9 if i < 5 else i}\n" for i in range(40)))
+    assert load_sn_table(sentinel, target="y").info["n_missing_dropped"] == 5
+    assert len(load_sn_table(sentinel, target="y", missing=())) == 40
+    # through the run command: more folds than rows, and a malformed option
+    with pytest.raises(DataFormatError, match="fewer than the 50"):
+        run("sn_lasso", data=good, out=tmp_path, name="folds", seed=0,
+            overrides={"size": "smoke", "target": "y", "n_folds": 50}, progress=False)
+    with pytest.raises(ConfigError, match="missing_values"):
+        run("sn_lasso", data=good, out=tmp_path, name="sentinels", seed=0,
+            overrides={"size": "smoke", "target": "y", "missing_values": "none"}, progress=False)
 
 
 def test_smoke_run_on_simulated_and_generic_data(tmp_path):
@@ -96,7 +113,9 @@ def test_smoke_run_on_simulated_and_generic_data(tmp_path):
     lasso = m["lasso"]["lassocv"]
     assert lasso["lambda_1se"] >= lasso["lambda_min"] and lasso["cv_rmse_min"] > 0
     assert m["relaxed"]["ols"]["beta_lo"] <= m["relaxed"]["ols"]["beta"] <= m["relaxed"]["ols"]["beta_hi"]
-    assert 0 <= m["truth"]["lasso_1se"]["precision"] <= 1
+    assert set(m["truth"]) == {"lasso_min", "lasso_1se", "stability"}
+    for scores in m["truth"].values():
+        assert scores["n_seeds"] == 2 and 0 <= scores["precision"] <= 1 and 0 <= scores["recall_x1_c"] <= 1
     assert {"lasso_cv_and_paths.png", "stability_frequencies.png", "predicted_and_residuals.png"} <= {
         p.name for p in (run_dir / "figures").glob("*.png")}
     csv_path = simulate(tmp_path / "sim.csv", n=60, seed=1)

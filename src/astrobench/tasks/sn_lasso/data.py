@@ -2,9 +2,10 @@
 candidate-variable matrix that the selection methods see.
 
 Pantheon+ preparation (docs/tasks/sn_lasso.md): Cepheid calibrators out (``IS_CALIBRATOR == 1``), Hubble flow
-``z_min < zHD < z_max``, one row per SN (of several light curves of one ``CID`` the one with the smallest ``mBERR``),
-target y = mB - mu_fiducial(zHD) in a fixed flat LCDM (astropy ``FlatLambdaCDM(H0=70, Om0=0.3)``; the constant
-goes into the intercept), rows with a missing value (-9 or -999) in a used column dropped and counted.
+``z_min < zHD < z_max``, rows with a missing value (-9 or -999) in a used column dropped and counted, one row per
+SN (of several complete light curves of one ``CID`` the one with the smallest ``mBERR``), target
+y = mB - mu_fiducial(zHD) in a fixed flat LCDM (astropy ``FlatLambdaCDM(H0=70, Om0=0.3)``; the constant goes into
+the intercept).
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ def fiducial_distance_modulus(z: np.ndarray) -> np.ndarray:
 
 
 def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_range=(0.023, 0.15),
-                     n_noise: int = 10, seed: int = 0, extra_physical: tuple[str, ...] = ()) -> SNTable:
+                     n_noise: int = 10, seed: int = 0, extra_physical: tuple[str, ...] = (),
+                     missing: tuple[float, ...] = MISSING) -> SNTable:
     """The candidate matrix of a Pantheon+-format table (see the module docstring for the rules)."""
-    missing = [c for c in PANTHEON_REQUIRED if c not in columns]
-    if missing:
-        raise DataFormatError(source, f"lacks Pantheon+ column(s) {', '.join(missing)}")
+    absent = [c for c in PANTHEON_REQUIRED if c not in columns]
+    if absent:
+        raise DataFormatError(source, f"lacks Pantheon+ column(s) {', '.join(absent)}")
     n_rows = len(columns["CID"])
     optional = ("HOST_LOGMASS", "MWEBV", "PKMJD", "FITPROB", "NDOF", "COV_x1_c", "x0", "COV_x1_x0", "COV_c_x0",
                 "zHDERR", *extra_physical)
@@ -120,24 +122,22 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
     keep = (num["IS_CALIBRATOR"] == 0) & (num["zHD"] > z_range[0]) & (num["zHD"] < z_range[1])
     n_calibrators = int((num["IS_CALIBRATOR"] != 0).sum())
     n_outside_z = int(((num["IS_CALIBRATOR"] == 0) & ~keep).sum())
-    rows = np.flatnonzero(keep)
-    cid = np.char.strip(columns["CID"].astype(str))
-    # one row per SN: of several light curves of one CID keep the best measured (smallest mBERR)
-    order = rows[np.lexsort((num["mBERR"][rows], cid[rows]))]
-    first = np.concatenate([[True], cid[order][1:] != cid[order][:-1]])
-    rows = np.sort(order[first])
-    n_duplicates = int(keep.sum() - len(rows))
-
     physical = ["x1", "c"]
     for name in ("HOST_LOGMASS", "MWEBV", "zHD", "PKMJD", "FITPROB", "NDOF", *extra_physical):
         if name in num:
             physical.append(name)
     used = sorted(set(physical) | {"mB", "mBERR", "x1ERR", "cERR"})
-    complete = np.ones(len(rows), dtype=bool)
+    complete = np.ones(n_rows, dtype=bool)
     for name in used:
-        complete &= ~np.isin(num[name][rows], MISSING) & np.isfinite(num[name][rows])
-    n_missing = int((~complete).sum())
-    rows = rows[complete]
+        complete &= ~np.isin(num[name], missing) & np.isfinite(num[name])
+    n_missing = int((keep & ~complete).sum())
+    rows = np.flatnonzero(keep & complete)
+    cid = np.char.strip(columns["CID"].astype(str))
+    # one row per SN: of the complete light curves of one CID keep the best measured (smallest mBERR)
+    order = rows[np.lexsort((num["mBERR"][rows], cid[rows]))]
+    first = np.concatenate([[True], cid[order][1:] != cid[order][:-1]])
+    rows = np.sort(order[first])
+    n_duplicates = int((keep & complete).sum() - len(rows))
     z = num["zHD"][rows]
     if len(rows) < 10:
         raise DataFormatError(source, f"only {len(rows)} SNe remain after the cuts (need at least 10)")
@@ -186,8 +186,10 @@ def add_noise_columns(feats: dict[str, np.ndarray], n: int, n_noise: int, seed: 
 
 
 def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[str] | None = None,
-                    source: str = "memory", n_noise: int = 10, seed: int = 0) -> SNTable:
-    """Any table: ``target`` against ``features`` (default: every other numeric column)."""
+                    source: str = "memory", n_noise: int = 10, seed: int = 0,
+                    missing: tuple[float, ...] = MISSING) -> SNTable:
+    """Any table: ``target`` against ``features`` (default: every other numeric column); rows with a value in
+    ``missing`` or a NaN in any used column are dropped (pass ``missing=()`` where -9 is a real value)."""
     if target not in columns:
         raise DataFormatError(source, f"has no target column {target!r} (columns: {', '.join(columns)})")
     y = _numeric(source, columns, target)
@@ -202,9 +204,9 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
     if not features:
         raise DataFormatError(source, "has no numeric feature columns besides the target")
     feats = {name: _numeric(source, columns, name) for name in features}
-    complete = np.isfinite(y) & ~np.isin(y, MISSING)
+    complete = np.isfinite(y) & ~np.isin(y, missing)
     for values in feats.values():
-        complete &= np.isfinite(values) & ~np.isin(values, MISSING)
+        complete &= np.isfinite(values) & ~np.isin(values, missing)
     n_missing = int((~complete).sum())
     feats = {k: v[complete] for k, v in feats.items()}
     add_noise_columns(feats, int(complete.sum()), n_noise, seed)
@@ -214,17 +216,18 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
 
 
 def load_sn_table(path: str | Path, target: str | None = None, features: list[str] | None = None,
-                  n_noise: int = 10, seed: int = 0, z_range=(0.023, 0.15), min_rows: int = 10) -> SNTable:
+                  n_noise: int = 10, seed: int = 0, z_range=(0.023, 0.15), min_rows: int = 10,
+                  missing: tuple[float, ...] = MISSING) -> SNTable:
     """Read ``path`` and build its candidate matrix: the Pantheon+ rules when the table has the Pantheon+
     columns and no ``target`` is named, else ``target`` against ``features``."""
     columns = read_table(path)
     if target is None and is_pantheon(columns):
         extra = tuple(n for n in columns if n.startswith("spec_"))  # the simulator's spectral features
-        table = prepare_pantheon(columns, path, z_range, n_noise, seed, extra_physical=extra)
+        table = prepare_pantheon(columns, path, z_range, n_noise, seed, extra_physical=extra, missing=missing)
     elif target is None:
         raise ConfigError(f"{path} is not a Pantheon+ table; name the target column with --set target=COLUMN")
     else:
-        table = prepare_generic(columns, target, features, path, n_noise, seed)
+        table = prepare_generic(columns, target, features, path, n_noise, seed, missing=missing)
     if len(table) < min_rows:
         raise DataFormatError(path, f"{len(table)} usable rows, fewer than the {min_rows} the cross-validation needs")
     return table

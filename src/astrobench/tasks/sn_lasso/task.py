@@ -59,6 +59,7 @@ class SNLassoTask(Task):
             "screen": 15,  # best_subset: candidates kept by |correlation with y| before the exhaustive search
             "target": "",  # generic tables: the column to model (Pantheon+ tables: mB - mu_fiducial)
             "features": [],  # generic tables: candidate columns (empty: every other numeric column)
+            "missing_values": [-9.0, -999.0],  # sentinels of a missing value ([] where -9 is a real value)
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +76,9 @@ class SNLassoTask(Task):
                 fail(key, ">= 1")
         if options["target"] and options["target"] in options["features"]:
             fail("features", f"a list without the target {options['target']!r}")
+        if not isinstance(options["missing_values"], list | tuple) or not all(
+                isinstance(v, int | float) for v in options["missing_values"]):
+            fail("missing_values", "a list of numbers such as [-9, -999]")
         for key in ("n_boot", "n_boot_eiv", "n_noise"):
             if options[key] < 0:
                 fail(key, ">= 0")
@@ -103,7 +107,7 @@ class SNLassoTask(Task):
             ctx.data_info.update(source="file", path=str(path))
         table = load_sn_table(path, target=opts["target"] or None, features=opts["features"] or None,
                               n_noise=opts["n_noise"], seed=ctx.seed, z_range=(opts["z_min"], opts["z_max"]),
-                              min_rows=max(opts["n_folds"], 10))
+                              min_rows=max(opts["n_folds"], 10), missing=tuple(opts["missing_values"]))
         ctx.data_info.update(table.info, n_candidates=len(table.names), candidates=table.names,
                              n_train=len(table), n_val=0, n_test=0)
         ctx.log(f"{len(table)} SNe, {len(table.names)} candidate variables ({table.info})")
@@ -151,7 +155,7 @@ class SNLassoTask(Task):
                 results["compare"][method] = {"cv_rmse": float(rmse.mean()),
                                               "cv_rmse_err": float(rmse.std(ddof=1) / np.sqrt(len(rmse)))}
             if ctx.data_info["source"] == "simulated":
-                results["truth"] = {"lasso_1se": self._truth_over_seeds(ctx)}
+                results["truth"] = self._truth_over_seeds(ctx)
         self._figures(ctx, table, sel, frequencies, results)
         return results
 
@@ -166,21 +170,34 @@ class SNLassoTask(Task):
                 "recall_x1_c": len({"x1", "c"} & set(selected)) / 2, "step_selected": float("mass_step" in selected)}
 
     def _truth_over_seeds(self, ctx: RunContext) -> dict[str, Any]:
-        """The 1-SE LASSO on ``n_truth_seeds`` independent simulated samples: mean and standard error of precision,
-        recall, recall of x1 and c, and how often the mass step is selected (true variables: x1, c, mass_step)."""
+        """Three selections on ``n_truth_seeds`` independent simulated samples (true variables: x1, c, mass_step):
+        the LASSO at the CV-minimum and the 1-SE lambda, and stability selection. For each, the mean and standard
+        error over samples of precision, recall, recall of x1 and c, and how often the mass step is selected."""
         opts = ctx.options
-        scores = []
-        for k in range(opts["n_truth_seeds"]):
+        scores: dict[str, list[dict[str, float]]] = {"lasso_min": [], "lasso_1se": [], "stability": []}
+        from rich.progress import track
+
+        for k in track(range(opts["n_truth_seeds"]), description="truth: simulated samples", disable=not ctx.progress,
+                       transient=True):
             cols = simulate_sn_table(opts["n_sne"], seed=ctx.seed + 1000 + k)
             table = prepare_pantheon(cols, "simulated", (opts["z_min"], opts["z_max"]), opts["n_noise"],
                                      ctx.seed + k, extra_physical=SPECTRAL)
             sel = lasso_cv(table.X, table.y, opts["n_folds"], ctx.seed + k)
-            scores.append(self._truth(sel.selected(sel.i_1se, table.names)))
-        out: dict[str, Any] = {"n_seeds": len(scores)}
-        for key in scores[0]:
-            values = np.array([s[key] for s in scores])
-            out[key] = float(values.mean())
-            out[f"{key}_err"] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+            scores["lasso_min"].append(self._truth(sel.selected(sel.i_min, table.names)))
+            scores["lasso_1se"].append(self._truth(sel.selected(sel.i_1se, table.names)))
+            frequencies, _ = stability_selection(table.X, table.y, sel.alphas, opts["n_subsamples"],
+                                                 opts["stability_threshold"], opts["stability_expected_false"],
+                                                 ctx.seed + k)
+            stable = [n for n, f in zip(table.names, frequencies) if f >= opts["stability_threshold"]]
+            scores["stability"].append(self._truth(stable))
+        out: dict[str, Any] = {}
+        for method, runs in scores.items():
+            out[method] = {"n_seeds": len(runs)}
+            for key in runs[0]:
+                values = np.array([s[key] for s in runs])
+                out[method][key] = float(values.mean())
+                out[method][f"{key}_err"] = (float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1
+                                             else float("nan"))
         return out
 
     def _relaxed(self, ctx: RunContext, table: SNTable, selected: list[str]) -> dict[str, Any]:
