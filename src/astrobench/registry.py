@@ -11,6 +11,7 @@ TASKS: dict[str, str] = {
     "rings": "astrobench.tasks.rings.task:RingsTask",
     "cluster_mass": "astrobench.tasks.cluster_mass.task:ClusterMassTask",
     "sn_lasso": "astrobench.tasks.sn_lasso.task:SNLassoTask",
+    "camels": "astrobench.tasks.camels.task:CamelsTask",
 }
 
 

@@ -26,7 +26,7 @@ def flatten_results(results: dict[str, Any]) -> list[tuple[str, str, str, Any, A
         for method, metrics in methods.items():
             def walk(node, prefix):
                 for key, val in node.items():
-                    if key.endswith("_err"):
+                    if key.endswith("_err") and key[:-4] in node:  # the error bar of a sibling metric
                         continue
                     path = f"{prefix}{key}"
                     if isinstance(val, dict) and not _is_small_leaf(key):

@@ -1,0 +1,222 @@
+"""camels: the simulator's known answers, the CMD file format and its loader, splits, augmentation, the network,
+the metrics, and a smoke run with predict."""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from astrobench.core.io import ConfigError, DataFormatError
+from astrobench.core.nets import d4_transform
+from astrobench.core.training import random_d4
+from astrobench.runner import run
+from astrobench.tasks.camels.cosmology import power_spectrum
+from astrobench.tasks.camels.data import MapDataset, channel_stats, channel_values, load_camels, split_sims, targets
+from astrobench.tasks.camels.models import cmd_cnn
+from astrobench.tasks.camels.task import CamelsTask, parameter_metrics
+
+S = importlib.import_module("astrobench.tasks.camels.simulate")  # the package exports a function of that name
+
+
+@pytest.fixture(scope="module")
+def cmd_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cmd")
+    S.simulate(folder, n_sims=8, seed=3, map_size=32)
+    return folder
+
+
+def test_simulator_writes_the_cmd_format(cmd_folder):
+    for suite in ("IllustrisTNG", "SIMBA"):
+        params = np.loadtxt(cmd_folder / f"params_LH_{suite}.txt")
+        assert params.shape == (8, 6)
+        for (lo, hi), column in zip(S.PARAM_RANGES, params.T):
+            assert (column >= lo).all() and (column <= hi).all()
+        for field in ("Mtot", "P"):
+            maps = np.load(cmd_folder / f"Maps_{field}_{suite}_LH_z=0.00.npy", mmap_mode="r")
+            assert maps.shape == (8 * 15, 32, 32) and maps.dtype == np.float32 and (np.asarray(maps) > 0).all()
+        # the box mean is Omega_m rho_crit: the 5 slabs of each axis average to 1.3875e12 Omega_m, for every axis
+        mtot = np.load(cmd_folder / f"Maps_Mtot_{suite}_LH_z=0.00.npy").reshape(8, 3, 5, 32, 32)
+        per_axis = mtot.mean(axis=(2, 3, 4)) / params[:, :1]
+        np.testing.assert_allclose(per_axis, S.RHO_CRIT * 5.0, rtol=1e-4)
+
+
+def test_latin_hypercube_fills_every_stratum():
+    params = S.latin_hypercube(50, np.random.default_rng(0))
+    for j, ((lo, hi), log) in enumerate(zip(S.PARAM_RANGES, S.LOG_UNIFORM)):
+        u = np.log(params[:, j] / lo) / np.log(hi / lo) if log else (params[:, j] - lo) / (hi - lo)
+        assert sorted(np.floor(u * 50).astype(int)) == list(range(50))
+
+
+def test_lognormal_field_has_the_target_power_spectrum():
+    """The Gaussian field has P_G, and exp of it has the target spectrum (halofit times suppression): exactly in
+    expectation; in a realisation of a mildly non-linear box within the scatter."""
+    n, params = 16, np.array([0.3, 0.6, 1.0, 1.0, 1.0, 1.0])
+    k = S._k_grid(n)
+    bins = (k > 0.3) & (k < 1.5)
+    target, pk_gauss = S.lognormal_spectra(params, "tng", n)
+    np.testing.assert_allclose(target[bins], power_spectrum(0.3, 0.6, k[bins]) * S.suppression(k[bins], params, "tng"))
+    volume, axes = S.BOX_MPC_H**3, (0, 1, 2)
+    xi_gauss = np.fft.irfftn(pk_gauss, s=(n, n, n), axes=axes) * n**3 / volume
+    expected = np.fft.rfftn(np.expm1(xi_gauss), axes=axes).real * volume / n**3  # P of exp(G), in expectation
+    assert np.mean(expected[bins] / target[bins]) == pytest.approx(1.0, abs=0.1)
+    realised = []
+    for seed in range(20):
+        delta = S.lognormal_density(params, "tng", n, np.random.default_rng(seed)) - 1
+        realised.append(np.mean(np.abs(np.fft.rfftn(delta, axes=axes))[bins] ** 2 * volume / n**6 / target[bins]))
+    # a heavy-tailed field's sample power falls below its expectation (docs/tasks/camels.md, Limits)
+    assert 0.65 < np.mean(realised) < 1.1
+
+
+def test_sigma_8_and_feedback_act_as_documented():
+    rng = np.random.default_rng
+    low = S.slab_maps(S.lognormal_density(np.array([0.3, 0.6, 1, 1, 1, 1.0]), "tng", 32, rng(1)), 0.3)
+    high = S.slab_maps(S.lognormal_density(np.array([0.3, 1.0, 1, 1, 1, 1.0]), "tng", 32, rng(1)), 0.3)
+    assert np.log10(high).std() > np.log10(low).std() * 1.1  # more clustering, wider maps
+    k = np.array([0.01, 1.0, 30.0])
+    params = np.array([0.3, 0.8, 1.0, 1.0, 1.0, 1.0])
+    tng, simba = S.suppression(k, params, "tng"), S.suppression(k, params, "simba")
+    assert tng[0] == pytest.approx(1, abs=1e-4) and simba[0] == pytest.approx(1, abs=1e-3)
+    assert simba[1] < tng[1] < 1 and simba[2] < tng[2]  # SIMBA-like feedback reaches larger scales, deeper
+    strong = S.suppression(k, np.array([0.3, 0.8, 1.0, 4.0, 1.0, 1.0]), "simba")
+    assert strong[2] < simba[2]  # more AGN feedback, more suppression
+
+
+def test_power_table_reproduces_camb():
+    pytest.importorskip("camb")
+    from astrobench.tasks.camels.cosmology import camb_power
+
+    k = np.array([0.3, 3.0, 20.0])
+    np.testing.assert_allclose(power_spectrum(0.3, 0.8, k), camb_power(0.3, 0.8, k), rtol=1e-3)  # a grid node
+    np.testing.assert_allclose(power_spectrum(0.325, 0.85, k), camb_power(0.325, 0.85, k), rtol=0.03)  # between
+
+
+def test_loader_memory_maps_and_splits_by_simulation(cmd_folder):
+    suites = load_camels(cmd_folder)
+    assert set(suites) == {"tng", "simba"} and isinstance(suites["tng"].maps["mtot"], np.memmap)
+    train, val, test = split_sims(40, (0.9, 0.05, 0.05), seed=1)
+    assert len(train) == 36 and len(val) == 2 and len(test) == 2
+    assert set(train) | set(val) | set(test) == set(range(40)) and not set(train) & (set(val) | set(test))
+    suite = suites["tng"]
+    tr, va, te = split_sims(suite.n_sims, (0.5, 0.25, 0.25), seed=0)
+    stats = channel_stats(suite, tr, "mtot_p")
+    data = MapDataset(suite, te, "mtot_p", stats)
+    x, y = data[0]
+    assert x.shape == (2, 32, 32) and y.shape == (6,)
+    assert set(data.sim_of_item()) == set(te) and len(data) == 15 * len(te)  # all 15 maps of a simulation
+    np.testing.assert_allclose(y.numpy(), targets(suite.params[te[:1]])[0])
+    assert y[2] == pytest.approx(np.log10(suite.params[te[0], 2]), abs=1e-6)  # feedback amplitudes in log10
+    # the mean-free field has lost the monopole that gives Omega_m away
+    nomean = 10 ** channel_values(suite, "mtot_nomean", slice(0, 15))
+    np.testing.assert_allclose(nomean.mean(axis=(1, 2)), 1.0, rtol=1e-5)
+
+
+def test_broken_folders_stop_clearly(cmd_folder, tmp_path):
+    with pytest.raises(DataFormatError, match="not a folder"):
+        load_camels(tmp_path / "nowhere")
+    with pytest.raises(DataFormatError, match="holds no CMD files"):
+        load_camels(tmp_path)
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "Maps_Mtot_SIMBA_LH_z=0.00.npy").write_bytes((cmd_folder / "Maps_Mtot_SIMBA_LH_z=0.00.npy").read_bytes())
+    with pytest.raises(DataFormatError, match="lacks params_LH_SIMBA.txt"):
+        load_camels(partial)
+    np.savetxt(partial / "params_LH_SIMBA.txt", np.ones((3, 6)))
+    with pytest.raises(DataFormatError, match="has 120 maps.*need 45"):
+        load_camels(partial)
+    np.savetxt(partial / "params_LH_SIMBA.txt", np.ones((8, 6)))
+    with pytest.raises(ConfigError, match="--n 9 simulations requested"):
+        load_camels(partial, n_sims=9)
+    np.save(partial / "Maps_Mtot_SIMBA_LH_z=0.00.npy", np.ones((120, 32), dtype=np.float32))
+    with pytest.raises(DataFormatError, match="expected \\(N, s, s\\) float maps"):
+        load_camels(partial)
+    np.savetxt(partial / "params_LH_SIMBA.txt", np.ones((8, 4)))
+    with pytest.raises(DataFormatError, match="needs 6 columns"):
+        load_camels(partial)
+
+
+def test_real_parameter_tables_match_the_simulator_ranges(shared_data):
+    from astrobench.tasks.camels.data import _read_params
+
+    for suite in ("IllustrisTNG", "SIMBA"):
+        params = _read_params(shared_data / "camels_params" / f"params_LH_{suite}.txt")
+        assert params.shape == (1000, 6)
+        for (lo, hi), column in zip(S.PARAM_RANGES, params.T):
+            assert lo - 1e-3 <= column.min() and column.max() <= hi + 1e-3
+            assert column.min() < lo + 0.05 * (hi - lo) and column.max() > hi - 0.05 * (hi - lo)  # spans the range
+
+
+def test_augmentation_really_rotates_and_flips():
+    torch.manual_seed(0)
+    image = torch.arange(16.0).reshape(1, 1, 4, 4)  # no symmetry: every D4 element gives a different image
+    out = random_d4(image.repeat(400, 1, 1, 1))
+    views = {tuple(d4_transform(image, g).flatten().tolist()) for g in range(8)}
+    seen = {tuple(o.flatten().tolist()) for o in out}
+    assert seen == views  # all 8 rotations and flips occur, and nothing else
+    module = CamelsTask()._module(1, 32, np.zeros((4, 6)), {**CamelsTask().options("smoke"), "lr": 1e-3})
+    assert module.augment is random_d4
+
+
+def test_cmd_network_shapes():
+    for size, channels in ((32, 1), (64, 2)):
+        net = cmd_cnn(channels, size, hidden=2).eval()
+        assert net(torch.randn(3, channels, size, size)).shape == (3, 12)
+    with pytest.raises(ValueError, match="power of two"):
+        cmd_cnn(1, 48)
+
+
+def test_parameter_metrics_known_answers():
+    rng = np.random.default_rng(0)
+    sims = np.repeat(np.arange(400), 15)
+    true = np.repeat(rng.uniform(0.1, 0.5, 400), 15)
+    sigma = np.full_like(true, 0.02)
+    exact = parameter_metrics(true, true, sigma, sims)
+    assert exact["r2"] == 1 and exact["rel_err"] == 0 and exact["coverage_68"] == 1 and exact["chi2"] == 0
+    noisy = parameter_metrics(true, true + rng.normal(0, 0.02, true.shape), sigma, sims)
+    assert noisy["chi2"] == pytest.approx(1, abs=0.05) and noisy["coverage_68"] == pytest.approx(0.683, abs=0.02)
+    assert 0 < noisy["chi2_err"] < 0.05
+
+
+def test_smoke_run_keys_figures_and_predict(tmp_path):
+    run_dir = run("camels", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke"}, progress=False)
+    results = json.loads((run_dir / "metrics.json").read_text())["results"]
+    assert set(results) == {"tng_to_tng", "tng_to_simba", "simba_to_simba", "simba_to_tng"}
+    for combo in results.values():
+        assert set(combo) == {"mtot", "mtot_nomean"}
+        for field in combo.values():
+            assert set(field) == set(S.PARAM_NAMES)
+            assert {"r2", "rel_err", "chi2", "coverage_68", "chi2_err"} <= set(field["omega_m"])
+            assert 0 <= field["sigma_8"]["coverage_68"] <= 1 and field["sigma_8"]["chi2"] >= 0
+    figures = {p.name for p in (run_dir / "figures").glob("*.png")}
+    assert {"cross_suite_r2.png", "example_maps.png", "pred_tng_to_simba_mtot.png"} <= figures
+    data = tmp_path / "new"
+    S.simulate(data, n_sims=2, seed=9, map_size=32, suites=("simba",))
+    csv = CamelsTask().predict(run_dir, data, tmp_path / "pred.csv")
+    lines = csv.read_text().splitlines()
+    assert lines[0].startswith("trained_on,field,suite,map,omega_m") and len(lines) == 1 + 4 * 2 * 15
+    with pytest.raises(ConfigError, match="fields"):
+        run("camels", out=tmp_path, name="bad", overrides={"size": "smoke", "fields": ["dm"]}, progress=False)
+
+
+def test_halo_numbers_follow_the_mass_function_and_carry_their_mass():
+    from astrobench.tasks.camels.cosmology import mass_function
+
+    params = np.array([0.3, 0.8, 1.0, 1.0, 1.0, 1.0])
+    rho = np.ones((8, 8, 8))
+    counts = [len(S.draw_halos(params, rho, np.random.default_rng(s)).log_m) for s in range(20)]
+    log_m = np.arange(S.HALO_LOG_M_MIN, 15.5, 0.01) + 0.005
+    expected = np.sum(mass_function(0.3, 0.8, log_m) * np.log(10) * 0.01) * S.BOX_MPC_H**3
+    assert np.mean(counts) == pytest.approx(expected, rel=0.05)
+    def massive(sigma_8):  # groups above 1e13 Msun/h per box
+        return np.mean([np.sum(S.draw_halos(np.array([0.3, sigma_8, 1, 1, 1, 1.0]), rho,
+                                            np.random.default_rng(s)).log_m > 13) for s in range(20)])
+
+    assert massive(0.6) < 0.5 * massive(1.0)  # lower sigma_8, far fewer massive halos
+    # halos sit where the matter is, and the maps keep every halo's mass
+    dense = np.full((8, 8, 8), 1e-6)
+    dense[2, 5, 7] = 1.0
+    halos = S.draw_halos(params, dense / dense.mean(), np.random.default_rng(0))
+    assert np.mean(np.all(np.floor(halos.position / (S.BOX_MPC_H / 8)) == [2, 5, 7], axis=1)) > 0.99
+    maps = S.slab_maps(np.ones((16, 16, 16)), 0.3, halos).reshape(3, 5, 16, 16)
+    np.testing.assert_allclose(maps.mean(axis=(1, 2, 3)), 0.3 * S.RHO_CRIT * 5.0, rtol=1e-5)
