@@ -220,3 +220,23 @@ def test_halo_numbers_follow_the_mass_function_and_carry_their_mass():
     assert np.mean(np.all(np.floor(halos.position / (S.BOX_MPC_H / 8)) == [2, 5, 7], axis=1)) > 0.99
     maps = S.slab_maps(np.ones((16, 16, 16)), 0.3, halos).reshape(3, 5, 16, 16)
     np.testing.assert_allclose(maps.mean(axis=(1, 2, 3)), 0.3 * S.RHO_CRIT * 5.0, rtol=1e-5)
+
+
+def test_optuna_search_writes_its_study(tmp_path):
+    pytest.importorskip("optuna")
+    run_dir = run("camels", out=tmp_path, name="tuned", seed=0, progress=False,
+                  overrides={"size": "smoke", "fields": ["mtot"], "train_suites": ["tng"], "n_trials": 2,
+                             "trial_epochs": 1})
+    best = json.loads((run_dir / "optuna_best.json").read_text())
+    assert best["n_trials"] == 2 and set(best["params"]) == {"lr", "weight_decay", "dropout"}
+    assert (run_dir / "optuna.db").is_file() and best["storage"].startswith("sqlite:///")
+    assert json.loads((run_dir / "metrics.json").read_text())["data"]["tuned"] == best["params"]
+
+
+def test_simulate_command_writes_the_files(tmp_path):
+    from astrobench.cli import main
+
+    assert main(["simulate", "camels", "--out", str(tmp_path / "cmd"), "--n", "2", "--set", "map_size=16"]) == 0
+    maps = np.load(tmp_path / "cmd" / "Maps_P_SIMBA_LH_z=0.00.npy", mmap_mode="r")
+    assert maps.shape == (30, 16, 16)
+    assert main(["simulate", "camels", "--out", str(tmp_path / "bad"), "--n", "2", "--set", "map_size=48"]) == 2

@@ -138,10 +138,10 @@ class CamelsTask(Task):
             fail("n_trials", ">= 0")
         return options
 
-    def simulate(self, out, n, seed=0, format=None, **options) -> Path:
+    def simulate(self, out, n, seed=0, format=None, map_size: int = 64) -> Path:
         if format not in (None, "npy"):
             raise ConfigError(f"camels writes the CMD .npy / .txt files only, not {format!r}")
-        return simulate_camels(out, n_sims=n, seed=seed, map_size=int(options.get("map_size", 64)), progress=True)
+        return simulate_camels(out, n_sims=n, seed=seed, map_size=map_size, progress=True)
 
     # -- data -------------------------------------------------------------------------------------------------
     def _load(self, ctx: RunContext) -> dict[str, Suite]:
@@ -287,10 +287,8 @@ class CamelsTask(Task):
         plt = plots.plt
         labels = {"omega_m": "Ωm", "sigma_8": "σ8", **{p: f"log10 {p.upper()}" for p in LOG_PARAMS}}
         for (train, test, field), (y, mu, sigma) in predictions.items():
-            if field not in ("mtot", "mtot_nomean"):
-                continue
-            fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-            for ax, j in zip(axes, (0, 1)):
+            fig, axes = plt.subplots(2, 3, figsize=(12, 7))
+            for j, ax in enumerate(axes.ravel()):
                 ax.errorbar(y[:, j], mu[:, j], yerr=sigma[:, j], fmt=".", ms=2, alpha=0.4, elinewidth=0.5)
                 lim = [y[:, j].min(), y[:, j].max()]
                 ax.plot(lim, lim, "k--", lw=0.8)
