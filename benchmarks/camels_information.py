@@ -4,7 +4,8 @@ Per map: the log10 mean, the mean, spread, skewness and 5 percentiles of log10 M
 mean-free log map in 8 bins, and the number of local maxima above 10^12.5, 10^13 and 10^13.5 Msun/h per pixel
 (halo counts). A gradient-boosted regressor (scikit-learn HistGradientBoosting) per parameter is trained on the
 task's training simulations and scored on its test simulations (the same seeded split, in-suite and across
-suites), with the same r2 as metrics.json. ``--nomean`` drops the two features that carry the map mean.
+suites), with the same r2 as metrics.json. The ``mtot_nomean`` variant drops the two features that carry the map
+mean and counts peaks above 30, 100 and 300 times the map's mean instead (absolute thresholds would carry it).
 
     python benchmarks/camels_information.py [--n-sims 500] [--map-size 64] [--seed 0]
         # writes benchmarks/results/camels_information.json
@@ -39,10 +40,16 @@ def features(maps: np.ndarray) -> np.ndarray:
     spectrum = np.stack([power[:, (k >= a) & (k < b)].mean(axis=1) for a, b in zip(edges[:-1], edges[1:])], 1)
     peaks = maps == maximum_filter(maps, size=(1, 3, 3), mode="wrap")
     counts = [np.sum(peaks & (maps * pixel_area > 10**t), axis=(1, 2)) for t in (12.5, 13.0, 13.5)]
+    contrast = maps / maps.mean(axis=(1, 2), keepdims=True)
+    counts += [np.sum(peaks & (contrast > t), axis=(1, 2)) for t in (30, 100, 300)]
     return np.column_stack([np.log10(maps.mean(axis=(1, 2))), log_map.mean(axis=(1, 2)), log_map.std(axis=(1, 2)),
                             skew(log_map.reshape(len(maps), -1), axis=1),
                             np.percentile(mean_free, [5, 25, 50, 75, 95], axis=(1, 2)).T, np.log10(spectrum),
-                            np.log1p(np.column_stack(counts))])
+                            np.log1p(np.column_stack(counts))])  # last 6: absolute, then relative counts
+
+
+ABSOLUTE = slice(None, -3)  # every feature but the relative peak counts
+MEAN_FREE = np.r_[2:17, 20:23]  # without the two mean-carrying features and the absolute counts
 
 
 def main() -> None:
@@ -64,7 +71,7 @@ def main() -> None:
     splits = {s: split_sims(v.n_sims, (0.9, 0.05, 0.05), args.seed) for s, v in suites.items()}
     feats = {s: features(np.asarray(v.maps["mtot"], dtype=np.float64)) for s, v in suites.items()}
     result: dict[str, dict] = {"n_sims": args.n_sims, "map_size": args.map_size, "seed": args.seed}
-    for variant, columns in (("mtot", slice(None)), ("mtot_nomean", slice(2, None))):
+    for variant, columns in (("mtot", ABSOLUTE), ("mtot_nomean", MEAN_FREE)):
         for train, suite in suites.items():
             rows = (splits[train][0][:, None] * MAPS_PER_SIM + np.arange(MAPS_PER_SIM)).ravel()
             for j, name in ((0, "omega_m"), (1, "sigma_8")):

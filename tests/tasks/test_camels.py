@@ -240,3 +240,38 @@ def test_simulate_command_writes_the_files(tmp_path):
     maps = np.load(tmp_path / "cmd" / "Maps_P_SIMBA_LH_z=0.00.npy", mmap_mode="r")
     assert maps.shape == (30, 16, 16)
     assert main(["simulate", "camels", "--out", str(tmp_path / "bad"), "--n", "2", "--set", "map_size=48"]) == 2
+
+
+def test_zeros_nan_and_mismatched_sizes_in_real_files(cmd_folder, tmp_path):
+    folder = tmp_path / "cmd"
+    folder.mkdir()
+    for f in cmd_folder.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    pressure = np.load(folder / "Maps_P_IllustrisTNG_LH_z=0.00.npy")
+    pressure[:, :4, :4] = 0.0  # real pressure maps may hold empty pixels
+    np.save(folder / "Maps_P_IllustrisTNG_LH_z=0.00.npy", pressure)
+    suite = load_camels(folder)["tng"]
+    mean, std, floor = channel_stats(suite, np.arange(6), "p")
+    x, _ = MapDataset(suite, np.arange(6), "p", (mean, std, floor))[0]
+    assert floor[0] > 0 and np.isfinite(x).all() and x.min() > -10  # floored, not log10(tiny) = -38
+    pressure[3, 0, 0] = np.nan
+    np.save(folder / "Maps_P_IllustrisTNG_LH_z=0.00.npy", pressure)
+    with pytest.raises(DataFormatError, match="NaN or infinite"):
+        channel_stats(load_camels(folder)["tng"], np.arange(8), "p", max_maps=120)
+    small = tmp_path / "mixed"
+    S.simulate(small, n_sims=8, seed=1, map_size=16, suites=("simba",))
+    for name in ("Maps_Mtot_IllustrisTNG_LH_z=0.00.npy", "Maps_P_IllustrisTNG_LH_z=0.00.npy",
+                 "params_LH_IllustrisTNG.txt"):
+        (small / name).write_bytes((cmd_folder / name).read_bytes())
+    with pytest.raises(DataFormatError, match="differ in size"):
+        run("camels", data=small, out=tmp_path, name="mixed", overrides={"size": "smoke"}, progress=False)
+
+
+def test_slabs_are_exactly_five_mpc_thick():
+    for n in (16, 32, 64):
+        weights = S.slab_weights(n)
+        np.testing.assert_allclose(weights.sum(axis=0), 1.0)  # every cell shared out completely
+        np.testing.assert_allclose(weights.sum(axis=1) * S.BOX_MPC_H / n, 5.0)  # each slab 5 Mpc/h
+    rho = np.random.default_rng(0).uniform(0.5, 1.5, (32, 32, 32))
+    maps = S.slab_maps(rho / rho.mean(), 0.3).reshape(3, 5, 32, 32)
+    np.testing.assert_allclose(maps.sum(axis=1).mean(axis=(1, 2)), 0.3 * S.RHO_CRIT * S.BOX_MPC_H, rtol=1e-5)

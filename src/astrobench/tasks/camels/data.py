@@ -117,39 +117,57 @@ def targets(params: np.ndarray) -> np.ndarray:
     return out
 
 
-def channel_values(suite: Suite, channel: str, index) -> np.ndarray:
-    """log10 maps of one channel at map ``index`` (an int or a slice), float32."""
+def _linear_values(suite: Suite, channel: str, index) -> np.ndarray:
     source = "mtot" if channel.startswith("mtot") else channel
     if source not in suite.maps:
         raise ConfigError(f"the {SUITES[suite.name]} files lack the {source} field the {channel!r} input needs")
     x = np.asarray(suite.maps[source][index], dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise DataFormatError(f"{SUITES[suite.name]} {source} maps", f"map(s) {index} hold NaN or infinite values")
     if channel == "mtot_nomean":  # each map over its own mean: the monopole (which gives Omega_m away) removed
         x = x / x.mean(axis=(-2, -1), keepdims=True)
-    return np.log10(np.maximum(x, np.finfo(np.float32).tiny))
+    return x
+
+
+def channel_values(suite: Suite, channel: str, index, floor: float | None = None) -> np.ndarray:
+    """log10 maps of one channel at map ``index`` (an int or a slice), float32. Values below ``floor`` (zeros in
+    a real pressure map, say) are raised to it before the log."""
+    x = _linear_values(suite, channel, index)
+    return np.log10(np.maximum(x, floor if floor is not None else np.finfo(np.float32).tiny))
 
 
 def channel_stats(suite: Suite, sims: np.ndarray, field: str, max_maps: int = 300,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each channel over (up to ``max_maps``) training maps."""
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel, from (up to ``max_maps``) training maps: the floor (a tenth of the 0.1 % quantile of the
+    positive pixels, so zeros do not become -38 in log10), and the mean and standard deviation of the
+    floored log10 values."""
     rng = np.random.default_rng(seed)
     maps = (sims[:, None] * MAPS_PER_SIM + np.arange(MAPS_PER_SIM)).ravel()
     sample = np.sort(rng.choice(maps, size=min(max_maps, len(maps)), replace=False))
-    means, stds = [], []
+    means, stds, floors = [], [], []
     for channel in FIELD_CHANNELS[field]:
-        values = np.stack([channel_values(suite, channel, int(i)) for i in sample])
-        means.append(values.mean())
-        stds.append(values.std())
-    return np.array(means, dtype=np.float32), np.maximum(np.array(stds, dtype=np.float32), 1e-6)
+        values = np.stack([_linear_values(suite, channel, int(i)) for i in sample])
+        positive = values[values > 0]
+        if positive.size == 0:
+            raise DataFormatError(f"{SUITES[suite.name]} {channel} maps", "no positive pixel in the training maps")
+        floor = 0.1 * float(np.quantile(positive, 0.001))
+        logs = np.log10(np.maximum(values, floor))
+        means.append(logs.mean())
+        stds.append(logs.std())
+        floors.append(floor)
+    return (np.array(means, dtype=np.float32), np.maximum(np.array(stds, dtype=np.float32), 1e-6),
+            np.array(floors, dtype=np.float32))
 
 
 class MapDataset(Dataset):
     """Maps of the simulations ``sims`` of one suite as standardised channels, with their 6 targets."""
 
-    def __init__(self, suite: Suite, sims: np.ndarray, field: str, stats: tuple[np.ndarray, np.ndarray]):
+    def __init__(self, suite: Suite, sims: np.ndarray, field: str, stats: tuple[np.ndarray, np.ndarray, np.ndarray]):
         if field not in FIELD_CHANNELS:
             raise ConfigError(f"unknown field {field!r}; choose from {list(FIELD_CHANNELS)}")
         self.suite, self.sims, self.field = suite, np.asarray(sims), field
-        self.mean, self.std = (np.asarray(s, dtype=np.float32)[:, None, None] for s in stats)
+        self.mean, self.std = (np.asarray(s, dtype=np.float32)[:, None, None] for s in stats[:2])
+        self.floor = [float(f) for f in stats[2]]
         self.y = targets(suite.params)
 
     def __len__(self) -> int:
@@ -160,7 +178,7 @@ class MapDataset(Dataset):
 
     def __getitem__(self, i: int):
         m = self.map_index(i)
-        x = np.stack([channel_values(self.suite, c, m) for c in FIELD_CHANNELS[self.field]])
+        x = np.stack([channel_values(self.suite, c, m, f) for c, f in zip(FIELD_CHANNELS[self.field], self.floor)])
         x = (x - self.mean) / self.std
         return torch.from_numpy(x), torch.from_numpy(self.y[self.sims[i // MAPS_PER_SIM]])
 

@@ -10,12 +10,13 @@ Per simulation (one row of the Latin hypercube):
    The Gaussian field's spectrum is the one whose exponential has the target spectrum (xi_G = ln(1 + xi)).
 2. Halos: Poisson numbers from the Tinker et al. 2008 mass function of (Omega_m, sigma_8) above 10^11.5 Msun/h
    in the box, placed in cells drawn with probability proportional to the lognormal density, with projected NFW
-   profiles (Duffy et al. 2008 concentrations). They carry their mass; the lognormal field carries the rest.
+   profiles (Duffy et al. 2008 concentrations, lowered by the feedback's suppression depth). They carry their
+   mass; the lognormal field carries the rest.
 3. 3 axes x 5 slabs of 5 Mpc/h projected into surface-density maps Mtot [(Msun/h) / (Mpc/h)^2]; the box mean is
    exactly Omega_m rho_crit, so a map's mean is about 1.39e12 Omega_m, as in the real files.
 4. A pressure map P (arbitrary fixed units): projected GNFW profiles (Arnaud et al. 2010) of the halos above
-   10^12.5 Msun/h in the slab, amplitude ~ M times a feedback factor, on a diffuse floor P ~ rho^1.6 (IGM with
-   T ~ rho^0.6; Hui & Gnedin 1997).
+   10^12.5 Msun/h in the slab, amplitude ~ (Omega_b / Omega_m) M times a feedback factor, on a diffuse floor
+   P ~ rho^1.6 (IGM with T ~ rho^0.6; Hui & Gnedin 1997) raised by faster SN winds (A_SN2).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
 
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"  # 2: exact 5 Mpc/h slabs, pressure energy-conserving and ~ Omega_b / Omega_m, A_SN2 acts
 HALO_LOG_M_MIN = 11.5  # log10 M200c [Msun/h]: ~300 particles of a CAMELS L25n256 run (particle mass ~1e9 Msun/h)
 PRESSURE_LOG_M_MIN = 12.5  # halos whose gas pressure is painted
 M500_OVER_M200 = 0.69  # NFW with c200 ~ 5
@@ -36,6 +37,7 @@ BOX_MPC_H = 25.0
 N_AXES, N_SLABS = 3, 5
 MAPS_PER_SIM = N_AXES * N_SLABS
 RHO_CRIT = 2.775e11  # (Msun/h) / (Mpc/h)^3
+OMEGA_B = 0.049
 SUITES = {"tng": "IllustrisTNG", "simba": "SIMBA"}
 FIELDS = {"mtot": "Mtot", "p": "P"}
 PARAM_NAMES = ("omega_m", "sigma_8", "a_sn1", "a_agn1", "a_sn2", "a_agn2")
@@ -58,6 +60,7 @@ class Feedback:
     pressure_sn: float  # exponent of A_SN1 in the pressure amplitude
     extent: float  # GNFW scale radius stretch (1: Arnaud), times A_AGN2^extent_agn2
     extent_agn2: float
+    floor_sn2: float = 0.3  # exponent of A_SN2 in the diffuse pressure
 
 
 FEEDBACK = {
@@ -79,11 +82,15 @@ def latin_hypercube(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def suppression(k: np.ndarray, params: np.ndarray, suite: str) -> np.ndarray:
     """S(k) = P_hydro / P_dark-matter-only of one simulation."""
+    k_b = FEEDBACK[suite].k_b / np.sqrt(params[5])  # stronger jets (A_AGN2) push the suppression to larger scales
+    return 1.0 - suppression_depth(params, suite) * k**2 / (k**2 + k_b**2)
+
+
+def suppression_depth(params: np.ndarray, suite: str) -> float:
+    """f of S(k): the fraction of small-scale power feedback removes (also how much it puffs up halos)."""
     fb = FEEDBACK[suite]
-    _, _, a_sn1, a_agn1, _, a_agn2 = params
-    depth = min(fb.depth * a_agn1**fb.depth_agn * a_sn1**fb.depth_sn, 0.6)
-    k_b = fb.k_b / np.sqrt(a_agn2)  # stronger jets (A_AGN2) push the suppression to larger scales
-    return 1.0 - depth * k**2 / (k**2 + k_b**2)
+    _, _, a_sn1, a_agn1, _, _ = params
+    return min(fb.depth * a_agn1**fb.depth_agn * a_sn1**fb.depth_sn, 0.6)
 
 
 @lru_cache(maxsize=4)
@@ -175,7 +182,7 @@ def _projected(profile, x_max: float) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=1)
 def _projected_nfw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(c grid, X = R / R200 grid, projected NFW truncated at R200 for each c)."""
-    cs = np.geomspace(2.0, 20.0, 12)
+    cs = np.geomspace(1.0, 20.0, 16)
     rows = [_projected(lambda r, c=c: 1 / (c * r * (1 + c * r) ** 2), 1.0) for c in cs]
     return cs, rows[0][0], np.array([row[1] for row in rows])
 
@@ -209,15 +216,16 @@ def _deposit(out: np.ndarray, centre: tuple[float, float], scale: float, x: np.n
             values[ci - rows[0], cj - cols[0]] = total
     else:
         values = values * amplitude
-    out[np.ix_(rows % n, cols % n)] += values
+    np.add.at(out, np.ix_(rows % n, cols % n), values)  # a profile wider than the map wraps onto itself
 
 
-def slab_maps(rho: np.ndarray, omega_m: float, halos: Halos | None = None) -> np.ndarray:
+def slab_maps(rho: np.ndarray, omega_m: float, halos: Halos | None = None, puff: float = 0.0) -> np.ndarray:
     """(15, n, n) surface densities [(Msun/h)/(Mpc/h)^2]; map 5 * axis + slab. Halos carry their mass and the
-    lognormal field the rest, so the box mean stays exactly Omega_m rho_crit."""
+    lognormal field the rest, so the box mean stays exactly Omega_m rho_crit. Feedback lowers the halos'
+    concentrations by the factor (1 - puff)."""
     n = rho.shape[0]
     cell = BOX_MPC_H / n
-    edges = np.round(np.linspace(0, n, N_SLABS + 1)).astype(int)
+    weights = slab_weights(n)
     box_mass = omega_m * RHO_CRIT * BOX_MPC_H**3
     smooth = 1.0
     if halos is not None and len(halos.log_m):
@@ -227,24 +235,47 @@ def slab_maps(rho: np.ndarray, omega_m: float, halos: Halos | None = None) -> np
         moved = np.moveaxis(rho, axis, 0)
         others = [a for a in range(3) if a != axis]
         for s in range(N_SLABS):
-            sigma = moved[edges[s]:edges[s + 1]].sum(axis=0) * cell * omega_m * RHO_CRIT * smooth
+            sigma = np.tensordot(weights[s], moved, axes=(0, 0)) * cell * omega_m * RHO_CRIT * smooth
             if halos is not None:
-                _paint_halos(sigma, halos, axis, others, (edges[s] * cell, edges[s + 1] * cell), cell)
+                _paint_halos(sigma, halos, axis, others, slab_bounds(s), cell, 1.0 - puff)
             maps.append(sigma)
     return np.array(maps, dtype=np.float32)
+
+
+def slab_bounds(s: int) -> tuple[float, float]:
+    """[start, end) of slab ``s`` along the projection axis [Mpc/h]: exactly 5 Mpc/h each."""
+    thickness = BOX_MPC_H / N_SLABS
+    return s * thickness, (s + 1) * thickness
+
+
+def slab_weights(n: int) -> np.ndarray:
+    """(5, n) fraction of each grid cell inside each slab (cells that straddle a boundary are split)."""
+    lower = np.arange(n) * BOX_MPC_H / n
+    upper = lower + BOX_MPC_H / n
+    out = np.empty((N_SLABS, n))
+    for s in range(N_SLABS):
+        a, b = slab_bounds(s)
+        out[s] = np.clip(np.minimum(upper, b) - np.maximum(lower, a), 0, None) / (BOX_MPC_H / n)
+    return out
 
 
 def _in_slab(halos: Halos, axis: int, bounds: tuple[float, float]) -> np.ndarray:
     return (halos.position[:, axis] >= bounds[0]) & (halos.position[:, axis] < bounds[1])
 
 
-def _paint_halos(sigma: np.ndarray, halos: Halos, axis: int, others: list[int], bounds, cell: float) -> None:
+def _paint_halos(sigma: np.ndarray, halos: Halos, axis: int, others: list[int], bounds, cell: float,
+                 c_factor: float = 1.0) -> None:
     cs, x, table = _projected_nfw()
     for k in np.flatnonzero(_in_slab(halos, axis, bounds)):
         mass = halos.mass[k]
-        c_index = int(np.argmin(np.abs(np.log(cs) - np.log(concentration(mass)))))
+        c_index = int(np.argmin(np.abs(np.log(cs) - np.log(c_factor * concentration(mass)))))
         centre = halos.position[k, others] / cell
         _deposit(sigma, centre, r200c(mass) / cell, x, table[c_index], mass / cell**2, 1.0)
+
+
+@lru_cache(maxsize=1)
+def r500_of_1e14() -> float:
+    return (3 * 1e14 / (4 * np.pi * 500 * RHO_CRIT)) ** (1 / 3)
 
 
 def pressure_map(sigma: np.ndarray, params: np.ndarray, suite: str, halos: Halos, axis: int,
@@ -254,18 +285,21 @@ def pressure_map(sigma: np.ndarray, params: np.ndarray, suite: str, halos: Halos
     fb = FEEDBACK[suite]
     n = sigma.shape[0]
     cell = BOX_MPC_H / n
-    out = 1e-3 * (sigma / sigma.mean()) ** 1.6  # diffuse gas: P ~ rho T, T ~ rho^0.6
+    _, _, a_sn1, a_agn1, a_sn2, a_agn2 = params
+    baryons = (OMEGA_B / params[0]) / (OMEGA_B / 0.3)  # P500 ~ f_b = Omega_b / Omega_m (Arnaud et al. 2010)
+    # diffuse gas: P ~ rho T with T ~ rho^0.6; faster SN winds (A_SN2) heat it
+    out = 1e-3 * baryons * a_sn2**fb.floor_sn2 * (sigma / sigma.mean()) ** 1.6
     x, profile = _projected_gnfw()
-    _, _, a_sn1, a_agn1, _, a_agn2 = params
-    amplitude = a_agn1**fb.pressure_agn * a_sn1**fb.pressure_sn
+    amplitude = baryons * a_agn1**fb.pressure_agn * a_sn1**fb.pressure_sn
     stretch = fb.extent * a_agn2**fb.extent_agn2
     others = [a for a in range(3) if a != axis]
     for k in np.flatnonzero(_in_slab(halos, axis, bounds) & (halos.log_m >= PRESSURE_LOG_M_MIN)):
         m500 = M500_OVER_M200 * halos.mass[k]
-        r500 = (3 * m500 / (4 * np.pi * 500 * RHO_CRIT)) ** (1 / 3) * stretch
-        # P500 ~ M^(2/3) (Arnaud et al. 2010) times the line-of-sight length ~ R500: ~ M per pixel, in 1e14 units
-        _deposit(out, halos.position[k, others] / cell, r500 / cell, x, profile, None, 5.0,
-                 amplitude * (m500 / 1e14) ** (2 / 3) * r500 / cell)
+        r500 = (3 * m500 / (4 * np.pi * 500 * RHO_CRIT)) ** (1 / 3)  # Mpc/h
+        # projected P500 R500 ~ M500 [in units of a 1e14 Msun/h halo's]; a profile stretched by s keeps its
+        # thermal energy, so its 3-D amplitude falls as s^-3 and its projected one as s^-2
+        peak = amplitude * (m500 / 1e14) ** (2 / 3) * (r500 / r500_of_1e14()) / stretch**2
+        _deposit(out, halos.position[k, others] / cell, r500 * stretch / cell, x, profile, None, 5.0, peak)
     return out.astype(np.float32)
 
 
@@ -273,13 +307,12 @@ def simulate_suite(n_sims: int, suite: str, map_size: int, seed: int):
     """Yields (parameters (6,), Mtot maps (15, s, s), P maps (15, s, s)) for each simulation of one suite."""
     rng = np.random.default_rng([seed, list(SUITES).index(suite)])
     params = latin_hypercube(n_sims, rng)
-    edges = np.round(np.linspace(0, map_size, N_SLABS + 1)).astype(int) * (BOX_MPC_H / map_size)
     for i in range(n_sims):
         field_rng = np.random.default_rng([seed, list(SUITES).index(suite), i])
         rho = lognormal_density(params[i], suite, map_size, field_rng)
         halos = draw_halos(params[i], rho, field_rng)
-        mtot = slab_maps(rho, params[i, 0], halos)
-        pressure = np.array([pressure_map(mtot[5 * a + s], params[i], suite, halos, a, (edges[s], edges[s + 1]))
+        mtot = slab_maps(rho, params[i, 0], halos, puff=suppression_depth(params[i], suite))
+        pressure = np.array([pressure_map(mtot[5 * a + s], params[i], suite, halos, a, slab_bounds(s))
                              for a in range(N_AXES) for s in range(N_SLABS)])
         yield params[i], mtot, pressure
 

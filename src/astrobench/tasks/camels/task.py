@@ -100,6 +100,7 @@ class CamelsTask(Task):
         }[size]
         return {
             **sizes,
+            "max_sims": 0,  # --data: use the first max_sims simulations of each suite (0: all); n_sims is the simulator's
             "train_suites": ["tng", "simba"],
             "split": [0.9, 0.05, 0.05],  # train / validation / test, by simulation
             "batch_size": 32,
@@ -134,6 +135,8 @@ class CamelsTask(Task):
                 fail(key, ">= 1")
         if not 0 <= options["dropout"] < 1:
             fail("dropout", "in [0, 1)")
+        if options["max_sims"] < 0 or 0 < options["max_sims"] < 3:
+            fail("max_sims", "0 (all) or at least 3")
         if options["n_trials"] < 0:
             fail("n_trials", ">= 0")
         return options
@@ -156,13 +159,19 @@ class CamelsTask(Task):
         else:
             folder = Path(ctx.config["data"])
             ctx.data_info.update(source="file", path=str(folder))
-            # the first n_sims simulations of each suite (the table is a Latin hypercube: any prefix spans it)
-            n_sims = min(opts["n_sims"], min(s.n_sims for s in load_camels(folder).values()))
+            # every simulation, or the first max_sims of each suite (a prefix of a Latin hypercube still spans it)
+            n_sims = min(s.n_sims for s in load_camels(folder).values())
+            n_sims = min(n_sims, opts["max_sims"]) if opts["max_sims"] > 0 else n_sims
         suites = load_camels(folder, n_sims)
         for name in opts["train_suites"]:
             for field in opts["fields"]:
                 if name in suites and not has_inputs(suites[name], field):
-                    raise DataFormatError(folder, f"the {SUITES[name]} files lack the maps field {field!r} needs")
+                    raise DataFormatError(folder, f"the {SUITES[name]} files lack the maps field {field!r} needs "
+                                                  "(choose others with --set fields=[...], e.g. ['mtot','mtot_nomean'])")
+        if len({s.map_size for s in suites.values()}) > 1:
+            raise DataFormatError(folder, "the suites' maps differ in size ("
+                                  + ", ".join(f"{SUITES[k]} {v.map_size} px" for k, v in suites.items())
+                                  + "); one network cannot score both")
         missing = [s for s in opts["train_suites"] if s not in suites]
         if missing:
             raise DataFormatError(folder, f"lacks the {', '.join(SUITES[s] for s in missing)} files that "
@@ -229,7 +238,8 @@ class CamelsTask(Task):
                 scale = np.sqrt(np.mean(((mu_val - y_val) / sig_val) ** 2, axis=0))
                 write_json_atomic(ckpt / "meta.json", {
                     "suite": train, "field": field, "map_size": suite.map_size, "hidden": opts["hidden"],
-                    "dropout": hyper.get("dropout", opts["dropout"]), "stats": [s.tolist() for s in stats],
+                    "dropout": hyper.get("dropout", opts["dropout"]),
+                    "stats": [s.tolist() for s in stats],  # mean, std and floor of each channel
                     "sigma_scale": scale.tolist(), "epochs": res.epochs})
                 plots.loss_curves(res.history, f"{SUITES[train]}, {field}", ctx.figures / f"loss_{train}_{field}.png")
                 with ctx.timer("evaluate"):
@@ -321,7 +331,9 @@ class CamelsTask(Task):
                 ax = axes[r, c]
                 ax.axis("off")
                 if field in suite.maps:
-                    ax.imshow(np.log10(np.maximum(np.asarray(suite.maps[field][0]), 1e-30)), cmap="magma")
+                    image = np.asarray(suite.maps[field][0], dtype=np.float64)
+                    image = np.log10(np.maximum(image, image[image > 0].min() if (image > 0).any() else 1e-30))
+                    ax.imshow(image, cmap="magma", vmin=np.percentile(image, 1), vmax=np.percentile(image, 99.8))
                     ax.set_title(f"{SUITES[name]} log10 {field} (Ωm {suite.params[0, 0]:.2f}, "
                                  f"σ8 {suite.params[0, 1]:.2f})", fontsize=7)
         plots.save_figure(fig, ctx.figures / "example_maps.png")
