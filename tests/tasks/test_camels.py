@@ -126,7 +126,7 @@ def test_broken_folders_stop_clearly(cmd_folder, tmp_path):
     with pytest.raises(DataFormatError, match="has 120 maps.*need 45"):
         load_camels(partial)
     np.savetxt(partial / "params_LH_SIMBA.txt", np.ones((8, 6)))
-    with pytest.raises(ConfigError, match="--n 9 simulations requested"):
+    with pytest.raises(ConfigError, match="9 simulations requested, params_LH_SIMBA.txt has 8"):
         load_camels(partial, n_sims=9)
     np.save(partial / "Maps_Mtot_SIMBA_LH_z=0.00.npy", np.ones((120, 32), dtype=np.float32))
     with pytest.raises(DataFormatError, match="expected \\(N, s, s\\) float maps"):
@@ -275,3 +275,13 @@ def test_slabs_are_exactly_five_mpc_thick():
     rho = np.random.default_rng(0).uniform(0.5, 1.5, (32, 32, 32))
     maps = S.slab_maps(rho / rho.mean(), 0.3).reshape(3, 5, 32, 32)
     np.testing.assert_allclose(maps.sum(axis=1).mean(axis=(1, 2)), 0.3 * S.RHO_CRIT * S.BOX_MPC_H, rtol=1e-5)
+
+
+def test_data_runs_use_every_simulation_unless_limited(cmd_folder, tmp_path):
+    overrides = {"size": "smoke", "fields": ["mtot"], "train_suites": ["tng"], "split": [0.5, 0.25, 0.25]}
+    full = run("camels", data=cmd_folder, out=tmp_path, name="all", overrides=overrides, progress=False)
+    assert json.loads((full / "metrics.json").read_text())["data"]["suites"]["tng"]["n_sims"] == 8
+    limited = run("camels", data=cmd_folder, out=tmp_path, name="four", progress=False,
+                  overrides={**overrides, "max_sims": 4})
+    data = json.loads((limited / "metrics.json").read_text())["data"]
+    assert data["suites"]["simba"]["n_sims"] == 4 and (data["n_train"], data["n_val"]) == (2, 1)

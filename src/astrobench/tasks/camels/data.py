@@ -80,7 +80,7 @@ def load_suite(folder: str | Path, suite: str, n_sims: int | None = None) -> Sui
         raise DataFormatError(folder, f"the {SUITES[suite]} Mtot and P files differ in shape")
     if n_sims is not None:
         if n_sims > len(params):
-            raise ConfigError(f"--n {n_sims} simulations requested, {paths['params'].name} has {len(params)}")
+            raise ConfigError(f"{n_sims} simulations requested, {paths['params'].name} has {len(params)}")
         params = params[:n_sims]
         maps = {k: m[: n_sims * MAPS_PER_SIM] for k, m in maps.items()}
     return Suite(suite, params, maps)
