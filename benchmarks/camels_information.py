@@ -21,11 +21,12 @@ import numpy as np
 from scipy.ndimage import maximum_filter
 from scipy.stats import skew
 
+from astrobench.core import metrics as M
 from astrobench.core.task import cached
 from astrobench.tasks.camels.data import load_camels, split_sims
 from astrobench.tasks.camels.simulate import BOX_MPC_H, MAPS_PER_SIM, SIMULATOR_VERSION
 from astrobench.tasks.camels.simulate import simulate as simulate_camels
-from astrobench.tasks.camels.task import CamelsTask, grouped_bootstrap
+from astrobench.tasks.camels.task import CamelsTask
 
 
 def features(maps: np.ndarray) -> np.ndarray:
@@ -83,8 +84,7 @@ def main() -> None:
                     test_rows = (sims[:, None] * MAPS_PER_SIM + np.arange(MAPS_PER_SIM)).ravel()
                     truth = np.repeat(other.params[:, j], MAPS_PER_SIM)[test_rows]
                     pred = model.predict(feats[test][test_rows][:, columns])
-                    r2, err = grouped_bootstrap(lambda t, p: 1 - np.sum((t - p) ** 2) / np.sum((t - t.mean()) ** 2),
-                                                np.repeat(sims, MAPS_PER_SIM), truth, pred)
+                    r2, err = M.bootstrap(M.r2, truth, pred, groups=np.repeat(sims, MAPS_PER_SIM))
                     result.setdefault(f"{train}_to_{test}", {}).setdefault(variant, {})[name] = {"r2": r2,
                                                                                                  "r2_err": err}
     out = Path(__file__).parent / "results" / "camels_information.json"

@@ -18,6 +18,19 @@ def test_basic_metrics():
     assert M.r2(np.array([1.0, 2, 3]), np.array([1.0, 2, 3])) == 1.0
 
 
+def test_grouped_bootstrap_resamples_whole_groups():
+    """40 groups of 15 identical rows: the error of the mean is that of 40 values, not of 600."""
+    rng = np.random.default_rng(1)
+    x = np.repeat(rng.normal(size=40), 15)
+    groups = np.repeat(np.arange(40), 15)
+    _, err_grouped = M.bootstrap(np.mean, x, n_boot=400, groups=groups)
+    _, err_rows = M.bootstrap(np.mean, x, n_boot=400)
+    assert err_grouped == pytest.approx(x[::15].std(ddof=1) / np.sqrt(40), rel=0.2)
+    assert err_grouped > 3 * err_rows
+    assert np.isnan(M.bootstrap(np.mean, x[:15], groups=groups[:15])[1])  # one group: no error bar
+    assert np.isnan(M.r2(np.ones(5), np.arange(5.0)))  # r2 undefined without spread in the truth
+
+
 def test_bootstrap_error_matches_standard_error_of_mean():
     x = np.random.default_rng(1).normal(0, 1, 2000)
     value, err = M.bootstrap(np.mean, x, n_boot=400)

@@ -9,14 +9,23 @@ import numpy as np
 N_BOOT = 200  # bootstrap resamples behind every ``_err``
 
 
-def bootstrap(stat: Callable[..., float], *arrays: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
-    """``stat(*arrays)`` and its bootstrap standard error over objects (rows of the arrays)."""
+def bootstrap(stat: Callable[..., float], *arrays: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+              groups: np.ndarray | None = None) -> tuple[float, float]:
+    """``stat(*arrays)`` and its bootstrap standard error over objects (rows of the arrays).
+
+    With ``groups`` (a label per row) whole groups are resampled: rows of one group (the maps of one simulation,
+    say) are correlated, and resampling them one by one would understate the error."""
     value = float(stat(*arrays))
     n = len(arrays[0])
-    if n < 2:
+    members = None if groups is None else [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    n_units = n if members is None else len(members)
+    if n_units < 2:
         return value, float("nan")
     rng = np.random.default_rng(seed)
-    draws = [stat(*(a[idx] for a in arrays)) for idx in rng.integers(0, n, size=(n_boot, n))]
+    draws = []
+    for pick in rng.integers(0, n_units, size=(n_boot, n_units)):
+        idx = pick if members is None else np.concatenate([members[p] for p in pick])
+        draws.append(stat(*(a[idx] for a in arrays)))
     return value, float(np.std(draws, ddof=1))
 
 
@@ -58,7 +67,10 @@ def sigma_nmad(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """1 - SS_res / SS_tot; NaN where the true values do not vary (a test set of one simulation, say)."""
     y_true = np.asarray(y_true, dtype=float)
+    if np.ptp(y_true) == 0:
+        return float("nan")
     return float(1 - np.sum((y_true - y_pred) ** 2) / np.sum((y_true - y_true.mean()) ** 2))
 
 

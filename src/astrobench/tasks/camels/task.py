@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from astrobench.core import metrics as M
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task, cached
@@ -39,35 +40,18 @@ TARGET = "target (issue #5)"
 METRICS = ("r2", "rel_err", "chi2", "coverage_68")
 
 
-def grouped_bootstrap(stat, groups: np.ndarray, *arrays: np.ndarray, n_boot: int = 200, seed: int = 0):
-    """``stat(*arrays)`` and its standard error from resampling whole groups (simulations: their 15 maps are
-    correlated, so resampling maps would understate the error)."""
-    value = float(stat(*arrays))
-    ids = np.unique(groups)
-    if len(ids) < 2:
-        return value, float("nan")
-    members = [np.flatnonzero(groups == g) for g in ids]
-    rng = np.random.default_rng(seed)
-    draws = []
-    for pick in rng.integers(0, len(ids), size=(n_boot, len(ids))):
-        idx = np.concatenate([members[p] for p in pick])
-        draws.append(stat(*(a[idx] for a in arrays)))
-    return value, float(np.std(draws, ddof=1))
-
-
 def parameter_metrics(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray, sims: np.ndarray,
                       seed: int = 0) -> dict[str, float]:
     """r2, mean relative error, chi2 and 68 % coverage of one parameter, with errors over simulations."""
     stats = {
-        "r2": lambda t, m, s: (1 - np.sum((t - m) ** 2) / np.sum((t - t.mean()) ** 2) if np.ptp(t) > 0
-                               else np.nan),  # undefined on one simulation
+        "r2": lambda t, m, s: M.r2(t, m),
         "rel_err": lambda t, m, s: np.mean(np.abs(m - t) / np.abs(t)),
         "chi2": lambda t, m, s: np.mean(((m - t) / s) ** 2),
         "coverage_68": lambda t, m, s: np.mean(np.abs(m - t) <= s),
     }
     out = {}
     for name, fn in stats.items():
-        out[name], out[f"{name}_err"] = grouped_bootstrap(fn, sims, true, mean, sigma, seed=seed)
+        out[name], out[f"{name}_err"] = M.bootstrap(fn, true, mean, sigma, seed=seed, groups=sims)
     return out
 
 
