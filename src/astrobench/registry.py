@@ -12,6 +12,7 @@ TASKS: dict[str, str] = {
     "cluster_mass": "astrobench.tasks.cluster_mass.task:ClusterMassTask",
     "sn_lasso": "astrobench.tasks.sn_lasso.task:SNLassoTask",
     "camels": "astrobench.tasks.camels.task:CamelsTask",
+    "photoz": "astrobench.tasks.photoz.task:PhotozTask",
 }
 
 

@@ -177,3 +177,46 @@ def c2st_with_controls(reference: np.ndarray, other_real: np.ndarray, generated:
     for name, sample in generated.items():
         out[name] = c2st_auc(reference, sample, seed)
     return out
+
+
+# --- probabilistic predictions: CDFs on a grid -------------------------------------------------------------
+
+def pit_from_cdf(cdf: np.ndarray, grid: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Probability integral transform F_i(y_i) of each object's CDF ``cdf[i]`` (tabulated on ``grid``)."""
+    return np.array([np.interp(v, grid, row) for row, v in zip(cdf, np.asarray(y, dtype=float))])
+
+
+def crps_from_cdf(cdf: np.ndarray, grid: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Continuous ranked probability score of each object, int (F(x) - 1[x >= y])^2 dx over ``grid`` (in the units
+    of ``y``; lower is better; equals the absolute error for a point forecast)."""
+    step = (grid[None, :] >= np.asarray(y, dtype=float)[:, None]).astype(float)
+    return np.trapezoid((cdf - step) ** 2, grid, axis=1)
+
+
+def pit_ks(pit: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance of PIT values from the uniform distribution (0: perfectly calibrated)."""
+    from scipy.stats import kstest
+
+    return float(kstest(np.asarray(pit), "uniform").statistic)
+
+
+def coverage(pit: np.ndarray, level: float = 0.68) -> float:
+    """Fraction of objects inside their central ``level`` interval (PIT within (1 -+ level) / 2)."""
+    pit = np.asarray(pit)
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    return float(np.mean((pit >= lo) & (pit <= hi)))
+
+
+class PITRecalibration:
+    """Recalibrates predicted CDFs by the empirical CDF of PIT values on held-out data (Kuleshov et al. 2018):
+    F'(z) = R(F(z)) with R(u) = fraction of calibration objects with PIT <= u. Fit it on a validation split,
+    never on the objects it is scored on."""
+
+    def fit(self, pit: np.ndarray) -> "PITRecalibration":
+        self.sorted_ = np.sort(np.asarray(pit, dtype=float))
+        return self
+
+    def __call__(self, u: np.ndarray) -> np.ndarray:
+        # the empirical CDF, linearly interpolated between its steps (0 at u = 0, 1 at u = 1)
+        n = len(self.sorted_)
+        return np.interp(u, np.r_[0.0, self.sorted_, 1.0], np.r_[0.0, (np.arange(n) + 0.5) / n, 1.0])

@@ -1,0 +1,180 @@
+"""The 3D-HST photometric catalogue: reading, validation, the Hello Universe cuts and the two feature sets.
+
+Real format: ``3dhst_master.phot.v4.1.cat`` (Skelton et al. 2014), whitespace ASCII with a header line of column
+names, fluxes on an AB zero point of 25 (m_AB = 25 - 2.5 log10 f), -99 where a value is missing and
+``z_spec = -1`` where a galaxy has no spectroscopic redshift. The simulator writes the same format.
+
+Feature sets (docs/tasks/photoz.md):
+
+- ``hello_universe``: the notebook's 29 columns exactly, ``field`` label-encoded, the -99s of the seven error
+  columns replaced by the column median (taken, as in the notebook, over the cut sample with the -99s in it),
+  fluxes left as they are (-99 included).
+- ``colors``: asinh magnitudes (Lupton et al. 1999; they stay finite for faint and negative fluxes) of the five
+  bands, the colours between them, signal-to-noise ratios, missing-band flags, the galaxy's size and its field;
+  NaN where a band is missing (each method's pipeline imputes or handles it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrobench.core.io import DataFormatError
+from astrobench.tasks.photoz.simulate import AB_ZERO_POINT, BANDS, MISSING
+
+HELLO_UNIVERSE_FEATURES = (
+    "id", "field", "ra", "dec", "x", "y", "faper_F140W", "eaper_F140W", "faper_F160W", "eaper_F160W",
+    "f_F606W", "e_F606W", "f_F814W", "e_F814W", "f_F125W", "e_F125W", "f_F140W", "e_F140W", "f_F160W", "e_F160W",
+    "tot_cor", "kron_radius", "a_image", "b_image", "flux_radius", "fwhm_image", "nexp_f125w", "nexp_f140w",
+    "nexp_f160w",
+)
+REQUIRED = ("z_spec", "lmass", *HELLO_UNIVERSE_FEATURES)
+ERROR_COLUMNS = tuple(c for c in HELLO_UNIVERSE_FEATURES if c.startswith("e") and c.endswith("W"))
+COLOUR_PAIRS = (("F606W", "F814W"), ("F814W", "F125W"), ("F125W", "F140W"), ("F140W", "F160W"),
+                ("F606W", "F125W"), ("F814W", "F160W"), ("F125W", "F160W"), ("F606W", "F160W"))
+FEATURE_SETS = ("hello_universe", "colors")
+LMASS_MIN = 9.0  # the notebook's cut: log M* > 9 ("complete coverage across redshift")
+
+
+@dataclass
+class Catalogue:
+    """Columns of a 3D-HST-format catalogue (every row of the file) and where it came from."""
+
+    columns: dict[str, np.ndarray]
+    path: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.columns["z_spec"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+def read_catalogue(path: str | Path) -> Catalogue:
+    """Read a ``3dhst_master.phot.v4.1.cat``-format file (astropy ASCII; header with or without ``#``) and check
+    that it has the columns the Hello Universe preprocessing uses, numeric where they must be."""
+    from astropy.io import ascii
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.cat"))
+        if len(candidates) != 1:
+            raise DataFormatError(path, f"a folder must hold exactly one .cat catalogue, found {len(candidates)}")
+        path = candidates[0]
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", errors="replace")
+    header_format = "commented_header" if first.lstrip().startswith("#") else "basic"
+    try:
+        table = ascii.read(path, format=header_format, fast_reader=True, guess=False)
+    except Exception as err:  # astropy raises many types for unreadable text; all mean the same to a user
+        raise DataFormatError(path, f"not a readable ASCII catalogue ({type(err).__name__}: {err})") from None
+    missing = [c for c in REQUIRED if c not in table.colnames]
+    if missing:
+        raise DataFormatError(path, f"missing column(s) {', '.join(missing)} (a 3D-HST v4.1 catalogue has them)")
+    if len(table) == 0:
+        raise DataFormatError(path, "the catalogue has no rows")
+    columns: dict[str, np.ndarray] = {}
+    for name in table.colnames:
+        column = table[name]
+        if getattr(column, "mask", None) is not None and np.any(column.mask):
+            column = column.astype(float).filled(np.nan) if column.dtype.kind in "iuf" else column.filled("")
+        columns[name] = np.asarray(column)
+    for name in REQUIRED:
+        if name == "field":
+            columns[name] = columns[name].astype(str)
+            continue
+        if columns[name].dtype.kind not in "iuf":
+            bad = next(v for v in columns[name] if not _is_number(v))
+            raise DataFormatError(path, f"column {name} must be numeric, found {bad!r}")
+        columns[name] = columns[name].astype(float)
+        if np.any(~np.isfinite(columns[name])):
+            raise DataFormatError(path, f"column {name} has empty or non-finite values (use -99 for missing)")
+    return Catalogue(columns=columns, path=str(path), info={"n_rows_file": len(table)})
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def hello_universe_rows(cat: Catalogue) -> np.ndarray:
+    """Indices of the rows the notebook keeps: lmass > 9, then z_spec > 0."""
+    return np.flatnonzero((cat["lmass"] > LMASS_MIN) & (cat["z_spec"] > 0))
+
+
+def hello_universe_features(cat: Catalogue, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The notebook's 29 features for ``rows``: ``field`` label-encoded (sorted names, as sklearn's
+    LabelEncoder), error columns with -99 (any value below -90) set to the column median over ``rows``."""
+    fields = np.unique(cat["field"])
+    X = np.empty((len(rows), len(HELLO_UNIVERSE_FEATURES)))
+    for j, name in enumerate(HELLO_UNIVERSE_FEATURES):
+        if name == "field":
+            X[:, j] = np.searchsorted(fields, cat["field"][rows])
+            continue
+        values = cat[name][rows].astype(float)
+        if name in ERROR_COLUMNS:
+            values = np.where(values < -90, np.median(values), values)
+        X[:, j] = values
+    return X, list(HELLO_UNIVERSE_FEATURES)
+
+
+def asinh_magnitude(flux: np.ndarray, softening: float) -> np.ndarray:
+    """Lupton et al. (1999) asinh magnitude on the catalogue's AB zero point of 25: close to 25 - 2.5 log10 f for
+    f >> ``softening``, finite and smooth through zero and negative fluxes."""
+    return AB_ZERO_POINT - 2.5 / np.log(10) * (np.arcsinh(flux / (2 * softening)) + np.log(softening))
+
+
+
+def colour_features(cat: Catalogue, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The ``colors`` set for ``rows``: per band an asinh magnitude (softened at the band's median 1-sigma
+    error), S/N and a missing flag; colours of the pairs in ``COLOUR_PAIRS``; log10 flux_radius [pix] and
+    tot_cor; the field code. A missing band gives NaN in its magnitude, S/N and colours."""
+    fields = np.unique(cat["field"])
+    names: list[str] = []
+    cols: list[np.ndarray] = []
+    mags = {}
+    for band in BANDS:
+        f, e = cat[f"f_{band}"][rows], cat[f"e_{band}"][rows]
+        missing = np.isclose(f, MISSING) | (e <= 0)  # -99, or the catalogue's negative-error rows
+        errors = cat[f"e_{band}"][cat[f"e_{band}"] > 0]
+        softening = float(np.median(errors)) if len(errors) else 1.0
+        mags[band] = np.where(missing, np.nan, asinh_magnitude(np.where(missing, 0.0, f), softening))
+        snr = np.where(missing, np.nan, f / np.where(missing, 1.0, e))
+        names += [f"mag_{band}", f"snr_{band}", f"missing_{band}"]
+        cols += [mags[band], snr, missing.astype(float)]
+    for a, b in COLOUR_PAIRS:
+        names.append(f"{a}-{b}")
+        cols.append(mags[a] - mags[b])
+    radius = cat["flux_radius"][rows]
+    names += ["log_flux_radius_pix", "log_tot_cor", "field"]
+    cols += [np.log10(np.clip(radius, 0.1, None)), np.log10(np.clip(cat["tot_cor"][rows], 1e-3, None)),
+             np.searchsorted(fields, cat["field"][rows]).astype(float)]
+    return np.column_stack(cols), names
+
+
+def feature_matrix(cat: Catalogue, rows: np.ndarray, features: str) -> tuple[np.ndarray, list[str]]:
+    if features == "hello_universe":
+        return hello_universe_features(cat, rows)
+    if features == "colors":
+        return colour_features(cat, rows)
+    raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+
+
+def split_indices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The notebook's 70/15/15 train/validation/test split (sklearn train_test_split twice, random_state 42 at
+    seed 0; 42 + seed otherwise). Positions into the cut sample."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    train, rest = train_test_split(idx, test_size=0.3, random_state=42 + seed)
+    val, test = train_test_split(rest, test_size=0.5, random_state=42 + seed)
+    return train, val, test

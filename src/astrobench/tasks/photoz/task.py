@@ -1,0 +1,467 @@
+"""Experiments of the photoz task: galaxy redshifts from five-band HST photometry, the Hello Universe decision
+tree and the methods that beat it (docs/tasks/photoz.md).
+
+``results.point.<features>.<method>.<metric>`` for the point estimators on the notebook's split and cuts;
+``results.pdf.<method>`` for probabilistic redshifts (recalibrated on the validation split only);
+``results.summary`` for the best point method (chosen on the validation split) against the tuned tree;
+``results.learning_curve`` and ``results.importance`` for the figures' numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrobench.core import metrics as M
+from astrobench.core import plots
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config
+from astrobench.core.task import RunContext, Task, cached
+from astrobench.tasks.photoz.data import (
+    FEATURE_SETS,
+    Catalogue,
+    feature_matrix,
+    hello_universe_rows,
+    read_catalogue,
+    split_indices,
+)
+from astrobench.tasks.photoz.models import (
+    PDF_METHODS,
+    POINT_METHODS,
+    Z_PDF_GRID,
+    FittedPoint,
+    QuantileGBM,
+    fit_point,
+    tune_knn_pdf,
+)
+from astrobench.tasks.photoz.simulate import SIMULATOR_VERSION
+from astrobench.tasks.photoz.simulate import simulate as simulate_photoz
+
+NOTEBOOK = "STScI Hello Universe notebook (3D-HST v4.1, lmass > 9, 70/15/15 split), test MSE"
+TARGET = "target (issue #6)"
+OUTLIER_DELTA = 0.15
+MIN_GALAXIES = 60
+
+
+def delta(z_spec: np.ndarray, z_phot: np.ndarray) -> np.ndarray:
+    """(z_phot - z_spec) / (1 + z_spec)."""
+    return (np.asarray(z_phot) - z_spec) / (1 + z_spec)
+
+
+POINT_METRICS = {
+    "mse": lambda t, p: np.mean((p - t) ** 2),
+    "sigma_nmad": lambda t, p: 1.4826 * np.median(np.abs(delta(t, p) - np.median(delta(t, p)))),
+    "outlier_frac": lambda t, p: np.mean(np.abs(delta(t, p)) > OUTLIER_DELTA),
+    "bias": lambda t, p: np.median(delta(t, p)),
+}
+
+
+def point_metrics(z_spec: np.ndarray, z_phot: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """mse (of z), sigma_nmad, outlier_frac (|delta| > 0.15) and bias (median delta), each with a bootstrap error
+    over the galaxies."""
+    out: dict[str, float] = {}
+    for name, fn in POINT_METRICS.items():
+        out[name], out[f"{name}_err"] = M.bootstrap(fn, z_spec, z_phot, seed=seed)
+    return out
+
+
+class PhotozTask(Task):
+    name = "photoz"
+    summary = "Galaxy redshifts from 3D-HST photometry: the Hello Universe tree vs RF, GBM, kNN, SVR, MLP, PDFs"
+    n_unit = "galaxies (catalogue rows)"
+    anchors = {
+        "point.hello_universe.tree_default.mse": {"value": "0.2365 (real 3D-HST)", "source": NOTEBOOK},
+        "point.hello_universe.tree_tuned.mse": {"value": "0.1556 (real 3D-HST)", "source": NOTEBOOK},
+        "point.hello_universe.random_forest.mse": {"value": "0.1157 (real 3D-HST; fixed notebook parameters)",
+                                                   "source": NOTEBOOK},
+        "catalogue_z_peak.eazy.mse_validation": {"value": "0.0928 (EAZY z_peak, validation split)",
+                                                 "source": NOTEBOOK},
+        "summary.best.mse_ratio_to_tree_tuned": {"value": "<= 0.6", "source": TARGET},
+        "pdf.quantile_gbm.coverage_68": {"value": "0.63-0.73", "source": TARGET},
+        "pdf.quantile_gbm.pit_ks": {"value": "<= 0.05", "source": TARGET},
+    }
+
+    def options(self, size: str) -> dict[str, Any]:
+        sizes = {
+            "smoke": dict(n_galaxies=1500, n_templates=150, tree_n_iter=4, tree_cv_folds=2, n_iter=2, cv_folds=2,
+                          svr_max_rows=300, learning_sizes=[100, 300], permutation_repeats=1),
+            "quick": dict(n_galaxies=8000, n_templates=800, tree_n_iter=20, tree_cv_folds=5, n_iter=3, cv_folds=3,
+                          svr_max_rows=1500, learning_sizes=[250, 1000, 4000], permutation_repeats=2),
+            "full": dict(n_galaxies=30000, n_templates=3000, tree_n_iter=100, tree_cv_folds=5, n_iter=10, cv_folds=3,
+                         svr_max_rows=5000, learning_sizes=[500, 1000, 2000, 5000, 10000],
+                         permutation_repeats=5),
+        }[size]
+        return {
+            **sizes,
+            "features": list(FEATURE_SETS),
+            "methods": list(POINT_METHODS),
+            "pdf_methods": list(PDF_METHODS),
+            "pdf_features": "colors",
+            "learning_methods": ["tree_tuned", "random_forest", "gbm", "knn"],
+            "learning_features": "colors",
+            "n_jobs": 2,  # parallel CV folds / forest trees
+        }
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        def fail(key, expected):
+            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
+
+        if options["n_galaxies"] < 200:
+            fail("n_galaxies", "at least 200")
+        if options["n_templates"] < 50:
+            fail("n_templates", "at least 50")
+        for key in ("tree_n_iter", "n_iter", "svr_max_rows", "permutation_repeats", "n_jobs"):
+            if options[key] < 1:
+                fail(key, ">= 1")
+        for key in ("tree_cv_folds", "cv_folds"):
+            if options[key] < 2:
+                fail(key, ">= 2")
+        if options["n_iter"] > 20:
+            fail("n_iter", "at most 20 (the issue's search budget: 20 draws x 3 folds)")
+        if not options["features"] or set(options["features"]) - set(FEATURE_SETS):
+            fail("features", f"a non-empty list from {list(FEATURE_SETS)}")
+        if not options["methods"] or set(options["methods"]) - set(POINT_METHODS):
+            fail("methods", f"a non-empty list from {list(POINT_METHODS)}")
+        if set(options["pdf_methods"]) - set(PDF_METHODS):
+            fail("pdf_methods", f"a list from {list(PDF_METHODS)}")
+        if "quantile_gbm" in options["pdf_methods"] and "gbm" not in options["methods"]:
+            fail("pdf_methods", "without quantile_gbm when gbm is not among the methods (it reuses gbm's tuning)")
+        for key in ("pdf_features", "learning_features"):
+            if options[key] not in options["features"]:
+                fail(key, f"one of the run's features {options['features']}")
+        if set(options["learning_methods"]) - set(options["methods"]):
+            fail("learning_methods", f"a subset of methods {options['methods']}")
+        if not all(isinstance(s, int) and s >= 10 for s in options["learning_sizes"]):
+            fail("learning_sizes", "a list of integers >= 10")
+        return options
+
+    def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000) -> Path:
+        return simulate_photoz(out, n=n, seed=seed, format=format, n_templates=n_templates)
+
+    # --- data -------------------------------------------------------------------------------------------------
+
+    def _load(self, ctx: RunContext) -> Catalogue:
+        opts = ctx.options
+        if ctx.config["data"] is None:
+            key = {"n": opts["n_galaxies"], "seed": ctx.seed, "n_templates": opts["n_templates"]}
+            ctx.log(f"simulating {key['n']} galaxies ({key['n_templates']} bagpipes templates; cached)")
+            with ctx.timer("simulate"):
+                path = cached(self.name, SIMULATOR_VERSION, key, lambda folder: simulate_photoz(
+                    folder / "3dhst_master.phot.v4.1.cat", n=key["n"], seed=key["seed"],
+                    n_templates=key["n_templates"]), "3dhst_master.phot.v4.1.cat")
+            ctx.data_info.update(source="simulated", path=str(path))
+        else:
+            path = Path(ctx.config["data"])
+            ctx.data_info.update(source="file", path=str(path))
+        with ctx.timer("load"):
+            cat = read_catalogue(path)
+        return cat
+
+    # --- experiments ------------------------------------------------------------------------------------------
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        opts = ctx.options
+        cat = self._load(ctx)
+        rows = hello_universe_rows(cat)
+        if len(rows) < MIN_GALAXIES:
+            raise DataFormatError(cat.path, f"only {len(rows)} galaxies pass the cuts lmass > 9 and z_spec > 0; "
+                                            f"at least {MIN_GALAXIES} are needed")
+        z = cat["z_spec"][rows]
+        train, val, test = split_indices(len(rows), ctx.seed)
+        ctx.data_info.update(n_rows_file=len(cat), n_after_cuts=len(rows), n_train=len(train), n_val=len(val),
+                             n_test=len(test), cuts="lmass > 9, z_spec > 0", split="70/15/15, random_state 42 + seed",
+                             z_spec_median=float(np.median(z)))
+        ctx.log(f"{len(rows)} of {len(cat)} galaxies pass the cuts; train {len(train)}, validation {len(val)}, "
+                f"test {len(test)}")
+        results: dict[str, Any] = {"point": {}}
+        fitted: dict[tuple[str, str], FittedPoint] = {}
+        preds: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        matrices = {}
+        for features in opts["features"]:
+            X, names = feature_matrix(cat, rows, features)
+            matrices[features] = (X, names)
+            results["point"][features] = {}
+            for method in opts["methods"]:
+                model = self._fit_or_resume(ctx, features, method, X[train], z[train])
+                fitted[features, method] = model
+                with ctx.timer("evaluate"):
+                    preds[features, method] = {"val": model.predict(X[val]), "test": model.predict(X[test])}
+                    res = point_metrics(z[test], preds[features, method]["test"], ctx.seed)
+                    res["mse_validation"] = POINT_METRICS["mse"](z[val], preds[features, method]["val"])
+                res.update(cv_mse=model.cv_mse, n_train=model.n_train, fit_seconds=model.seconds,
+                           best_params=model.best_params)
+                results["point"][features][method] = res
+                ctx.log(f"{features:14s} {method:13s} test mse {res['mse']:.4f}  sigma_nmad {res['sigma_nmad']:.4f}  "
+                        f"outliers {res['outlier_frac']:.3f}  ({model.seconds:.0f} s)")
+        results["summary"] = self._summary(ctx, results, preds, z[test], z[val])
+        if ctx.data_info["source"] == "file":
+            z_peak = cat["z_peak"][rows] if "z_peak" in cat.columns else None
+            if z_peak is not None:
+                results["catalogue_z_peak"] = {"eazy": {
+                    **point_metrics(z[test], z_peak[test], ctx.seed),
+                    "mse_validation": POINT_METRICS["mse"](z[val], z_peak[val])}}
+        if opts["pdf_methods"]:
+            X, _ = matrices[opts["pdf_features"]]
+            results["pdf"], pdf_plots = self._pdfs(ctx, X, z, train, val, test,
+                                                   fitted.get((opts["pdf_features"], "gbm")))
+        else:
+            pdf_plots = {}
+        with ctx.timer("evaluate"):
+            X, _ = matrices[opts["learning_features"]]
+            results["learning_curve"] = self._learning_curves(ctx, fitted, X, z, train, val)
+            results["importance"] = self._importance(ctx, fitted, matrices, results, z, val)
+        self._figures(ctx, results, preds, z[test], pdf_plots)
+        return results
+
+    def _fit_or_resume(self, ctx: RunContext, features: str, method: str, X, y) -> FittedPoint:
+        """Tune and fit one (features, method) cell, or load it from the run folder when resuming."""
+        opts = ctx.options
+        path = ctx.checkpoint_dir("point", f"{features}.{method}") / "model.pkl"
+        if ctx.resume and path.exists():
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        with ctx.timer("fit"):
+            model = fit_point(method, X, y, ctx.seed, n_iter=opts["n_iter"], cv_folds=opts["cv_folds"],
+                              tree_n_iter=opts["tree_n_iter"], tree_cv_folds=opts["tree_cv_folds"],
+                              max_rows=opts["svr_max_rows"] if method == "svr" else None, n_jobs=opts["n_jobs"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                pickle.dump(model, f)
+        return model
+
+    def _summary(self, ctx, results, preds, z_test, z_val) -> dict[str, Any]:
+        """Per feature set: the best point method by validation MSE, and its test MSE over the tuned tree's on the
+        same galaxies (bootstrap error, paired)."""
+        out: dict[str, Any] = {}
+        best_overall = None
+        for features, methods in results["point"].items():
+            best = min(methods, key=lambda m: methods[m]["mse_validation"])
+            entry: dict[str, Any] = {"method": best, "mse": methods[best]["mse"]}
+            if "tree_tuned" in methods:
+                ratio, err = M.bootstrap(lambda t, a, b: np.mean((a - t) ** 2) / np.mean((b - t) ** 2), z_test,
+                                         preds[features, best]["test"], preds[features, "tree_tuned"]["test"],
+                                         seed=ctx.seed)
+                entry.update(mse_ratio_to_tree_tuned=ratio, mse_ratio_to_tree_tuned_err=err)
+            out[features] = entry
+            if best_overall is None or methods[best]["mse_validation"] < best_overall[2]:
+                best_overall = (features, best, methods[best]["mse_validation"])
+        features, method, _ = best_overall
+        out["best"] = {"features": features, **out[features]}
+        return out
+
+    def _pdfs(self, ctx, X, z, train, val, test, gbm: FittedPoint | None):
+        """Each PDF method: CDFs on Z_PDF_GRID for validation and test galaxies; a PIT recalibration fitted on the
+        validation galaxies; CRPS, 68 % coverage and the PIT's KS distance on the test galaxies, before and after
+        recalibration."""
+        opts = ctx.options
+        out: dict[str, Any] = {}
+        plots_data: dict[str, dict[str, np.ndarray]] = {}
+        for method in opts["pdf_methods"]:
+            with ctx.timer("fit"):
+                if method == "quantile_gbm":
+                    params = {k: v for k, v in gbm.best_params.items()}
+                    model = QuantileGBM(params, seed=ctx.seed).fit(X[train], z[train])
+                else:
+                    model = tune_knn_pdf(X[train], z[train], ctx.seed)
+            with ctx.timer("evaluate"):
+                cdf_val, cdf_test = model.cdf_grid(X[val]), model.cdf_grid(X[test])
+                recal = M.PITRecalibration().fit(M.pit_from_cdf(cdf_val, Z_PDF_GRID, z[val]))
+                raw_pit = M.pit_from_cdf(cdf_test, Z_PDF_GRID, z[test])
+                cdf_cal = recal(cdf_test)
+                pit = M.pit_from_cdf(cdf_cal, Z_PDF_GRID, z[test])
+                crps = M.crps_from_cdf(cdf_cal, Z_PDF_GRID, z[test])
+                crps_raw = M.crps_from_cdf(cdf_test, Z_PDF_GRID, z[test])
+                res = {
+                    **M.with_error("crps", np.mean, crps, seed=ctx.seed),
+                    **M.with_error("coverage_68", lambda p: M.coverage(p, 0.68), pit, seed=ctx.seed),
+                    **M.with_error("pit_ks", M.pit_ks, pit, seed=ctx.seed),
+                    "crps_uncalibrated": float(crps_raw.mean()),
+                    "coverage_68_uncalibrated": M.coverage(raw_pit, 0.68),
+                    "pit_ks_uncalibrated": M.pit_ks(raw_pit),
+                    "calibration": "PIT recalibration (Kuleshov et al. 2018) fitted on the validation split",
+                }
+                if method == "knn_pdf":
+                    res.update(k=model.k, bandwidth=model.bandwidth)
+                # median of the calibrated PDF as a point estimate, for comparison with the point methods
+                median = np.array([np.interp(0.5, row, Z_PDF_GRID) for row in np.maximum.accumulate(cdf_cal, 1)])
+                res["median_mse"] = POINT_METRICS["mse"](z[test], median)
+            out[method] = res
+            plots_data[method] = {"pit": pit, "raw_pit": raw_pit, "cdf": cdf_cal[:6], "z": z[test][:6]}
+            ctx.log(f"pdf {method:13s} crps {res['crps']:.4f}  coverage_68 {res['coverage_68']:.3f}  "
+                    f"pit_ks {res['pit_ks']:.3f} (uncalibrated {res['coverage_68_uncalibrated']:.3f}, "
+                    f"{res['pit_ks_uncalibrated']:.3f})")
+        return out, plots_data
+
+    def _learning_curves(self, ctx, fitted, X, z, train, val) -> dict[str, Any]:
+        """Validation MSE and sigma_nmad of each learning method (its tuned hyperparameters, refitted) against the
+        number of training galaxies (nested random subsets of the training split)."""
+        from sklearn.base import clone
+
+        opts = ctx.options
+        features = opts["learning_features"]
+        order = np.random.default_rng(ctx.seed).permutation(train)
+        sizes = sorted({s for s in opts["learning_sizes"] if s < len(train)} | {len(train)})
+        out: dict[str, Any] = {}
+        for method in opts["learning_methods"]:
+            model = fitted[features, method]
+            out[method] = {}
+            for size in sizes:
+                if size == len(train):
+                    pred = model.predict(X[val])
+                else:
+                    sub = order[:size]
+                    est = clone(model.estimator).fit(X[sub], z[sub])
+                    pred = np.clip(est.predict(X[val]), 0, None)
+                out[method][f"n_{size}"] = {"mse": POINT_METRICS["mse"](z[val], pred),
+                                            "sigma_nmad": POINT_METRICS["sigma_nmad"](z[val], pred)}
+        return out
+
+    def _importance(self, ctx, fitted, matrices, results, z, val) -> dict[str, Any]:
+        """Permutation importance (increase of validation MSE when a feature is shuffled) of each feature set's best
+        point method."""
+        from sklearn.inspection import permutation_importance
+
+        out: dict[str, Any] = {}
+        for features, (X, names) in matrices.items():
+            method = results["summary"][features]["method"]
+            model = fitted[features, method]
+            imp = permutation_importance(model.estimator, X[val], z[val], scoring="neg_mean_squared_error",
+                                         n_repeats=ctx.options["permutation_repeats"], random_state=ctx.seed)
+            order = np.argsort(imp.importances_mean)[::-1]
+            out[features] = {"method": method, "mse_increase_by_feature": {
+                names[i]: float(imp.importances_mean[i]) for i in order},
+                "mse_increase_err_by_feature": {names[i]: float(imp.importances_std[i]) for i in order}}
+        return out
+
+    # --- figures ----------------------------------------------------------------------------------------------
+
+    def _figures(self, ctx, results, preds, z_test, pdf_plots) -> None:
+        plt = plots.plt
+        for features in results["point"]:
+            methods = list(results["point"][features])
+            ncol = min(4, len(methods))
+            nrow = int(np.ceil(len(methods) / ncol))
+            fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.2 * nrow), squeeze=False)
+            top = max(4.0, float(z_test.max()) * 1.05)
+            for ax, method in zip(axes.flat, methods):
+                p = preds[features, method]["test"]
+                r = results["point"][features][method]
+                ax.scatter(z_test, p, s=2, alpha=0.3, rasterized=True)
+                grid = np.array([0, top])
+                ax.plot(grid, grid, "k-", lw=0.7)
+                for s in (1, -1):
+                    ax.plot(grid, grid + s * OUTLIER_DELTA * (1 + grid), "k:", lw=0.6)
+                ax.set_xlim(0, top)
+                ax.set_ylim(0, top)
+                ax.set_title(f"{method}\nMSE {r['mse']:.3f}  $\\sigma_{{NMAD}}$ {r['sigma_nmad']:.3f}  "
+                             f"out {r['outlier_frac']:.2f}", fontsize=8)
+                ax.set_xlabel("z_spec")
+                ax.set_ylabel("z_phot")
+            for ax in list(axes.flat)[len(methods):]:
+                ax.axis("off")
+            fig.suptitle(f"test split, features={features}", fontsize=9)
+            fig.tight_layout()
+            plots.save_figure(fig, ctx.figures / f"zphot_vs_zspec_{features}.png")
+
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+        feature_sets = list(results["point"])
+        methods = list(dict.fromkeys(m for f in feature_sets for m in results["point"][f]))
+        width = 0.8 / len(feature_sets)
+        for ax, metric in zip(axes, ("mse", "sigma_nmad", "outlier_frac")):
+            for k, features in enumerate(feature_sets):
+                vals = [results["point"][features].get(m, {}).get(metric, np.nan) for m in methods]
+                errs = [results["point"][features].get(m, {}).get(f"{metric}_err", np.nan) for m in methods]
+                ax.bar(np.arange(len(methods)) + (k - (len(feature_sets) - 1) / 2) * width, vals, width, yerr=errs,
+                       label=features, capsize=2)
+            ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right", fontsize=8)
+            ax.set_ylabel(f"{metric} (test)")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "metrics_by_method.png")
+
+        curves = results["learning_curve"]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for method, by_size in curves.items():
+            sizes = [int(k.removeprefix("n_")) for k in by_size]
+            for ax, metric in zip(axes, ("mse", "sigma_nmad")):
+                ax.plot(sizes, [v[metric] for v in by_size.values()], "o-", label=method)
+        for ax, metric in zip(axes, ("mse", "sigma_nmad")):
+            ax.set_xscale("log")
+            ax.set_xlabel("training galaxies")
+            ax.set_ylabel(f"validation {metric}")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        axes[0].set_title(f"features={ctx.options['learning_features']}", fontsize=9)
+        plots.save_figure(fig, ctx.figures / "learning_curves.png")
+
+        imp = results["importance"]
+        fig, axes = plt.subplots(1, len(imp), figsize=(5.5 * len(imp), 4.2), squeeze=False)
+        for ax, (features, entry) in zip(axes[0], imp.items()):
+            names = list(entry["mse_increase_by_feature"])[:15][::-1]
+            ax.barh(names, [entry["mse_increase_by_feature"][n] for n in names],
+                    xerr=[entry["mse_increase_err_by_feature"][n] for n in names], capsize=2)
+            ax.set_xlabel("validation MSE increase when shuffled")
+            ax.set_title(f"{features}: {entry['method']}", fontsize=9)
+            ax.tick_params(axis="y", labelsize=7)
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "permutation_importance.png")
+
+        if pdf_plots:
+            fig, axes = plt.subplots(1, len(pdf_plots) + 1, figsize=(4.2 * (len(pdf_plots) + 1), 3.5))
+            for ax, (method, d) in zip(axes, pdf_plots.items()):
+                bins = np.linspace(0, 1, 21)
+                ax.hist(d["raw_pit"], bins, histtype="step", density=True, label="uncalibrated")
+                ax.hist(d["pit"], bins, histtype="stepfilled", alpha=0.5, density=True, label="recalibrated")
+                ax.axhline(1, color="k", lw=0.7)
+                r = results["pdf"][method]
+                ax.set_title(f"{method}: coverage_68 {r['coverage_68']:.3f}, KS {r['pit_ks']:.3f}", fontsize=8)
+                ax.set_xlabel("PIT (test)")
+                ax.legend(fontsize=7)
+            ax = axes[-1]
+            d = next(iter(pdf_plots.values()))
+            for i, (row, zt) in enumerate(zip(d["cdf"], d["z"])):
+                pdf = np.gradient(row, Z_PDF_GRID)
+                ax.plot(Z_PDF_GRID, pdf, color=f"C{i}", lw=0.9)
+                ax.axvline(zt, color=f"C{i}", ls=":", lw=0.9)
+            ax.set_xlim(0, 4)
+            ax.set_xlabel("z")
+            ax.set_ylabel("p(z)")
+            ax.set_title(f"{next(iter(pdf_plots))}: six test galaxies (dotted: z_spec)", fontsize=8)
+            fig.tight_layout()
+            plots.save_figure(fig, ctx.figures / "pdf_pit.png")
+
+    # --- prediction -------------------------------------------------------------------------------------------
+
+    def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
+        """z_phot of every row of a 3D-HST-format catalogue from each of the run's point models (CSV)."""
+        run_dir = Path(run_dir)
+        if read_run_config(run_dir)["task"] != self.name:
+            raise ConfigError(f"{run_dir} is not a photoz run")
+        paths = sorted((run_dir / "checkpoints").glob("point.*/model.pkl"))
+        if not paths:
+            raise DataFormatError(run_dir, "no fitted model under checkpoints/ (is the run finished?)")
+        cat = read_catalogue(data)
+        rows = np.arange(len(cat))
+        columns: dict[str, np.ndarray] = {"id": cat["id"].astype(int), "field": cat["field"],
+                                          "z_spec": cat["z_spec"]}
+        matrices: dict[str, np.ndarray] = {}
+        for path in paths:
+            features, method = path.parent.name.removeprefix("point.").split(".")
+            if features not in matrices:
+                matrices[features] = feature_matrix(cat, rows, features)[0]
+            with open(path, "rb") as f:
+                model: FittedPoint = pickle.load(f)
+            columns[f"z_phot_{features}_{method}"] = model.predict(matrices[features])
+        out = Path(out)
+        with atomic_path(out) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(list(columns))
+                for i in range(len(cat)):
+                    writer.writerow([columns[c][i] if c == "field" else f"{columns[c][i]:.5g}" for c in columns])
+        return out
+
