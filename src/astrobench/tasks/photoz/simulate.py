@@ -52,28 +52,31 @@ PIXEL_ARCSEC = 0.06  # 3D-HST mosaics
 APERTURE_RADIUS_ARCSEC = 0.35  # the 0.7" diameter photometry aperture
 PSF_FWHM_ARCSEC = 0.18  # WFC3/IR F160W
 
-# Objects per field in the v4.1 master catalogue (they add up to its 207,967 rows; the UDS ids end at 44,102)
+# Objects per field in the v4.1 master catalogue: UDS (last id) and GOODS-N (its FAST file) seen, the other three
+# from memory; together they add up to the catalogue's 207,967 rows
 FIELDS = {"AEGIS": 41200, "COSMOS": 33879, "GOODS-N": 38279, "GOODS-S": 50507, "UDS": 44102}
 FIELD_CENTRES_DEG = {"AEGIS": (214.83, 52.83), "COSMOS": (150.12, 2.28), "GOODS-N": (189.23, 62.24),
                      "GOODS-S": (53.12, -27.81), "UDS": (34.40, -5.20)}
 
-# 5-sigma point-source depths [AB] in the 0.7" aperture at the reference exposure count (docs/tasks/photoz.md)
+# 5-sigma point-source depths [AB] in the 0.7" aperture at the reference exposure count: our estimates (Skelton et
+# al. 2014 Table 3 was not at hand; CANDELS quotes F160W 5-sigma 27.0 wide / 27.7 deep in larger apertures)
 DEPTH_5SIGMA_AB = {"F606W": 26.9, "F814W": 26.6, "F125W": 26.4, "F140W": 25.7, "F160W": 26.2}
 REFERENCE_NEXP = {"F606W": 4, "F814W": 4, "F125W": 4, "F140W": 4, "F160W": 4}
 # fraction of galaxies outside each band's footprint (-99); F140W comes from the 3D-HST grism pointings only
 MISSING_FRACTION = {"F606W": 0.06, "F814W": 0.06, "F125W": 0.02, "F140W": 0.20, "F160W": 0.0}
 
 # Tomczak et al. 2014 (ZFOURGE/CANDELS), Table 2, all galaxies: double-Schechter fits per redshift bin,
-# (z_lo, z_hi, log M*, alpha_1, log Phi*_1, alpha_2, log Phi*_2), Phi* in Mpc^-3 dex^-1
+# (z_lo, z_hi, log M*, alpha_1, log Phi*_1, alpha_2, log Phi*_2), Phi* in Mpc^-3 dex^-1 (h = 0.7, Chabrier IMF),
+# as transcribed in public code (docs/notes/photoz_literature.md), not read from the paper's PDF
 TOMCZAK14_SMF = (
     (0.20, 0.50, 10.78, -0.98, -2.54, -1.90, -4.29),
     (0.50, 0.75, 10.70, -0.39, -2.55, -1.53, -3.15),
     (0.75, 1.00, 10.66, -0.37, -2.56, -1.61, -3.39),
     (1.00, 1.25, 10.54, 0.30, -2.72, -1.45, -3.17),
-    (1.25, 1.50, 10.61, -0.12, -2.80, -1.56, -3.43),
-    (1.50, 2.00, 10.74, 0.04, -3.06, -1.49, -3.38),
-    (2.00, 2.50, 10.69, 1.03, -3.59, -1.33, -3.28),
-    (2.50, 3.00, 10.74, 1.62, -4.36, -1.57, -3.96),
+    (1.25, 1.50, 10.61, -0.12, -2.78, -1.56, -3.43),
+    (1.50, 2.00, 10.74, 0.04, -3.05, -1.49, -3.38),
+    (2.00, 2.50, 10.69, 1.03, -3.80, -1.33, -3.26),
+    (2.50, 3.00, 10.74, 1.62, -4.54, -1.57, -3.69),
 )
 LOG_MASS_RANGE = (8.5, 12.0)
 Z_RANGE = (0.02, 3.5)

@@ -423,9 +423,10 @@ class PhotozTask(Task):
                 ax.legend(fontsize=7)
             ax = axes[-1]
             d = next(iter(pdf_plots.values()))
+            coarse = np.arange(0, Z_PDF_GRID[-1] + 1e-9, 0.05)  # p(z) in 0.05 bins: the CDF is piecewise linear
             for i, (row, zt) in enumerate(zip(d["cdf"], d["z"])):
-                pdf = np.gradient(row, Z_PDF_GRID)
-                ax.plot(Z_PDF_GRID, pdf, color=f"C{i}", lw=0.9)
+                pdf = np.diff(np.interp(coarse, Z_PDF_GRID, row)) / 0.05
+                ax.step(coarse[:-1], pdf, where="post", color=f"C{i}", lw=0.9)
                 ax.axvline(zt, color=f"C{i}", ls=":", lw=0.9)
             ax.set_xlim(0, 4)
             ax.set_xlabel("z")
