@@ -2,6 +2,7 @@
 
 import importlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,6 +218,19 @@ def test_fit_point_caps_rows_and_learns_a_known_relation():
     assert set(tree.best_params) == {"max_depth", "min_samples_split", "min_samples_leaf"}
 
 
+def test_point_metrics_known_answers():
+    from astrobench.tasks.photoz.task import point_metrics
+
+    z = np.linspace(0.1, 3.0, 500)
+    shifted = point_metrics(z, z + 0.1 * (1 + z))
+    assert shifted["bias"] == pytest.approx(0.1) and shifted["sigma_nmad"] == pytest.approx(0, abs=1e-12)
+    assert shifted["outlier_frac"] == 0 and shifted["mse"] == pytest.approx(np.mean((0.1 * (1 + z)) ** 2))
+    assert point_metrics(z, z + 0.2 * (1 + z))["outlier_frac"] == 1
+    rng = np.random.default_rng(0)
+    noisy = point_metrics(np.full(20000, 1.0), 1.0 + 2 * 0.05 * rng.normal(size=20000))  # delta ~ N(0, 0.05)
+    assert noisy["sigma_nmad"] == pytest.approx(0.05, rel=0.03) and noisy["outlier_frac"] < 0.01
+
+
 def test_pdf_metrics_known_answers():
     rng = np.random.default_rng(1)
     grid = np.linspace(-6, 6, 1201)
@@ -282,7 +296,16 @@ def test_smoke_run_keys_figures_and_predict(tmp_path):
     out = get_task("photoz").predict(run_dir, cat_path, tmp_path / "zphot.csv")
     lines = out.read_text().splitlines()
     assert len(lines) == len(read_catalogue(cat_path)) + 1
-    assert "z_phot_colors_gbm" in lines[0].split(",")
+    header = lines[0].split(",")
+    assert "z_phot_colors_gbm" in header
+    # a catalogue of one field is encoded as in training (field codes, medians, softenings come from the run):
+    # its galaxies get exactly the redshifts they got inside the whole catalogue
+    text = Path(cat_path).read_text().splitlines()
+    one_field = tmp_path / "goods_s.cat"
+    one_field.write_text("\n".join([text[0]] + [r for r in text[1:] if r.split()[1] == "GOODS-S"]) + "\n")
+    sub = get_task("photoz").predict(run_dir, one_field, tmp_path / "zphot_goods_s.csv").read_text().splitlines()
+    whole = {tuple(r.split(",")[:2]): r for r in lines[1:]}
+    assert len(sub) > 10 and all(whole[tuple(r.split(",")[:2])] == r for r in sub[1:])
 
 
 def test_bad_options_stop_clearly(tmp_path):

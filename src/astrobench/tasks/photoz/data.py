@@ -90,7 +90,7 @@ def read_catalogue(path: str | Path) -> Catalogue:
             columns[name] = columns[name].astype(str)
             continue
         if columns[name].dtype.kind not in "iuf":
-            bad = next(v for v in columns[name] if not _is_number(v))
+            bad = next((v for v in columns[name] if not _is_number(v)), columns[name][0])
             raise DataFormatError(path, f"column {name} must be numeric, found {bad!r}")
         columns[name] = columns[name].astype(float)
         if np.any(~np.isfinite(columns[name])):
@@ -111,20 +111,80 @@ def hello_universe_rows(cat: Catalogue) -> np.ndarray:
     return np.flatnonzero((cat["lmass"] > LMASS_MIN) & (cat["z_spec"] > 0))
 
 
+@dataclass
+class FeatureTransform:
+    """What a feature set learns from the catalogue it is fitted on, so that a later catalogue (``astrobench
+    predict``) is encoded the same way: the field names in label order, the error-column medians
+    (``hello_universe``) and the asinh softenings (``colors``)."""
+
+    features: str
+    fields: list[str]
+    error_medians: dict[str, float] = field(default_factory=dict)
+    softenings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, cat: Catalogue, rows: np.ndarray, features: str) -> "FeatureTransform":
+        """``hello_universe``: medians over ``rows`` with the -99s in them (the notebook fits them on the whole cut
+        sample); ``colors``: each band's median positive 1-sigma error over ``rows`` (pass the training rows)."""
+        if features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+        out = cls(features, sorted(np.unique(cat["field"]).tolist()))
+        if features == "hello_universe":
+            out.error_medians = {c: float(np.median(cat[c][rows])) for c in ERROR_COLUMNS}
+        else:
+            for band in BANDS:
+                errors = cat[f"e_{band}"][rows]
+                errors = errors[errors > 0]
+                out.softenings[band] = float(np.median(errors)) if len(errors) else 1.0
+        return out
+
+    def field_codes(self, names: np.ndarray) -> np.ndarray:
+        """Label codes in the fitted order; a field the fit never saw gets -1."""
+        lookup = {f: i for i, f in enumerate(self.fields)}
+        return np.array([lookup.get(f, -1) for f in names], dtype=float)
+
+    def transform(self, cat: Catalogue, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        if self.features == "hello_universe":
+            return self._hello_universe(cat, rows)
+        return self._colors(cat, rows)
+
+    def _hello_universe(self, cat, rows):
+        X = np.empty((len(rows), len(HELLO_UNIVERSE_FEATURES)))
+        for j, name in enumerate(HELLO_UNIVERSE_FEATURES):
+            if name == "field":
+                X[:, j] = self.field_codes(cat["field"][rows])
+                continue
+            values = cat[name][rows].astype(float)
+            if name in ERROR_COLUMNS:
+                values = np.where(values < -90, self.error_medians[name], values)
+            X[:, j] = values
+        return X, list(HELLO_UNIVERSE_FEATURES)
+
+    def _colors(self, cat, rows):
+        names: list[str] = []
+        cols: list[np.ndarray] = []
+        mags = {}
+        for band in BANDS:
+            f, e = cat[f"f_{band}"][rows], cat[f"e_{band}"][rows]
+            missing = np.isclose(f, MISSING) | (e <= 0)  # -99, or the catalogue's negative-error rows
+            mags[band] = np.where(missing, np.nan,
+                                  asinh_magnitude(np.where(missing, 0.0, f), self.softenings[band]))
+            snr = np.where(missing, np.nan, f / np.where(missing, 1.0, e))
+            names += [f"mag_{band}", f"snr_{band}", f"missing_{band}"]
+            cols += [mags[band], snr, missing.astype(float)]
+        for a, b in COLOUR_PAIRS:
+            names.append(f"{a}-{b}")
+            cols.append(mags[a] - mags[b])
+        names += ["log_flux_radius_pix", "log_tot_cor", "field"]
+        cols += [np.log10(np.clip(cat["flux_radius"][rows], 0.1, None)),
+                 np.log10(np.clip(cat["tot_cor"][rows], 1e-3, None)), self.field_codes(cat["field"][rows])]
+        return np.column_stack(cols), names
+
+
 def hello_universe_features(cat: Catalogue, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """The notebook's 29 features for ``rows``: ``field`` label-encoded (sorted names, as sklearn's
     LabelEncoder), error columns with -99 (any value below -90) set to the column median over ``rows``."""
-    fields = np.unique(cat["field"])
-    X = np.empty((len(rows), len(HELLO_UNIVERSE_FEATURES)))
-    for j, name in enumerate(HELLO_UNIVERSE_FEATURES):
-        if name == "field":
-            X[:, j] = np.searchsorted(fields, cat["field"][rows])
-            continue
-        values = cat[name][rows].astype(float)
-        if name in ERROR_COLUMNS:
-            values = np.where(values < -90, np.median(values), values)
-        X[:, j] = values
-    return X, list(HELLO_UNIVERSE_FEATURES)
+    return FeatureTransform.fit(cat, rows, "hello_universe").transform(cat, rows)
 
 
 def asinh_magnitude(flux: np.ndarray, softening: float) -> np.ndarray:
@@ -133,40 +193,18 @@ def asinh_magnitude(flux: np.ndarray, softening: float) -> np.ndarray:
     return AB_ZERO_POINT - 2.5 / np.log(10) * (np.arcsinh(flux / (2 * softening)) + np.log(softening))
 
 
-
-def colour_features(cat: Catalogue, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The ``colors`` set for ``rows``: per band an asinh magnitude (softened at the band's median 1-sigma
-    error), S/N and a missing flag; colours of the pairs in ``COLOUR_PAIRS``; log10 flux_radius [pix] and
-    tot_cor; the field code. A missing band gives NaN in its magnitude, S/N and colours."""
-    fields = np.unique(cat["field"])
-    names: list[str] = []
-    cols: list[np.ndarray] = []
-    mags = {}
-    for band in BANDS:
-        f, e = cat[f"f_{band}"][rows], cat[f"e_{band}"][rows]
-        missing = np.isclose(f, MISSING) | (e <= 0)  # -99, or the catalogue's negative-error rows
-        errors = cat[f"e_{band}"][cat[f"e_{band}"] > 0]
-        softening = float(np.median(errors)) if len(errors) else 1.0
-        mags[band] = np.where(missing, np.nan, asinh_magnitude(np.where(missing, 0.0, f), softening))
-        snr = np.where(missing, np.nan, f / np.where(missing, 1.0, e))
-        names += [f"mag_{band}", f"snr_{band}", f"missing_{band}"]
-        cols += [mags[band], snr, missing.astype(float)]
-    for a, b in COLOUR_PAIRS:
-        names.append(f"{a}-{b}")
-        cols.append(mags[a] - mags[b])
-    radius = cat["flux_radius"][rows]
-    names += ["log_flux_radius_pix", "log_tot_cor", "field"]
-    cols += [np.log10(np.clip(radius, 0.1, None)), np.log10(np.clip(cat["tot_cor"][rows], 1e-3, None)),
-             np.searchsorted(fields, cat["field"][rows]).astype(float)]
-    return np.column_stack(cols), names
+def colour_features(cat: Catalogue, rows: np.ndarray, fit_rows: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, list[str]]:
+    """The ``colors`` set for ``rows``: per band an asinh magnitude (softened at the band's median 1-sigma error
+    over ``fit_rows``, default ``rows``), S/N and a missing flag; colours of the pairs in ``COLOUR_PAIRS``; log10
+    flux_radius [pix] and tot_cor; the field code. A missing band gives NaN in its magnitude, S/N and colours."""
+    fit_rows = rows if fit_rows is None else fit_rows
+    return FeatureTransform.fit(cat, fit_rows, "colors").transform(cat, rows)
 
 
 def feature_matrix(cat: Catalogue, rows: np.ndarray, features: str) -> tuple[np.ndarray, list[str]]:
-    if features == "hello_universe":
-        return hello_universe_features(cat, rows)
-    if features == "colors":
-        return colour_features(cat, rows)
-    raise ValueError(f"features must be one of {FEATURE_SETS}, got {features!r}")
+    """``features`` for ``rows``, with what the set learns fitted on ``rows`` themselves (see FeatureTransform)."""
+    return FeatureTransform.fit(cat, rows, features).transform(cat, rows)
 
 
 def split_indices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

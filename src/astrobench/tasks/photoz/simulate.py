@@ -88,7 +88,9 @@ SPEC_BAND = "F814W"
 SPEC_MAG50 = 24.0
 SPEC_MAG_WIDTH = 0.4
 SPEC_Z_EFFICIENCY = ((1.5, 1.0), (2.5, 0.3), (np.inf, 0.6))  # (up to z, efficiency)
-PHOTOMETRIC_ONLY_FRACTION = 0.15  # rows without a spectroscopic redshift (z_spec = -1)
+# rows without a spectroscopic redshift (z_spec = -1); in the real file most rows have none, here they are a
+# minority so that the catalogue's size goes into the sample the methods see
+PHOTOMETRIC_ONLY_FRACTION = 0.15
 
 TEMPLATE_PRIORS = {  # drawn independently per template
     "age_gyr": (0.03, 13.0),  # log-uniform: a library to pick from (AGE_FRACTION sets the galaxies' ages)
@@ -100,6 +102,15 @@ TEMPLATE_PRIORS = {  # drawn independently per template
 AGE_FRACTION = (0.02, 0.98)  # a galaxy's age over the age of the Universe at its redshift: uniform in this range
 AGE_MATCH = 20  # a galaxy picks one of this many templates around its age
 Z_GRID = np.round(np.arange(0.0, Z_RANGE[1] + 0.1, 0.01), 4)
+
+
+def physics_key() -> dict:
+    """Every physical constant of the simulator, hashed into the cache keys so that an edit here never reuses a
+    catalogue simulated with the old values."""
+    return {"depths": DEPTH_5SIGMA_AB, "nexp": REFERENCE_NEXP, "missing": MISSING_FRACTION, "smf": TOMCZAK14_SMF,
+            "mass_range": LOG_MASS_RANGE, "z_range": Z_RANGE, "spec": [SPEC_BAND, SPEC_MAG50, SPEC_MAG_WIDTH,
+                                                                          [list(e) for e in SPEC_Z_EFFICIENCY]],
+            "photometric_only": PHOTOMETRIC_ONLY_FRACTION, "priors": TEMPLATE_PRIORS, "age": [AGE_FRACTION, AGE_MATCH]}
 
 
 def filter_paths() -> list[str]:
@@ -202,7 +213,7 @@ def template_photometry(n_templates: int, seed: int, progress: bool = False) -> 
     ``grid`` (n_templates, n_z, n_band) holds int L_lambda T_igm T lambda dlambda / int T c / lambda dlambda in
     erg/s/Hz per 10^10 Msun formed; a galaxy's f_nu is ``grid * (1 + z) / (4 pi D_L^2)``."""
     key = config_key({"version": SIMULATOR_VERSION, "n_templates": n_templates, "seed": seed,
-                      "z_grid": [float(Z_GRID[0]), float(Z_GRID[-1]), len(Z_GRID)]})
+                      "z_grid": [float(Z_GRID[0]), float(Z_GRID[-1]), len(Z_GRID)], "priors": TEMPLATE_PRIORS})
     path = cache_dir() / "photoz" / "templates" / f"{key}.npz"
     if path.exists():
         with np.load(path) as f:
@@ -417,6 +428,9 @@ def simulate_catalogue(n: int = 30000, seed: int = 0, n_templates: int = 3000,
     ids = np.zeros(n, dtype=int)
     for f in range(len(names)):
         members = np.flatnonzero(field == f)
+        if len(members) > FIELDS[names[f]]:
+            raise ConfigError(f"at most about {sum(FIELDS.values())} galaxies (the real catalogue's per-field id "
+                              f"ranges), got n = {n}")
         ids[members] = np.sort(rng.choice(FIELDS[names[f]], len(members), replace=False)) + 1
     centres = np.array([FIELD_CENTRES_DEG[f] for f in names])[field]
     dx_arcsec, dy_arcsec = rng.uniform(-360, 360, n), rng.uniform(-540, 540, n)  # 12' x 18' fields
@@ -430,7 +444,8 @@ def simulate_catalogue(n: int = 30000, seed: int = 0, n_templates: int = 3000,
         # (sigma_NMAD ~ 0.02 (1 + z) and a few per cent outliers), so the column exists, never a reported result
         z_peak=np.where(rng.uniform(size=n) < 0.03, rng.uniform(0.01, 4.0, n),
                         np.clip(pop["z"] + 0.02 * (1 + pop["z"]) * rng.normal(size=n), 0.01, None)),
-        flags=np.zeros(n, int), f140w_flag=np.where(cols["f_F140W"] == MISSING, 1, 0), star_flag=np.zeros(n, int),
+        # f140w_flag: F140W used for the total correction, i.e. no F160W coverage
+        flags=np.zeros(n, int), f140w_flag=np.where(cols["f_F160W"] == MISSING, 1, 0), star_flag=np.zeros(n, int),
         use_phot=np.ones(n, int), near_star=np.zeros(n, int),
         lmass=pop["log_mass"] + 0.1 * rng.normal(size=n),  # a FAST-like estimate, 0.1 dex
         Av=np.clip(pop["av_mag"] + 0.2 * rng.normal(size=n), 0, None),
