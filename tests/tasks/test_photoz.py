@@ -280,6 +280,10 @@ def test_smoke_run_keys_figures_and_predict(tmp_path):
                 assert np.isfinite(entry[key]) and np.isfinite(entry[f"{key}_err"])
             assert 0 <= entry["outlier_frac"] <= 1
     assert res["point"]["colors"]["svr"]["n_train"] == 300  # the svr cap of the smoke size
+    ensemble = res["point"]["colors"]["ensemble"]
+    ranked = sorted((m for m in res["point"]["colors"] if m != "ensemble"),
+                    key=lambda m: res["point"]["colors"][m]["mse_validation"])
+    assert ensemble["members"] == ranked[:3] and np.isfinite(ensemble["mse"])
     for method in ("quantile_gbm", "knn_pdf"):
         entry = res["pdf"][method]
         assert 0 <= entry["coverage_68"] <= 1 and 0 <= entry["pit_ks"] <= 1 and entry["crps"] > 0

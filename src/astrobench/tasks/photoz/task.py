@@ -43,6 +43,7 @@ from astrobench.tasks.photoz.simulate import simulate as simulate_photoz
 NOTEBOOK = "STScI Hello Universe notebook (3D-HST v4.1, lmass > 9, 70/15/15 split), test MSE"
 TARGET = "target (issue #6)"
 OUTLIER_DELTA = 0.15
+ENSEMBLE_SIZE = 3  # the ensemble averages this many best point methods (by validation MSE)
 MIN_GALAXIES = 300  # the 70/15/15 split and 3-fold searches (kNN up to 50 neighbours) need a few hundred
 
 
@@ -203,6 +204,8 @@ class PhotozTask(Task):
                 results["point"][features][method] = res
                 ctx.log(f"{features:14s} {method:13s} test mse {res['mse']:.4f}  sigma_nmad {res['sigma_nmad']:.4f}  "
                         f"outliers {res['outlier_frac']:.3f}  ({model.seconds:.0f} s)")
+            if len(opts["methods"]) >= ENSEMBLE_SIZE + 1:
+                results["point"][features]["ensemble"] = self._ensemble(ctx, features, results, preds, z[val], z[test])
         results["summary"] = self._summary(ctx, results, preds, z[test], z[val])
         if ctx.data_info["source"] == "file":
             z_peak = cat["z_peak"][rows] if "z_peak" in cat.columns else None
@@ -222,6 +225,19 @@ class PhotozTask(Task):
             results["importance"] = self._importance(ctx, fitted, matrices, results, z, val)
         self._figures(ctx, results, preds, z[test], pdf_plots)
         return results
+
+    def _ensemble(self, ctx, features, results, preds, z_val, z_test) -> dict[str, Any]:
+        """The mean prediction of the ENSEMBLE_SIZE methods with the lowest validation MSE (chosen on validation,
+        never on test): a plain average of tuned models, no weights fitted."""
+        scores = results["point"][features]
+        members = sorted(scores, key=lambda m: scores[m]["mse_validation"])[:ENSEMBLE_SIZE]
+        preds[features, "ensemble"] = {part: np.mean([preds[features, m][part] for m in members], axis=0)
+                                       for part in ("val", "test")}
+        res = point_metrics(z_test, preds[features, "ensemble"]["test"], ctx.seed)
+        res.update(mse_validation=POINT_METRICS["mse"](z_val, preds[features, "ensemble"]["val"]), members=members)
+        ctx.log(f"{features:14s} ensemble      test mse {res['mse']:.4f}  sigma_nmad {res['sigma_nmad']:.4f}  "
+                f"outliers {res['outlier_frac']:.3f}  (mean of {', '.join(members)})")
+        return res
 
     def _fit_or_resume(self, ctx: RunContext, features: str, method: str, X, y) -> FittedPoint:
         """Tune and fit one (features, method) cell, or load it from the run folder when resuming."""
@@ -333,12 +349,13 @@ class PhotozTask(Task):
 
     def _importance(self, ctx, fitted, matrices, results, z, val) -> dict[str, Any]:
         """Permutation importance (increase of validation MSE when a feature is shuffled) of each feature set's best
-        point method."""
+        single point method (by validation MSE)."""
         from sklearn.inspection import permutation_importance
 
         out: dict[str, Any] = {}
         for features, (X, names) in matrices.items():
-            method = results["summary"][features]["method"]
+            scores = results["point"][features]
+            method = min((m for m in scores if (features, m) in fitted), key=lambda m: scores[m]["mse_validation"])
             model = fitted[features, method]
             imp = permutation_importance(model.estimator, X[val], z[val], scoring="neg_mean_squared_error",
                                          n_repeats=ctx.options["permutation_repeats"], random_state=ctx.seed)
