@@ -28,7 +28,7 @@ def main() -> dict:
         import numpy as np
 
         seconds = {}
-        start = time.perf_counter()
+        start = time.perf_counter()  # includes importing bagpipes (its grids load on import)
         params = S.draw_template_parameters(N_TEMPLATES, np.random.default_rng(0))
         templates = S.rest_frame_templates(params)
         seconds["bagpipes_templates"] = time.perf_counter() - start
@@ -37,9 +37,9 @@ def main() -> dict:
         seconds["filter_igm_weights"] = time.perf_counter() - t
         t = time.perf_counter()
         path = S.simulate(Path(cache) / "cat", n=N_GALAXIES, seed=0, n_templates=N_TEMPLATES)
-        seconds["simulate_total_cold"] = time.perf_counter() - t  # templates again (cold cache) + catalogue
+        seconds["simulate_total_cold"] = time.perf_counter() - t  # templates (cold cache; bagpipes imported) + catalogue
         t = time.perf_counter()
-        S.simulate(Path(cache) / "cat2", n=N_GALAXIES, seed=1, n_templates=N_TEMPLATES)
+        S.simulate(Path(cache) / "cat2", n=N_GALAXIES, seed=0, n_templates=N_TEMPLATES)
         seconds["simulate_total_cached_templates"] = time.perf_counter() - t
         size_mb = path.stat().st_size / 1e6
     result = {"n_galaxies": N_GALAXIES, "n_templates": N_TEMPLATES, "seconds": seconds, "file_mb": size_mb,
