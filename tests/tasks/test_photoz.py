@@ -14,7 +14,6 @@ from astrobench.tasks.photoz.data import (
     ERROR_COLUMNS,
     HELLO_UNIVERSE_FEATURES,
     asinh_magnitude,
-    colour_features,
     feature_matrix,
     hello_universe_rows,
     read_catalogue,
@@ -177,7 +176,7 @@ def test_hello_universe_preprocessing_matches_the_notebook(catalogue_path):
 def test_colour_features_flag_missing_bands_and_use_asinh_magnitudes(catalogue_path):
     cat = read_catalogue(catalogue_path)
     rows = hello_universe_rows(cat)
-    X, names = colour_features(cat, rows)
+    X, names = feature_matrix(cat, rows, "colors")
     missing = X[:, names.index("missing_F140W")] == 1
     assert missing.any()
     assert np.isnan(X[missing, names.index("mag_F140W")]).all()

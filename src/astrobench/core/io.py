@@ -94,6 +94,34 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataFormatError(path, f"not valid JSON ({err})") from None
 
 
+def is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def numeric_column(path: str | os.PathLike, name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` as float; a DataFormatError naming the first entry that is not a number when the column is text."""
+    if values.dtype.kind not in "iuf":
+        bad = next((v for v in values if not is_number(v)), values[0] if len(values) else "")
+        raise DataFormatError(path, f"column {name} must be numeric, got text such as {bad!r}")
+    return values.astype(float)
+
+
+def table_columns(table) -> dict[str, np.ndarray]:
+    """The columns of an astropy Table as plain arrays; empty (masked) cells become NaN in numeric columns and ''
+    in text ones, never the masked column's fill value."""
+    out = {}
+    for name in table.colnames:
+        column = table[name]
+        if getattr(column, "mask", None) is not None and np.any(column.mask):
+            column = column.astype(float).filled(np.nan) if column.dtype.kind in "iuf" else column.filled("")
+        out[name] = np.asarray(column)
+    return out
+
+
 def cache_dir() -> Path:
     """The simulation cache: ``$ASTROBENCH_CACHE``, else ``$XDG_CACHE_HOME/astrobench``, else ``~/.cache``."""
     root = os.environ.get("ASTROBENCH_CACHE")

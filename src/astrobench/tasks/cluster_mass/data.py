@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, numeric_column
 
 REQUIRED_COLUMNS = ("log_M500", "train", "validate", "test")
 SPLIT_COLUMNS = ("train", "validate", "test")
@@ -220,7 +220,7 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     missing = [c for c in REQUIRED_COLUMNS if c not in rows]
     if missing and require_labels:
         raise DataFormatError(path, f"HDU 2 lacks column(s) {', '.join(missing)} (has: {', '.join(rows) or 'none'})")
-    log_m = _numeric(path, "log_M500", rows["log_M500"]) if "log_M500" in rows else np.full(n, np.nan)
+    log_m = numeric_column(path, "log_M500", rows["log_M500"]) if "log_M500" in rows else np.full(n, np.nan)
     if "log_M500" in rows:
         if not np.isfinite(log_m).all():
             raise DataFormatError(path, f"log_M500 has {int((~np.isfinite(log_m)).sum())} NaN or infinite values")
@@ -250,12 +250,6 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     extra = {name: (np.char.strip(values.astype(str)) if values.dtype.kind in "SU" else values)
              for name, values in rows.items() if name not in REQUIRED_COLUMNS and name != "cluster_id"}
     return ClusterImages(images, log_m, flags, cluster_id, meta, extra, str(path))
-
-
-def _numeric(path: Path, name: str, values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind not in "iuf":
-        raise DataFormatError(path, f"column {name} must be numeric, got {values.dtype}")
-    return values.astype(float)
 
 
 def _cluster_ids(path: Path, values: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import DataFormatError
+from astrobench.core.io import DataFormatError, numeric_column, table_columns
 from astrobench.tasks.photoz.simulate import AB_ZERO_POINT, BANDS, MISSING
 
 HELLO_UNIVERSE_FEATURES = (
@@ -79,31 +79,15 @@ def read_catalogue(path: str | Path) -> Catalogue:
         raise DataFormatError(path, f"missing column(s) {', '.join(missing)} (a 3D-HST v4.1 catalogue has them)")
     if len(table) == 0:
         raise DataFormatError(path, "the catalogue has no rows")
-    columns: dict[str, np.ndarray] = {}
-    for name in table.colnames:
-        column = table[name]
-        if getattr(column, "mask", None) is not None and np.any(column.mask):
-            column = column.astype(float).filled(np.nan) if column.dtype.kind in "iuf" else column.filled("")
-        columns[name] = np.asarray(column)
+    columns = table_columns(table)
     for name in REQUIRED:
         if name == "field":
             columns[name] = columns[name].astype(str)
             continue
-        if columns[name].dtype.kind not in "iuf":
-            bad = next((v for v in columns[name] if not _is_number(v)), columns[name][0])
-            raise DataFormatError(path, f"column {name} must be numeric, found {bad!r}")
-        columns[name] = columns[name].astype(float)
+        columns[name] = numeric_column(path, name, columns[name])
         if np.any(~np.isfinite(columns[name])):
             raise DataFormatError(path, f"column {name} has empty or non-finite values (use -99 for missing)")
     return Catalogue(columns=columns, path=str(path), info={"n_rows_file": len(table)})
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-        return True
-    except (TypeError, ValueError):
-        return False
 
 
 def hello_universe_rows(cat: Catalogue) -> np.ndarray:
@@ -181,25 +165,10 @@ class FeatureTransform:
         return np.column_stack(cols), names
 
 
-def hello_universe_features(cat: Catalogue, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """The notebook's 29 features for ``rows``: ``field`` label-encoded (sorted names, as sklearn's
-    LabelEncoder), error columns with -99 (any value below -90) set to the column median over ``rows``."""
-    return FeatureTransform.fit(cat, rows, "hello_universe").transform(cat, rows)
-
-
 def asinh_magnitude(flux: np.ndarray, softening: float) -> np.ndarray:
     """Lupton et al. (1999) asinh magnitude on the catalogue's AB zero point of 25: close to 25 - 2.5 log10 f for
     f >> ``softening``, finite and smooth through zero and negative fluxes."""
     return AB_ZERO_POINT - 2.5 / np.log(10) * (np.arcsinh(flux / (2 * softening)) + np.log(softening))
-
-
-def colour_features(cat: Catalogue, rows: np.ndarray, fit_rows: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, list[str]]:
-    """The ``colors`` set for ``rows``: per band an asinh magnitude (softened at the band's median 1-sigma error
-    over ``fit_rows``, default ``rows``), S/N and a missing flag; colours of the pairs in ``COLOUR_PAIRS``; log10
-    flux_radius [pix] and tot_cor; the field code. A missing band gives NaN in its magnitude, S/N and colours."""
-    fit_rows = rows if fit_rows is None else fit_rows
-    return FeatureTransform.fit(cat, fit_rows, "colors").transform(cat, rows)
 
 
 def feature_matrix(cat: Catalogue, rows: np.ndarray, features: str) -> tuple[np.ndarray, list[str]]:

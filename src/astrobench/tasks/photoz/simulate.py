@@ -185,7 +185,7 @@ def band_weights(wavelength_aa: np.ndarray, z_grid: np.ndarray = Z_GRID) -> np.n
     with lambda_obs = (1 + z) lambda_rest and f_lambda = L_lambda T_igm / (4 pi D_L^2 (1 + z)) this is
     (1 + z) / (4 pi D_L^2) int L_lambda T_igm T((1 + z) lambda) lambda dlambda / int T c / lambda dlambda.
     """
-    bagpipes = _quiet_bagpipes()
+    _quiet_bagpipes()
     from bagpipes.models.igm_model import igm
 
     igm_model = igm(wavelength_aa)
@@ -198,7 +198,6 @@ def band_weights(wavelength_aa: np.ndarray, z_grid: np.ndarray = Z_GRID) -> np.n
         order = np.argsort(lam[keep])
         curves.append((lam[keep][order], t[keep][order]))
     norms = [np.trapezoid(np.clip(t, 0, None) * C_AA_PER_S / lam, lam) for lam, t in curves]
-    del bagpipes
     for k, z in enumerate(z_grid):
         trans_igm = igm_model.trans(z) if z > 0 else np.ones_like(wavelength_aa)
         for b, ((lam, t), norm) in enumerate(zip(curves, norms)):

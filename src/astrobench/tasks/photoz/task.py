@@ -65,7 +65,7 @@ def point_metrics(z_spec: np.ndarray, z_phot: np.ndarray, seed: int = 0) -> dict
     over the galaxies."""
     out: dict[str, float] = {}
     for name, fn in POINT_METRICS.items():
-        out[name], out[f"{name}_err"] = M.bootstrap(fn, z_spec, z_phot, seed=seed)
+        out.update(M.with_error(name, fn, z_spec, z_phot, seed=seed))
     return out
 
 
@@ -264,7 +264,7 @@ class PhotozTask(Task):
         """Per feature set: the best point method by validation MSE, and its test MSE over the tuned tree's on the
         same galaxies (bootstrap error, paired)."""
         out: dict[str, Any] = {}
-        best_overall = None
+        best_validation: dict[str, float] = {}
         for features, methods in results["point"].items():
             best = min(methods, key=lambda m: methods[m]["mse_validation"])
             entry: dict[str, Any] = {"method": best, "mse": methods[best]["mse"]}
@@ -274,9 +274,8 @@ class PhotozTask(Task):
                                          seed=ctx.seed)
                 entry.update(mse_ratio_to_tree_tuned=ratio, mse_ratio_to_tree_tuned_err=err)
             out[features] = entry
-            if best_overall is None or methods[best]["mse_validation"] < best_overall[2]:
-                best_overall = (features, best, methods[best]["mse_validation"])
-        features, method, _ = best_overall
+            best_validation[features] = methods[best]["mse_validation"]
+        features = min(best_validation, key=best_validation.get)
         out["best"] = {"features": features, **out[features]}
         return out
 
@@ -290,8 +289,7 @@ class PhotozTask(Task):
         for method in opts["pdf_methods"]:
             with ctx.timer("fit"):
                 if method == "quantile_gbm":
-                    params = {k: v for k, v in gbm.best_params.items()}
-                    model = QuantileGBM(params, seed=ctx.seed).fit(X[train], z[train])
+                    model = QuantileGBM(dict(gbm.best_params), seed=ctx.seed).fit(X[train], z[train])
                 else:
                     model = tune_knn_pdf(X[train], z[train], ctx.seed)
             with ctx.timer("evaluate"):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import ConfigError, DataFormatError
+from astrobench.core.io import ConfigError, DataFormatError, is_number, numeric_column, table_columns
 
 MISSING = (-9.0, -999.0)
 PANTHEON_REQUIRED = ("CID", "zHD", "mB", "mBERR", "x1", "x1ERR", "c", "cERR", "IS_CALIBRATOR")
@@ -67,38 +67,16 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
         raise DataFormatError(path, f"not a readable table ({type(err).__name__}: {err})") from None
     if len(table) == 0:
         raise DataFormatError(path, "the table has no rows")
-    out = {}
-    for name in table.colnames:  # empty cells are NaN (and dropped later), never the masked column's fill value
-        column = table[name]
-        if getattr(column, "mask", None) is not None and np.any(column.mask):
-            column = column.astype(float).filled(np.nan) if column.dtype.kind in "iuf" else column.filled("")
-        out[name] = np.asarray(column)
-    return out
+    return table_columns(table)  # empty cells are NaN (and dropped later)
 
 
 def is_pantheon(columns: dict[str, np.ndarray]) -> bool:
     return all(name in columns for name in PANTHEON_REQUIRED)
 
 
-def _numeric(path, columns, name) -> np.ndarray:
-    values = columns[name]
-    if values.dtype.kind not in "iuf":
-        bad = [v for v in values if not _is_number(v)]
-        raise DataFormatError(path, f"column {name} must be numeric, got text such as {bad[0] if bad else values[0]!r}")
-    return values.astype(float)
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-        return True
-    except (TypeError, ValueError):
-        return False
-
-
 def _mostly_numeric(values: np.ndarray) -> bool:
     """A text column whose entries are mostly numbers: a numeric column with a typo, not a label column."""
-    return values.dtype.kind in "SU" and np.mean([_is_number(v) for v in values]) > 0.5
+    return values.dtype.kind in "SU" and np.mean([is_number(v) for v in values]) > 0.5
 
 
 def fiducial_distance_modulus(z: np.ndarray) -> np.ndarray:
@@ -117,7 +95,7 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
     n_rows = len(columns["CID"])
     optional = ("HOST_LOGMASS", "MWEBV", "PKMJD", "FITPROB", "NDOF", "COV_x1_c", "x0", "COV_x1_x0", "COV_c_x0",
                 "zHDERR", *extra_physical)
-    num = {name: _numeric(source, columns, name) for name in columns if name != "CID"
+    num = {name: numeric_column(source, name, columns[name]) for name in columns if name != "CID"
            and (columns[name].dtype.kind in "iuf" or name in PANTHEON_REQUIRED or name in optional)}
     keep = (num["IS_CALIBRATOR"] == 0) & (num["zHD"] > z_range[0]) & (num["zHD"] < z_range[1])
     n_calibrators = int((num["IS_CALIBRATOR"] != 0).sum())
@@ -192,7 +170,7 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
     ``missing`` or a NaN in any used column are dropped (pass ``missing=()`` where -9 is a real value)."""
     if target not in columns:
         raise DataFormatError(source, f"has no target column {target!r} (columns: {', '.join(columns)})")
-    y = _numeric(source, columns, target)
+    y = numeric_column(source, target, columns[target])
     if features is None:  # every numeric column; a mostly-numeric text column is a broken numeric one
         features = [n for n in columns if n != target and (columns[n].dtype.kind in "iuf"
                                                            or _mostly_numeric(columns[n]))]
@@ -203,7 +181,7 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
         raise DataFormatError(source, f"has no feature column(s) {', '.join(unknown)}")
     if not features:
         raise DataFormatError(source, "has no numeric feature columns besides the target")
-    feats = {name: _numeric(source, columns, name) for name in features}
+    feats = {name: numeric_column(source, name, columns[name]) for name in features}
     complete = np.isfinite(y) & ~np.isin(y, missing)
     for values in feats.values():
         complete &= np.isfinite(values) & ~np.isin(values, missing)
