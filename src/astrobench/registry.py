@@ -13,6 +13,7 @@ TASKS: dict[str, str] = {
     "sn_lasso": "astrobench.tasks.sn_lasso.task:SNLassoTask",
     "camels": "astrobench.tasks.camels.task:CamelsTask",
     "photoz": "astrobench.tasks.photoz.task:PhotozTask",
+    "spectra": "astrobench.tasks.spectra.task:SpectraTask",
 }
 
 

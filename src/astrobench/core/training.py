@@ -76,7 +76,7 @@ def d4_average(fn):
     return averaged
 
 
-class _TaskModule(L.LightningModule):
+class TaskModule(L.LightningModule):
     """Shared optimiser and logging: AdamW with a cosine learning-rate decay over ``max_epochs``.
 
     ``augment`` (e.g. :func:`random_d4`) is applied to the inputs of training batches only.
@@ -113,7 +113,7 @@ class _TaskModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": sched}
 
 
-class ClassificationTask(_TaskModule):
+class ClassificationTask(TaskModule):
     """Batches (x, y) with integer classes y; the backbone returns logits (B, n_classes)."""
 
     def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4, augment=None):
@@ -128,7 +128,7 @@ class ClassificationTask(_TaskModule):
         return F.cross_entropy(self(x), y)
 
 
-class RegressionTask(_TaskModule):
+class RegressionTask(TaskModule):
     """Batches (x, y) with y (B, D) in physical units; the targets are standardised inside.
 
     ``loss="mse"``: the backbone returns (B, D). ``loss="moment"``: it returns (B, 2D), a mean and a
@@ -168,7 +168,7 @@ class RegressionTask(_TaskModule):
         return mu * self.target_std + self.target_mean, torch.exp(log_sigma) * self.target_std
 
 
-class ConditionalDecoderTask(_TaskModule):
+class ConditionalDecoderTask(TaskModule):
     """Batches (condition, x); a deterministic decoder maps the condition to x, trained with MSE.
 
     The decoder returns logits; outputs are ``sigmoid(logits)`` in [0, 1].
@@ -190,7 +190,7 @@ class ConditionalDecoderTask(_TaskModule):
         return self(cond)
 
 
-class ConditionalVAETask(_TaskModule):
+class ConditionalVAETask(TaskModule):
     """Conditional VAE (Sohn et al. 2015): encoder(x, cond) -> (mu, log_var); decoder([z, cond]) -> logits.
 
     ``likelihood="bernoulli"`` for binary data (sampling draws each pixel from its Bernoulli probability,

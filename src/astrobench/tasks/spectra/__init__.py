@@ -1,0 +1,17 @@
+"""Generative models of SDSS galaxy spectra: PCA + Gaussian, PCA + flow, VAE, conditioned on physical properties.
+
+Notebook use::
+
+    from astrobench.tasks import spectra
+    path = spectra.simulate("sims", n=2000)                      # or the school's sdss_galaxy_spec.hdf5
+    sf = spectra.read_spectra(path)
+    prep = spectra.prepare(sf, np.flatnonzero(spectra.quality_mask(sf)))   # rest frame, normalised
+    stats = spectra.summary_statistics(prep.wavelength_aa, prep.flux, prep.ivar)
+"""
+
+from astrobench.tasks.spectra.data import prepare, quality_mask, read_spectra, split_indices
+from astrobench.tasks.spectra.measure import summary_statistics
+from astrobench.tasks.spectra.simulate import simulate, simulate_spectra
+
+__all__ = ["prepare", "quality_mask", "read_spectra", "simulate", "simulate_spectra", "split_indices",
+           "summary_statistics"]

@@ -1,0 +1,250 @@
+"""spectra: simulator physics, the HDF5 loader and its errors, summary statistics with known answers, the
+generators, and a smoke run with predict."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from astrobench.core.io import DataFormatError
+from astrobench.tasks.spectra import data as D
+from astrobench.tasks.spectra import measure as Me
+from astrobench.tasks.spectra import models as Mo
+
+sim = importlib.import_module("astrobench.tasks.spectra.simulate")
+
+
+@pytest.fixture(scope="module")
+def sim_file(tmp_path_factory):
+    """A small simulated file (bagpipes, one process)."""
+    path = tmp_path_factory.mktemp("spectra") / sim.FILENAME
+    return sim.simulate(path, n=120, seed=5, n_jobs=1, progress=False)
+
+
+def _copy_with(src, dst, edit):
+    with h5py.File(src, "r") as f, h5py.File(dst, "w") as g:
+        raw = g.create_group("raw")
+        cols = {k: f["raw"][k][()] for k in f["raw"]}
+        for k, v in edit(cols).items():
+            raw.create_dataset(k, data=v)
+    return dst
+
+
+# --- simulator ------------------------------------------------------------------------------------------------
+
+def test_population_follows_its_stated_relations():
+    from astropy.cosmology import FlatLambdaCDM
+
+    pop = sim.draw_population(20000, np.random.default_rng(0))
+    p = sim.POPULATION
+    assert sim.Z_RANGE[0] <= pop["z"].min() and pop["z"].max() <= sim.Z_RANGE[1]
+    assert 0.08 < np.mean(pop["z"]) < 0.13  # SDSS main sample: mean z ~ 0.1
+    # the mass-metallicity relation is recovered from the drawn galaxies (slope and scatter)
+    log_z = np.log10(pop["metallicity_zsun"])
+    slope, intercept = np.polyfit(pop["log_mass_target"] - 10.5, log_z, 1)
+    assert slope == pytest.approx(p["log_z_slope"], abs=0.05)
+    assert np.std(log_z - (slope * (pop["log_mass_target"] - 10.5) + intercept)) == pytest.approx(0.28, abs=0.05)
+    # quiescent fraction rises with mass; star formation starts after the Big Bang
+    assert pop["quiescent"][pop["log_mass_target"] > 11].mean() > 0.7 > 0.3 > pop["quiescent"][
+        pop["log_mass_target"] < 10].mean()
+    assert np.all(pop["age_start_gyr"] < FlatLambdaCDM(H0=70, Om0=0.3).age(pop["z"]).value)
+    assert np.all(pop["veldisp_kms"] >= sim.INSTRUMENT_SIGMA_KMS)
+
+
+def test_simulated_file_has_the_school_format_and_sdss_like_noise(sim_file):
+    with h5py.File(sim_file, "r") as f:
+        raw = f["raw"]
+        assert set(D.REQUIRED) <= set(raw)
+        assert raw["spec"].shape == (120, len(sim.sdss_wavelength_grid())) == raw["specerr"].shape
+        assert raw["age"].attrs["units"].startswith("yr")
+        assert raw["metallicity"].attrs["units"] == "Z/Zsun"
+        wave = raw["wavelength"][()]
+    assert wave[0] == pytest.approx(3800, rel=1e-6) and wave[-1] < 9200
+    assert np.allclose(np.diff(np.log10(wave)), 1e-4)
+    sf = D.read_spectra(sim_file)
+    assert np.all(sf.age_yr < 13.5e9) and np.all(sf.age_yr > 1e7)
+    assert np.all((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))
+    good = D.good_pixels(sf)
+    assert 0.99 > good.mean() > 0.95  # a few bad pixels flagged with specerr = 0
+    red = (wave > 6000) & (wave < 6500)
+    snr = np.median(np.where(good[:, red], sf.spec[:, red] / np.where(good[:, red], sf.specerr[:, red], 1), np.nan), 1)
+    assert 5 < np.median(snr) < 30  # SDSS main-sample spectra: S/N of order 10 per pixel
+
+
+def test_simulated_spectra_carry_the_physics(sim_file):
+    """Known relations: H-alpha EW traces specific star formation, the 4000 A break traces age."""
+    sf = D.read_spectra(sim_file)
+    prep = D.prepare(sf, np.arange(len(sf)))
+    stats = Me.summary_statistics(prep.wavelength_aa, prep.flux, prep.ivar)
+    ssfr = np.log10(np.maximum(sf.extras["sfr_msun_yr"], 1e-6) / sf.smass_msun)
+    star_forming = ssfr > -10.5
+    assert np.median(stats["ew_halpha"][star_forming]) > 10 > np.median(stats["ew_halpha"][~star_forming])
+    assert np.corrcoef(np.log10(sf.age_yr), stats["dn4000"])[0, 1] > 0.7
+    assert np.corrcoef(stats["dn4000"], stats["color_gr"])[0, 1] > 0.6
+
+
+# --- loader ---------------------------------------------------------------------------------------------------
+
+def test_rest_frame_rebinning_puts_lines_at_rest_wavelength_and_normalises():
+    wave = sim.sdss_wavelength_grid()
+    z = np.array([0.05, 0.2])
+    line = np.exp(-0.5 * ((wave[None, :] / (1 + z[:, None]) - 6563.0) / 3.0) ** 2)
+    spec = (2.0 + 10 * line).astype(np.float32)
+    err = np.full_like(spec, 0.1)
+    err[0, 100:110] = 0  # bad pixels
+    sf = D.SpectraFile("mem", z, np.full(2, 1e9), np.ones(2), np.full(2, 1e10), wave, spec, err)
+    prep = D.prepare(sf, np.arange(2))
+    grid = prep.wavelength_aa
+    assert np.all(np.abs(grid[np.argmax(prep.flux, 1)] - 6563) < 3)
+    window = (grid > 5300) & (grid < 5800)
+    assert np.allclose(np.median(prep.flux[:, window], 1), 1.0, atol=1e-4)
+    # two ~1e-4 source pixels per 2e-4 bin: ivar adds up, (0.1 / 2)^-2 per pixel -> ~800 per bin
+    assert 500 < np.median(prep.ivar[prep.ivar > 0]) < 1300
+    assert np.all(np.isfinite(prep.flux))
+
+
+def test_quality_cuts_drop_bad_labels(sim_file, tmp_path):
+    def edit(cols):
+        cols["age"][0] = -1
+        cols["smass"][1] = 1e13
+        cols["metallicity"][2] = 0
+        return cols
+
+    sf = D.read_spectra(_copy_with(sim_file, tmp_path / "cut.hdf5", edit))
+    keep = D.quality_mask(sf)
+    assert not keep[:3].any() and keep[3:].all()
+    assert D.quality_mask(sf, label_cuts=False)[:3].all()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: {k: v for k, v in c.items() if k != "specerr"}, "lacks specerr"),
+    (lambda c: {**c, "spec": c["spec"][:, :-5]}, "raw/spec has shape"),
+    (lambda c: {**c, "age": c["age"][:-1]}, "raw/age has shape"),
+    (lambda c: {**c, "wavelength": c["wavelength"][::-1]}, "increasing"),
+    (lambda c: {**c, "z": np.full(len(c["z"]), np.nan)}, "raw/z must be finite"),
+    (lambda c: {**c, "metallicity": np.array([b"x"] * len(c["z"]))}, "must be numeric"),
+])
+def test_loader_rejects_broken_files_with_one_line(sim_file, tmp_path, edit, message):
+    with pytest.raises(DataFormatError, match=message):
+        D.read_spectra(_copy_with(sim_file, tmp_path / "bad.hdf5", edit))
+
+
+def test_loader_rejects_non_hdf5_and_missing_group(tmp_path):
+    text = tmp_path / "x.hdf5"
+    text.write_text("not hdf5")
+    with pytest.raises(DataFormatError, match="not a readable HDF5"):
+        D.read_spectra(text)
+    with h5py.File(tmp_path / "g.hdf5", "w") as f:
+        f.create_group("other")
+    with pytest.raises(DataFormatError, match="no group 'raw'"):
+        D.read_spectra(tmp_path / "g.hdf5")
+
+
+# --- summary statistics ---------------------------------------------------------------------------------------
+
+def test_statistics_known_answers():
+    wave = D.model_grid("rest")
+    flat_fnu = 1.0 / wave**2  # f_nu constant
+    assert Me.dn4000(wave, flat_fnu[None])[0] == pytest.approx(1.0, abs=1e-9)
+    assert Me.color_gr(wave, flat_fnu[None])[0] == pytest.approx(0.0, abs=1e-3)
+    # a Gaussian H-alpha line of flux 50 (sigma 2 A) on a continuum of 2: EW = 25 A
+    spec = 2.0 + 50 / (np.sqrt(2 * np.pi) * 2) * np.exp(-0.5 * ((wave - 6563) / 2) ** 2)
+    assert Me.ew_halpha(wave, spec[None])[0] == pytest.approx(25.0, rel=0.02)
+    # [O III] / H-beta = 3 when both are detected, NaN when H-beta is missing
+    lines = lambda a, b: 1 + a * np.exp(-0.5 * ((wave - 5006.8) / 2) ** 2) + b * np.exp(  # noqa: E731
+        -0.5 * ((wave - 4861.3) / 2) ** 2)
+    flux = np.stack([lines(3, 1), lines(3, 0)])
+    ratio = Me.line_ratio(wave, flux, np.full_like(flux, 1e4), "oiii_5007", "hbeta")
+    assert ratio[0] == pytest.approx(np.log10(3), abs=0.01) and np.isnan(ratio[1])
+
+
+# --- models ---------------------------------------------------------------------------------------------------
+
+def test_chi2_and_noise_are_consistent():
+    rng = np.random.default_rng(0)
+    flux = np.ones((400, 300), np.float32)
+    ivar = np.full_like(flux, 25.0)
+    ivar[:, :10] = 0
+    noisy = Mo.add_noise(flux, ivar, rng)
+    assert np.mean(Mo.chi2_per_pixel(noisy, flux, ivar)) == pytest.approx(1.0, abs=0.02)
+    assert np.std(noisy[:, 20:]) == pytest.approx(0.2, rel=0.03)
+
+
+def test_conditional_pca_gauss_recovers_a_linear_relation():
+    rng = np.random.default_rng(1)
+    n, n_wave = 3000, 50
+    cond = rng.standard_normal((n, 1)).astype(np.float32)
+    pattern = np.sin(np.linspace(0, 3, n_wave))
+    flux = (1 + 0.5 * cond * pattern + 0.05 * rng.standard_normal((n, n_wave))).astype(np.float32)
+    basis = Mo.PCABasis(5).fit(flux)
+    batch = Mo.SpectraBatch(flux, np.ones_like(flux), cond)
+    gen = Mo.PCAGauss(basis, 3).fit(batch)
+    c = np.full((2000, 1), 1.5, np.float32)
+    assert np.allclose(gen.sample(2000, c, seed=0).mean(0), 1 + 0.75 * pattern, atol=0.01)
+    free = Mo.PCAGauss(basis, 3).fit(Mo.SpectraBatch(flux, np.ones_like(flux), cond[:, :0]))
+    draws = free.sample(4000, np.zeros((4000, 0), np.float32), seed=0)
+    assert np.allclose(draws.std(0), flux.std(0), rtol=0.1)
+
+
+def test_vae_learns_and_reconstructs(tmp_path):
+    from astrobench.core.training import TrainConfig
+
+    rng = np.random.default_rng(2)
+    n, n_wave = 600, 80
+    amp = rng.uniform(0.5, 1.5, (n, 1))
+    flux = (amp * np.linspace(0.5, 1.5, n_wave)[None, :] + 0.02 * rng.standard_normal((n, n_wave))).astype(np.float32)
+    ivar = np.full_like(flux, 2500.0)
+    batch = lambda idx: Mo.SpectraBatch(flux[idx], ivar[idx], np.zeros((len(idx), 0), np.float32))  # noqa: E731
+    cfg = TrainConfig(max_epochs=40, batch_size=64, patience=40, accelerator="cpu", devices=1, progress=False)
+    vae = Mo.VAEGenerator("vae", latent_dim=2, lr=3e-3).fit(batch(np.arange(500)), batch(np.arange(500, 600)),
+                                                            tmp_path, cfg)
+    assert vae.history_["val_loss"][-1] < 0.2 * vae.history_["val_loss"][0]
+    rec = vae.reconstruct(batch(np.arange(500, 600)))
+    assert np.mean(Mo.chi2_per_pixel(flux[500:], rec, ivar[500:])) < 10
+    assert vae.sample(7, np.zeros((7, 0), np.float32), seed=0).shape == (7, n_wave)
+
+
+# --- the task ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke_file(sim_file, tmp_path_factory):
+    """The 120 simulated galaxies four times over with fresh noise: enough for the C2ST's minimum pools at smoke
+    size without 480 bagpipes models (it checks the wiring, not the science)."""
+    rng = np.random.default_rng(0)
+
+    def edit(cols):
+        out = {k: np.concatenate([v] * 4) if k != "wavelength" else v for k, v in cols.items()}
+        out["spec"] = (out["spec"] + out["specerr"] * rng.standard_normal(out["spec"].shape)).astype(np.float32)
+        return out
+
+    return _copy_with(sim_file, tmp_path_factory.mktemp("smoke") / sim.FILENAME, edit)
+
+
+def test_smoke_run_and_predict(smoke_file, tmp_path):
+    from astrobench.registry import get_task
+    from astrobench.runner import run
+
+    run_dir = run("spectra", data=smoke_file, out=tmp_path, name="smoke", seed=1, progress=False,
+                  overrides={"size": "smoke", "generate_methods": ["pca_gauss", "vae"],
+                             "conditional_methods": ["pca_gauss"]})
+    m = json.loads((run_dir / "metrics.json").read_text())
+    r = m["results"]
+    assert m["data"]["source"] == "file" and m["data"]["n_used"] == 480
+    assert {"real_vs_real", "real_vs_degraded", "pca_gauss", "vae"} <= set(r["generate"])
+    for key in ("c2st_auc", "c2st_auc_err", "nn_memorization", "w1_dn4000", "w1_ew_halpha",
+                "w1_line_ratio_oiii_hbeta", "w1_color_gr"):
+        assert key in r["generate"]["pca_gauss"], key
+    assert 0 <= r["generate"]["pca_gauss"]["c2st_auc"] <= 1
+    assert r["reconstruct"]["pca"]["chi2"] > 0 and "vae" in r["reconstruct"]
+    assert {"r2_z", "r2_metallicity", "r2_age"} <= set(r["conditional"]["pca_gauss"])
+    assert r["summary"]["best"]["method"] in ("pca_gauss", "vae")
+    for fig in ("pca_explained_variance", "mean_and_bands", "summary_statistics", "bpt_diagram",
+                "conditional_examples"):
+        assert (run_dir / "figures" / f"{fig}.png").exists(), fig
+    out = get_task("spectra").predict(run_dir, smoke_file, tmp_path / "pred.csv")
+    lines = out.read_text().splitlines()
+    assert len(lines) == 481 and lines[0].startswith("row,z_file,z_measured")
