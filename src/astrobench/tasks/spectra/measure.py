@@ -26,6 +26,10 @@ LINES = {  # name: (line window, blue sideband, red sideband), rest-frame A
 }
 DETECTION_SIGMA = 3.0
 STATISTICS = ("dn4000", "ew_halpha", "line_ratio_oiii_hbeta", "color_gr")
+# values are clipped to these ranges before a Wasserstein distance: at low S/N a ratio of two noisy means can run
+# off to +-infinity, and W1 (a mean absolute shift) would be ruled by those few spectra
+RANGES = {"dn4000": (0.5, 3.0), "ew_halpha": (-20.0, 300.0), "line_ratio_oiii_hbeta": (-1.5, 1.5),
+          "line_ratio_nii_halpha": (-2.0, 1.0), "color_gr": (-0.5, 1.5)}
 
 
 def _window(wave: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -107,11 +111,12 @@ def summary_statistics(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> 
                 "color_gr": color_gr(wave, flux)}
 
 
-def wasserstein(real: np.ndarray, generated: np.ndarray) -> float:
-    """Wasserstein-1 distance between the finite values of two samples (NaN if either has fewer than 10)."""
+def wasserstein(real: np.ndarray, generated: np.ndarray, statistic: str) -> float:
+    """Wasserstein-1 distance between the finite values of two samples of ``statistic``, clipped to its RANGES
+    (NaN if either has fewer than 10 finite values)."""
     from scipy.stats import wasserstein_distance
 
-    a, b = real[np.isfinite(real)], generated[np.isfinite(generated)]
+    a, b = (np.clip(x[np.isfinite(x)], *RANGES[statistic]) for x in (real, generated))
     if len(a) < 10 or len(b) < 10:
         return float("nan")
     return float(wasserstein_distance(a, b))
