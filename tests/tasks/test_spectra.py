@@ -258,3 +258,14 @@ def test_smoke_run_and_predict(smoke_file, tmp_path):
     out = get_task("spectra").predict(run_dir, smoke_file, tmp_path / "pred.csv")
     lines = out.read_text().splitlines()
     assert len(lines) == 481 and lines[0].startswith("row,z_file,z_measured")
+
+
+def test_run_explains_which_cut_removes_the_galaxies(smoke_file, tmp_path):
+    from astrobench.runner import run
+
+    def log_metallicity(cols):
+        return {**cols, "metallicity": np.log10(cols["metallicity"]) - 1.0}  # log values, all negative
+
+    path = _copy_with(smoke_file, tmp_path / "logz.hdf5", log_metallicity)
+    with pytest.raises(DataFormatError, match=r"metallicity > 0 .*: 480 fail"):
+        run("spectra", data=path, out=tmp_path, name="logz", progress=False, overrides={"size": "smoke"})

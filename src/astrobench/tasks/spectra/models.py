@@ -205,7 +205,7 @@ class VAEGenerator:
     def fit(self, train: SpectraBatch, val: SpectraBatch, ckpt_dir: Path, cfg: TrainConfig, resume=False,
             vae: "VAEGenerator | None" = None, flow_cfg: TrainConfig | None = None):
         if vae is not None:  # vae_flow reuses the trained vae
-            self.module_, self.history_ = vae.module_, vae.history_
+            self.module_, self.history_ = vae.module_, {}  # its loss curve is the vae's
         else:
             self.module_ = SpectrumVAE(train.flux.shape[1], train.cond.shape[1], self.latent_dim,
                                        mean_flux=train.flux.mean(0), beta=self.beta, lr=self.lr)

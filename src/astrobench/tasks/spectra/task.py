@@ -90,6 +90,7 @@ class SpectraTask(Task):
             "generate_methods": list(GENERATORS),
             "conditional_methods": list(GENERATORS),
             "n_jobs": 2,  # simulator processes
+            "max_galaxies": None,  # --data: read only the file's first N galaxies (None: all)
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +106,9 @@ class SpectraTask(Task):
                 fail(key, "an integer >= 1")
         if not 1 <= options["n_components"] <= options["pca_max_components"]:
             fail("n_components", f"between 1 and pca_max_components ({options['pca_max_components']})")
+        if options["max_galaxies"] is not None and (not isinstance(options["max_galaxies"], int)
+                                                    or options["max_galaxies"] < MIN_GALAXIES):
+            fail("max_galaxies", f"None or an integer >= {MIN_GALAXIES}")
         if not 0 < options["min_coverage"] <= 1:
             fail("min_coverage", "in (0, 1]")
         for key in ("generate_methods", "conditional_methods"):
@@ -131,13 +135,19 @@ class SpectraTask(Task):
         else:
             path = Path(ctx.config["data"])
             ctx.data_info.update(source="file", path=str(path))
-            n = ctx.config.get("n")
+            n = opts["max_galaxies"]
         with ctx.timer("load"):
             sf = read_spectra(path, n=n)
             keep = np.flatnonzero(quality_mask(sf, opts["label_cuts"]))
             if len(keep) < MIN_GALAXIES:
-                raise DataFormatError(sf.path, f"only {len(keep)} galaxies pass the quality cuts; at least "
-                                               f"{MIN_GALAXIES} are needed")
+                with np.errstate(invalid="ignore"):
+                    failing = {"age > 0": int(np.sum(~(sf.age_yr > 0))),
+                               "metallicity > 0 (a file with log metallicities must be converted: the conditions "
+                               "take log10)": int(np.sum(~(sf.metallicity > 0))),
+                               "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
+                why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
+                raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
+                                               f"least {MIN_GALAXIES} are needed ({why or 'no flux in 5300-5800 A'})")
             prep = prepare(sf, keep, opts["frame"])
             prep = prep.subset(prep.coverage >= opts["min_coverage"])
         ctx.data_info.update(n_file=len(sf), n_after_cuts=len(keep), n_used=len(prep), frame=opts["frame"],
