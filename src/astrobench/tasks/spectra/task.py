@@ -73,7 +73,8 @@ class SpectraTask(Task):
 
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
-            "smoke": dict(n_galaxies=400, vae_epochs=2, flow_epochs=2, patience=2, pca_max_components=20, n_components=8),
+            "smoke": dict(n_galaxies=200, vae_epochs=2, flow_epochs=2, patience=2, pca_max_components=20,
+                          n_components=8),
             "quick": dict(n_galaxies=1500, vae_epochs=15, flow_epochs=25, patience=5, pca_max_components=40,
                           n_components=32),
             "full": dict(n_galaxies=10000, vae_epochs=150, flow_epochs=150, patience=15, pca_max_components=64,
@@ -255,8 +256,9 @@ class SpectraTask(Task):
         generated = {m: s["test"] for m, s in samples.items()}
         ctx.log(f"C2ST: {len(ref)} reference vs {len(other)} per sample, {len(generated)} generators + 2 controls")
         c2st = M.c2st_with_controls(prep.flux[ref], prep.flux[other], generated, tilt(wave), seed=ctx.seed)
+        # the validation C2ST chooses the best model; a pool below the test's minimum (smoke sizes) chooses none
         c2st_val = {m: M.c2st_auc(prep.flux[val_ref], s["val"], seed=ctx.seed)["c2st_auc"]
-                    for m, s in samples.items()}
+                    for m, s in samples.items()} if len(val_ref) >= M.C2ST_MIN_SAMPLES else {}
         out: dict[str, Any] = {name: dict(c2st[name]) for name in ("real_vs_real", "real_vs_degraded")}
         stats_ref = measure.summary_statistics(wave, prep.flux[ref], prep.ivar[ref]) if prep.frame == "rest" else None
         neighbours = NearestNeighbors(n_neighbors=1).fit(prep.flux[train])
@@ -266,7 +268,9 @@ class SpectraTask(Task):
         for name, (flux, ivar) in compare.items():
             entry = out.setdefault(name, {})
             if name in generated:
-                entry.update(c2st[name], c2st_auc_validation=c2st_val[name])
+                entry.update(c2st[name])
+                if name in c2st_val:
+                    entry["c2st_auc_validation"] = c2st_val[name]
                 entry["nn_memorization"] = float(np.median(neighbours.kneighbors(flux)[0]) / d_real)
             if stats_ref is not None:
                 stats = measure.summary_statistics(wave, flux, ivar)
@@ -275,7 +279,8 @@ class SpectraTask(Task):
                 entry["detected_fraction_oiii_hbeta"] = float(np.isfinite(stats["line_ratio_oiii_hbeta"]).mean())
             if name in generated:
                 ctx.log(f"generate {name:9s} c2st_auc {entry['c2st_auc']:.3f} (validation "
-                        f"{entry['c2st_auc_validation']:.3f})  nn_memorization {entry['nn_memorization']:.3f}")
+                        f"{entry.get('c2st_auc_validation', np.nan):.3f})  nn_memorization "
+                        f"{entry['nn_memorization']:.3f}")
         ctx.log(f"C2ST controls: real_vs_real {out['real_vs_real']['c2st_auc']:.3f}, real_vs_degraded "
                 f"{out['real_vs_degraded']['c2st_auc']:.3f}")
         return out
@@ -311,7 +316,8 @@ class SpectraTask(Task):
     def _summary(generate: dict[str, Any]) -> dict[str, Any]:
         methods = [m for m in generate if "c2st_auc_validation" in generate[m]]
         if not methods:
-            return {}
+            return {"best": {"method": None, "chosen_by": f"none: fewer than {M.C2ST_MIN_SAMPLES} validation spectra "
+                                                          "per C2ST pool"}}
         best = min(methods, key=lambda m: generate[m]["c2st_auc_validation"])
         entry = {"method": best, "c2st_auc": generate[best]["c2st_auc"],
                  "c2st_auc_err": generate[best]["c2st_auc_err"], "chosen_by": "validation c2st_auc"}
