@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
-from astrobench.tasks.photoz.simulate import _quiet_bagpipes
+from astrobench.tasks.photoz.simulate import _cosmology, _quiet_bagpipes
 
 SIMULATOR_VERSION = "1"
 FILENAME = "sdss_galaxy_spec.hdf5"
@@ -76,8 +76,6 @@ def physics_key() -> dict:
 
 def draw_population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Physical parameters of ``n`` galaxies (bagpipes inputs plus redshift)."""
-    from astropy.cosmology import FlatLambdaCDM
-
     p = POPULATION
     # dN/dz by rejection from a uniform proposal; the density peaks at z = z0 (1.333)^(2/3) ~ 0.09
     z = np.empty(0)
@@ -91,7 +89,7 @@ def draw_population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     quiescent = rng.uniform(0, 1, n) < 1 / (1 + np.exp(-(log_mass - p["quiescent_mass_mid"]) / p["quiescent_mass_width"]))
     loguniform = lambda lo, hi: np.exp(rng.uniform(np.log(lo), np.log(hi), n))  # noqa: E731
     tau = np.where(quiescent, loguniform(*p["tau_quiescent_gyr"]), loguniform(*p["tau_starforming_gyr"]))
-    t_universe = FlatLambdaCDM(H0=70.0, Om0=0.3).age(z).value
+    t_universe = _cosmology()("age_gyr", z)  # FlatLambdaCDM(70, 0.3), tabulated: astropy integrates per redshift
     frac_q, frac_sf = p["age_fraction_quiescent"], p["age_fraction_starforming"]
     age_frac = np.where(quiescent, rng.uniform(*frac_q, n), rng.uniform(*frac_sf, n))
     log_z = p["log_z_at_105"] + p["log_z_slope"] * (log_mass - 10.5) + rng.normal(0, p["log_z_scatter"], n)
