@@ -71,6 +71,7 @@ def test_simulated_file_has_the_school_format_and_sdss_like_noise(sim_file):
         assert raw["spec"].shape == (120, len(sim.sdss_wavelength_grid())) == raw["specerr"].shape
         assert raw["age"].attrs["units"].startswith("yr")
         assert raw["metallicity"].attrs["units"] == "Z/Zsun"
+        assert "air" in raw["wavelength"].attrs["units"]  # so the loader does not convert it again
         wave = raw["wavelength"][()]
     assert wave[0] == pytest.approx(3800, rel=1e-6) and wave[-1] < 9200
     assert np.allclose(np.diff(np.log10(wave)), 1e-4)
@@ -115,6 +116,14 @@ def test_rest_frame_rebinning_puts_lines_at_rest_wavelength_and_normalises():
     # two ~1e-4 source pixels per 2e-4 bin: ivar adds up, (0.1 / 2)^-2 per pixel -> ~800 per bin
     assert 500 < np.median(prep.ivar[prep.ivar > 0]) < 1300
     assert np.all(np.isfinite(prep.flux))
+
+
+def test_vacuum_wavelengths_are_converted_to_air(sim_file, tmp_path):
+    assert D.vacuum_to_air(np.array([6564.61]))[0] == pytest.approx(6562.80, abs=0.02)  # H-alpha, SDSS line list
+    # a file without a units attribute is taken as SDSS vacuum wavelengths
+    plain = D.read_spectra(_copy_with(sim_file, tmp_path / "plain.hdf5", lambda c: c))
+    labelled = D.read_spectra(sim_file)
+    assert np.allclose(plain.wavelength_aa, D.vacuum_to_air(labelled.wavelength_aa))
 
 
 def test_quality_cuts_drop_bad_labels(sim_file, tmp_path):
@@ -239,25 +248,38 @@ def test_smoke_run_and_predict(smoke_file, tmp_path):
     from astrobench.runner import run
 
     run_dir = run("spectra", data=smoke_file, out=tmp_path, name="smoke", seed=1, progress=False,
-                  overrides={"size": "smoke", "generate_methods": ["pca_gauss", "vae"],
-                             "conditional_methods": ["pca_gauss"]})
+                  overrides={"size": "smoke", "generate_methods": ["vae_flow", "pca_gauss", "pca_flow", "vae"],
+                             "conditional_methods": ["pca_flow", "vae_flow"]})
     m = json.loads((run_dir / "metrics.json").read_text())
     r = m["results"]
     assert m["data"]["source"] == "file" and m["data"]["n_used"] == 480
     assert {"real_vs_real", "real_vs_degraded", "pca_gauss", "vae"} <= set(r["generate"])
-    for key in ("c2st_auc", "c2st_auc_err", "nn_memorization", "w1_dn4000", "w1_ew_halpha",
-                "w1_line_ratio_oiii_hbeta", "w1_color_gr"):
-        assert key in r["generate"]["pca_gauss"], key
+    for method in ("pca_gauss", "pca_flow", "vae", "vae_flow"):
+        for key in ("c2st_auc", "c2st_auc_err", "nn_memorization", "nn_memorization_err", "w1_dn4000",
+                    "w1_dn4000_err", "w1_ew_halpha", "w1_line_ratio_oiii_hbeta", "w1_color_gr"):
+            assert np.isfinite(r["generate"][method][key]), (method, key)
     assert 0 <= r["generate"]["pca_gauss"]["c2st_auc"] <= 1
     assert r["reconstruct"]["pca"]["chi2"] > 0 and "vae" in r["reconstruct"]
-    assert {"r2_z", "r2_metallicity", "r2_age"} <= set(r["conditional"]["pca_gauss"])
-    assert r["summary"]["best"]["method"] in ("pca_gauss", "vae")
+    for method in ("real_spectra", "pca_flow", "vae_flow"):
+        assert {"r2_z", "r2_metallicity", "r2_age", "r2_age_err", "r2_metallicity_validation"} <= set(
+            r["conditional"][method])
+    assert r["summary"]["best"]["method"] in ("pca_gauss", "pca_flow", "vae", "vae_flow")
     for fig in ("pca_explained_variance", "mean_and_bands", "summary_statistics", "bpt_diagram",
                 "conditional_examples"):
         assert (run_dir / "figures" / f"{fig}.png").exists(), fig
     out = get_task("spectra").predict(run_dir, smoke_file, tmp_path / "pred.csv")
     lines = out.read_text().splitlines()
     assert len(lines) == 481 and lines[0].startswith("row,z_file,z_measured")
+
+    # an interrupted run resumes from its checkpoints and ends with the same numbers
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "metrics.json").unlink()
+    resumed = json.loads((run(resume=copy, progress=False) / "metrics.json").read_text())["results"]
+    assert resumed["generate"]["vae_flow"]["c2st_auc"] == r["generate"]["vae_flow"]["c2st_auc"]
+    assert resumed["conditional"]["pca_flow"]["r2_age"] == r["conditional"]["pca_flow"]["r2_age"]
 
 
 def test_run_explains_which_cut_removes_the_galaxies(smoke_file, tmp_path):

@@ -2,7 +2,8 @@
 
 Real format: ``sdss_galaxy_spec.hdf5``, group ``raw`` with ``z`` (n,), ``age`` (n,) in years, ``metallicity`` (n,)
 in the file's units, ``smass`` (n,) in Msun, ``wavelength`` (n_wave,) in A (observed frame, one grid for all),
-``spec`` and ``specerr`` (n, n_wave) in 1e-17 erg/s/cm^2/A; optional ``plateid``, ``fiberid``, ``mjd``, ``ra``,
+``spec`` and ``specerr`` (n, n_wave) in 1e-17 erg/s/cm^2/A (wavelengths in vacuum as SDSS gives them, converted to air
+on reading, unless the dataset's ``units`` attribute says air, as the simulator's does); optional ``plateid``, ``fiberid``, ``mjd``, ``ra``,
 ``dec``, ``zerr`` and (simulated files) ``dust_av_mag``, ``sfr_msun_yr``, ``veldisp_kms``, ``tau_gyr``.
 
 Preparation for the models (:func:`prepare`): bad pixels (specerr <= 0 or anything non-finite) get zero inverse
@@ -102,9 +103,17 @@ def read_spectra(path: str | Path, n: int | None = None) -> SpectraFile:
         raise DataFormatError(path, "the file holds no galaxies")
     if not np.all(np.isfinite(cols["z"])) or np.any(cols["z"] < 0) or np.any(cols["z"] > 5):
         raise DataFormatError(path, "raw/z must be finite and within 0-5")
+    if "air" not in units.get("wavelength", "").lower():
+        wave = vacuum_to_air(wave)  # SDSS spectra are in vacuum; line windows and the simulator use air
     return SpectraFile(str(path), cols["z"].astype(float), cols["age"].astype(float),
                        cols["metallicity"].astype(float), cols["smass"].astype(float), wave,
                        spec.astype(np.float32), err.astype(np.float32), extras, units)
+
+
+def vacuum_to_air(wave_aa: np.ndarray) -> np.ndarray:
+    """Vacuum to air wavelengths (A), the IAU standard of Morton (1991) as SDSS documents it:
+    lambda_air = lambda_vac / (1 + 2.735182e-4 + 131.4182 / lambda_vac^2 + 2.76249e8 / lambda_vac^4)."""
+    return wave_aa / (1.0 + 2.735182e-4 + 131.4182 / wave_aa**2 + 2.76249e8 / wave_aa**4)
 
 
 def quality_mask(sf: SpectraFile, label_cuts: bool = True) -> np.ndarray:

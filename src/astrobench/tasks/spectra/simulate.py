@@ -31,7 +31,7 @@ import numpy as np
 from astrobench.core.io import ConfigError, atomic_path
 from astrobench.tasks.photoz.simulate import _cosmology, _quiet_bagpipes
 
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"  # 2: wavelengths labelled air (they are), tabulated age of the Universe
 FILENAME = "sdss_galaxy_spec.hdf5"
 
 # the SDSS spectrograph's coadded grid (log10 step 1e-4 from 3800 A); the last pixel lies just below 9200 A
@@ -55,7 +55,7 @@ POPULATION = {  # every entry is an estimate tuned to look like the SDSS main sa
     # stellar velocity dispersion: log10 sigma = 2.1 + 0.25 (log M - 10.5) +- 0.08 (Faber-Jackson-like)
     "log_sigma_at_105": 2.1, "log_sigma_slope": 0.25, "log_sigma_scatter": 0.08,
 }
-NOISE = {  # SDSS-like per-pixel noise in 1e-17 erg/s/cm^2/A (estimates: S/N ~ 8 per pixel in r at r ~ 17.7)
+NOISE = {  # SDSS-like per-pixel noise in 1e-17 erg/s/cm^2/A (estimates: median S/N ~ 12 per pixel at 6000-6500 A)
     "sky_sigma": 0.4, "blue_rise": 2.0, "red_rise": 1.0, "photon_gain": 0.02,
     "sky_lines_aa": (5577.3, 5889.9, 6300.3, 6363.8, 7246.0, 7913.7, 8344.6, 8827.1), "sky_line_boost": 3.0,
     "bad_pixel_fraction": 0.003, "fibre_fraction_at_z01": 0.35,
@@ -217,7 +217,7 @@ def simulate_spectra(n: int = 10000, seed: int = 0, n_jobs: int = 2, progress: b
 
 
 UNITS = {"z": "redshift", "age": "yr (mass-weighted)", "metallicity": "Z/Zsun", "smass": "Msun (living stellar mass)",
-         "wavelength": "Angstrom (observed frame, vacuum)", "spec": "1e-17 erg/s/cm^2/Angstrom",
+         "wavelength": "Angstrom (observed frame, air: bagpipes' and Cloudy's line wavelengths)", "spec": "1e-17 erg/s/cm^2/Angstrom",
          "specerr": "1e-17 erg/s/cm^2/Angstrom (0 = bad pixel)", "dust_av_mag": "mag (Calzetti A_V)",
          "sfr_msun_yr": "Msun/yr (last 100 Myr)", "veldisp_kms": "km/s (stellar + instrumental)",
          "tau_gyr": "Gyr (delayed-tau timescale)"}
