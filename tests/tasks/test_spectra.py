@@ -282,7 +282,7 @@ def test_smoke_run_and_predict(smoke_file, tmp_path):
     assert resumed["conditional"]["pca_flow"]["r2_age"] == r["conditional"]["pca_flow"]["r2_age"]
 
 
-def test_run_explains_which_cut_removes_the_galaxies(smoke_file, tmp_path):
+def test_run_explains_which_cut_removes_the_galaxies(smoke_file, sim_file, tmp_path):
     from astrobench.runner import run
 
     def log_metallicity(cols):
@@ -291,3 +291,5 @@ def test_run_explains_which_cut_removes_the_galaxies(smoke_file, tmp_path):
     path = _copy_with(smoke_file, tmp_path / "logz.hdf5", log_metallicity)
     with pytest.raises(DataFormatError, match=r"metallicity > 0 .*: 480 fail"):
         run("spectra", data=path, out=tmp_path, name="logz", progress=False, overrides={"size": "smoke"})
+    with pytest.raises(DataFormatError, match="the file holds 120 galaxies; a run needs at least 200"):
+        run("spectra", data=sim_file, out=tmp_path, name="few", progress=False, overrides={"size": "smoke"})

@@ -140,6 +140,8 @@ class SpectraTask(Task):
             sf = read_spectra(path, n=n)
             # the label cuts always apply to a run: its conditions are log10 of age, metallicity and mass
             keep = np.flatnonzero(quality_mask(sf, label_cuts=True))
+            if len(sf) < MIN_GALAXIES:
+                raise DataFormatError(sf.path, f"the file holds {len(sf)} galaxies; a run needs at least {MIN_GALAXIES}")
             if len(keep) < MIN_GALAXIES:
                 with np.errstate(invalid="ignore"):
                     failing = {"age > 0": int(np.sum(~(sf.age_yr > 0))),
@@ -148,7 +150,7 @@ class SpectraTask(Task):
                                "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
                 why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
                 raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
-                                               f"least {MIN_GALAXIES} are needed ({why or 'no flux in 5300-5800 A'})")
+                                               f"least {MIN_GALAXIES} are needed ({why or 'the others lack a positive flux in 5300-5800 A'})")
             prep = prepare(sf, keep, opts["frame"])
             prep = prep.subset(prep.coverage >= opts["min_coverage"])
             if len(prep) < MIN_GALAXIES:
