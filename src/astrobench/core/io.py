@@ -84,6 +84,16 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, text + "\n")
 
 
+def write_pickle_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Pickle ``obj`` to ``path`` (parent folders made), never leaving a half-written file."""
+    import pickle
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(obj, f)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():

@@ -18,7 +18,7 @@ import numpy as np
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config, write_pickle_atomic
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.photoz.data import (
     FEATURE_SETS,
@@ -188,7 +188,7 @@ class PhotozTask(Task):
             # hello_universe: the notebook's medians over the whole cut sample; colors: softenings from training rows
             fit_rows = rows if features == "hello_universe" else rows[train]
             transform = FeatureTransform.fit(cat, fit_rows, features)
-            self._save(ctx.run_dir / "checkpoints" / f"features.{features}.pkl", transform)
+            write_pickle_atomic(ctx.run_dir / "checkpoints" / f"features.{features}.pkl", transform)
             X, names = transform.transform(cat, rows)
             matrices[features] = (X, names)
             results["point"][features] = {}
@@ -250,15 +250,8 @@ class PhotozTask(Task):
             model = fit_point(method, X, y, ctx.seed, n_iter=opts["n_iter"], cv_folds=opts["cv_folds"],
                               tree_n_iter=opts["tree_n_iter"], tree_cv_folds=opts["tree_cv_folds"],
                               max_rows=opts["svr_max_rows"] if method == "svr" else None, n_jobs=opts["n_jobs"])
-        self._save(path, model)
+        write_pickle_atomic(path, model)
         return model
-
-    @staticmethod
-    def _save(path: Path, obj) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                pickle.dump(obj, f)
 
     def _summary(self, ctx, results, preds, z_test, z_val) -> dict[str, Any]:
         """Per feature set: the best point method by validation MSE, and its test MSE over the tuned tree's on the

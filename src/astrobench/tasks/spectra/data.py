@@ -123,9 +123,7 @@ def quality_mask(sf: SpectraFile, label_cuts: bool = True) -> np.ndarray:
     if label_cuts:
         with np.errstate(invalid="ignore"):
             keep &= (sf.age_yr > 0) & (sf.metallicity > 0) & (sf.smass_msun > 1e8) & (sf.smass_msun < 1e12)
-    good = good_pixels(sf)
-    rest = sf.wavelength_aa[None, :] / (1 + sf.z[:, None])
-    in_window = good & (rest > NORM_WINDOW_AA[0]) & (rest < NORM_WINDOW_AA[1])
+    in_window = _in_norm_window(sf, np.arange(len(sf)))
     keep &= in_window.sum(1) >= 10
     masked = np.where(in_window, sf.spec, np.nan)
     with warnings.catch_warnings():  # all-NaN rows (nothing in the window) are already dropped above
@@ -136,6 +134,12 @@ def quality_mask(sf: SpectraFile, label_cuts: bool = True) -> np.ndarray:
 
 def good_pixels(sf: SpectraFile) -> np.ndarray:
     return (sf.specerr > 0) & np.isfinite(sf.specerr) & np.isfinite(sf.spec)
+
+
+def _in_norm_window(sf: SpectraFile, rows: np.ndarray) -> np.ndarray:
+    """Good pixels of ``rows`` whose rest wavelength lies in the normalisation window."""
+    rest = sf.wavelength_aa[None, :] / (1 + sf.z[rows, None])
+    return good_pixels(sf)[rows] & (rest > NORM_WINDOW_AA[0]) & (rest < NORM_WINDOW_AA[1])
 
 
 def model_grid(frame: str = "rest") -> np.ndarray:
@@ -173,7 +177,7 @@ class Prepared:
 
 def rebin(wave_src: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-variance weighted mean of the source pixels falling in each bin of ``grid`` (bin edges halfway in
-    log wavelength). ``wave_src`` (n, n_src) per spectrum; returns flux and ivar (n, n_grid), ivar the sum."""
+    log wavelength); by hand because spectres, say, neither weights by inverse variance nor skips masked pixels. ``wave_src`` (n, n_src) per spectrum; returns flux and ivar (n, n_grid), ivar the sum."""
     log_grid = np.log10(grid)
     step = log_grid[1] - log_grid[0]
     idx = np.floor((np.log10(wave_src) - (log_grid[0] - step / 2)) / step).astype(np.int64)
@@ -206,14 +210,15 @@ def prepare(sf: SpectraFile, rows: np.ndarray, frame: str = "rest") -> Prepared:
     good = good_pixels(sf)[rows]
     ivar = np.where(good, 1.0 / np.where(good, err, 1.0) ** 2, 0.0)
     spec = np.where(good, spec, 0.0)
-    rest = sf.wavelength_aa[None, :] / (1 + z[:, None])
-    in_window = good & (rest > NORM_WINDOW_AA[0]) & (rest < NORM_WINDOW_AA[1])
+    in_window = _in_norm_window(sf, rows)
     norm = np.array([np.median(s[m]) if m.any() else np.nan for s, m in zip(spec, in_window)])
     if np.any(~(norm > 0)):
         bad = rows[~(norm > 0)][:5]
         raise DataFormatError(sf.path, f"galaxies {list(bad)} have no positive flux in the normalisation window "
                                        f"{NORM_WINDOW_AA} A (rest); apply quality_mask first")
-    lam = rest if frame == "rest" else np.broadcast_to(sf.wavelength_aa, spec.shape)
+    lam = np.broadcast_to(sf.wavelength_aa, spec.shape)
+    if frame == "rest":
+        lam = lam / (1 + z[:, None])
     flux, w = rebin(lam, spec / norm[:, None], ivar * norm[:, None] ** 2, grid)
     flux = fill_gaps(flux, w, grid)
     return Prepared(grid, flux.astype(np.float32), w.astype(np.float32), norm, rows, frame)

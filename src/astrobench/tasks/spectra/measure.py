@@ -75,31 +75,19 @@ def line_ratio(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray, top: str, b
 
 
 @lru_cache(maxsize=1)
-def _sdss_filters() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    import os
+def _sdss_gr_filters():
+    from sedpy.observate import load_filters
 
-    import sedpy
-
-    folder = os.path.join(os.path.dirname(sedpy.__file__), "data", "filters")
-    out = {}
-    for band in ("g", "r"):
-        lam, t = np.loadtxt(os.path.join(folder, f"sdss_{band}0.par"), usecols=(0, 1), comments="#").T
-        out[band] = (lam, np.clip(t, 0, None))
-    return out
+    return load_filters(["sdss_g0", "sdss_r0"])
 
 
 def color_gr(wave: np.ndarray, flux: np.ndarray) -> np.ndarray:
-    """Synthetic AB g - r of f_lambda spectra: m = -2.5 log10( int f_lambda T lambda dl / int T c / lambda dl )."""
-    mags = []
-    dlam = np.gradient(wave)
-    for band in ("g", "r"):
-        lam, t = _sdss_filters()[band]
-        resp = np.interp(wave, lam, t, left=0.0, right=0.0)
-        num = flux @ (resp * wave * dlam)
-        den = np.sum(resp / wave * dlam)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mags.append(-2.5 * np.log10(num / den))
-    return mags[0] - mags[1]
+    """Synthetic AB g - r of f_lambda spectra (n, n_wave), through sedpy's photon-counting AB magnitudes."""
+    from sedpy.observate import getSED
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mags = np.atleast_2d(getSED(wave, flux, _sdss_gr_filters()))
+    return mags[:, 0] - mags[:, 1]
 
 
 def summary_statistics(wave: np.ndarray, flux: np.ndarray, ivar: np.ndarray) -> dict[str, np.ndarray]:

@@ -120,15 +120,13 @@ def _components(params: dict[str, np.ndarray], i: int) -> dict:
 _MODEL = None  # one bagpipes model per process: building one loads the grids (~2.5 s), updating it is ~0.08 s
 
 
-def _model():
+def _model(components: dict):
+    """This process's bagpipes model, built on first use from ``components``."""
     global _MODEL
     if _MODEL is None:
         bagpipes = _quiet_bagpipes()
         bagpipes.config.R_spec = BAGPIPES_R_SPEC
-        first = {"z": np.array([0.1]), "veldisp_kms": np.array([150.0]), "age_start_gyr": np.array([5.0]),
-                 "tau_gyr": np.array([1.0]), "log_mass_target": np.array([10.0]), "metallicity_zsun": np.array([1.0]),
-                 "dust_av_mag": np.array([0.3]), "log_u": np.array([-3.0])}
-        _MODEL = bagpipes.model_galaxy(_components(first, 0), spec_wavs=sdss_wavelength_grid())
+        _MODEL = bagpipes.model_galaxy(components, spec_wavs=sdss_wavelength_grid())
     return _MODEL
 
 
@@ -141,7 +139,7 @@ def _model_chunk(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     age, mass, sfr = np.empty(n), np.empty(n), np.empty(n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = _model()
+        model = _model(_components(params, 0))
         for i in range(n):
             model.update(_components(params, i))
             flux[i] = model.spectrum[:, 1] / FLUX_UNIT
@@ -158,18 +156,17 @@ def model_spectra(params: dict[str, np.ndarray], n_jobs: int = 2, progress: bool
     n = len(params["z"])
     chunks = np.array_split(np.arange(n), max(1, int(np.ceil(n / 50))))
     parts = [{k: v[idx] for k, v in params.items()} for idx in chunks]
-    with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task("spectra: bagpipes models", total=n)
-        results = []
-        if n_jobs <= 1:
-            for part in parts:
-                results.append(_model_chunk(part))
+    pool = ProcessPoolExecutor(n_jobs) if n_jobs > 1 else None
+    results = []
+    try:
+        with Progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task("spectra: bagpipes models", total=n)
+            for part, res in zip(parts, (pool.map if pool else map)(_model_chunk, parts)):
+                results.append(res)
                 bar.advance(task, len(part["z"]))
-        else:
-            with ProcessPoolExecutor(n_jobs) as pool:
-                for part, res in zip(parts, pool.map(_model_chunk, parts)):
-                    results.append(res)
-                    bar.advance(task, len(part["z"]))
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config, write_pickle_atomic
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.spectra import measure
 from astrobench.tasks.spectra.data import FRAMES, Prepared, prepare, quality_mask, read_spectra, split_indices
@@ -184,7 +184,7 @@ class SpectraTask(Task):
 
         with ctx.timer("fit"):
             basis = PCABasis(opts["pca_max_components"], ctx.seed).fit(prep.flux[train])
-        self._save(ctx.run_dir / "checkpoints" / "pca.pkl", basis)
+        write_pickle_atomic(ctx.run_dir / "checkpoints" / "pca.pkl", basis)
         results: dict[str, Any] = {"reconstruct": self._reconstruct_pca(basis, prep, test, opts["latent_dim"])}
         histories: dict[str, dict] = {}
         samples: dict[str, dict[str, np.ndarray]] = {"generate": {}, "conditional": {}}
@@ -225,7 +225,7 @@ class SpectraTask(Task):
             results["conditional"], regressor = self._conditional_metrics(ctx, prep, cond_raw, train, other, val_other,
                                                                           samples["conditional"])
             results["summary"] = self._summary(results["generate"])
-        self._save(ctx.run_dir / "checkpoints" / "regressor.pkl",
+        write_pickle_atomic(ctx.run_dir / "checkpoints" / "regressor.pkl",
                    {"regressor": regressor, "frame": opts["frame"], "k": opts["latent_dim"]})
         self._figures(ctx, results, prep, basis, ref, other, cond_raw, samples, histories)
         return results
@@ -336,13 +336,6 @@ class SpectraTask(Task):
             entry["c2st_auc_pca_gauss"] = generate["pca_gauss"]["c2st_auc"]
             entry["below_pca_gauss"] = bool(entry["c2st_auc"] < generate["pca_gauss"]["c2st_auc"])
         return {"best": entry}
-
-    @staticmethod
-    def _save(path: Path, obj) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                pickle.dump(obj, f)
 
     # --- figures ----------------------------------------------------------------------------------------------
 
