@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "camels": "astrobench.tasks.camels.task:CamelsTask",
     "photoz": "astrobench.tasks.photoz.task:PhotozTask",
     "spectra": "astrobench.tasks.spectra.task:SpectraTask",
+    "allsky": "astrobench.tasks.allsky.task:AllskyTask",
 }
 
 
