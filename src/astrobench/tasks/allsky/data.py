@@ -16,7 +16,8 @@ Preprocessing of each frame: the pedestal (the darkest percent of the pixels out
 and the counts divided by the exposure time; the fisheye circle is found from the frame (convex hull of the bright
 disc, then a least-squares circle, so trees on the horizon do not pull it in); the square around the circle is cut
 out, stretched with a percentile/asinh stretch inside the circle (outside set to 0), and reduced to
-``image_size`` pixels twice: a block mean (clouds and gradients) and a block maximum (stars), the two input channels.
+``image_size`` pixels twice: a block mean (clouds and gradients) and a block maximum (stars); a third channel is the
+log of the exposure-normalised rate (how bright the sky is, which the per-frame stretch removes).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class SkyCircle:
 class FrameSet:
     """Preprocessed frames: network inputs, features, labels.
 
-    ``images`` (N, 2, S, S) float32 in [0, 1] (channels: block mean, block maximum); ``features`` (N, F);
+    ``images`` (N, 3, S, S) float32 in [0, 1] (channels: stretched block mean, stretched block maximum, log rate);
+    ``features`` (N, F);
     ``labels`` (N,) class indices into ``class_names`` (-1 when unknown); ``flags`` (N, 33) float32 (NaN rows when
     a frame has no sub-region flags); ``cloud_fraction`` (N,) (NaN when unknown); ``exptime_s`` (N,).
     """
@@ -216,7 +218,7 @@ def _reduce(image: np.ndarray, size: int, mode: str) -> np.ndarray:
 
 
 def preprocess_frame(counts: np.ndarray, exptime_s: float, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(network input (2, S, S) float32 in [0, 1], features (33 * 4 + 2,) float32) of one frame's counts.
+    """(network input (3, S, S) float32 in [0, 1], features (33 * 4 + 2,) float32) of one frame's counts.
 
     Everything after the crop happens on a grid of at most FEATURE_GRID_PX pixels across the circle, so a
     1,400-pixel camera and the simulator's 344-pixel frames are stretched, pooled and measured alike."""
@@ -235,7 +237,11 @@ def preprocess_frame(counts: np.ndarray, exptime_s: float, image_size: int) -> t
     lo, hi = np.percentile(rate[inside], STRETCH_PERCENTILES)
     stretched = np.arcsinh(ASINH_SOFTENING * np.clip((rate - lo) / max(hi - lo, 1e-9), 0, None))
     stretched = np.where(inside, np.clip(stretched / np.arcsinh(ASINH_SOFTENING), 0, 1), 0.0)
-    image = np.stack([_reduce(stretched, image_size, "mean"), _reduce(stretched, image_size, "max")])
+    # the third channel keeps what the per-frame stretch removes: how bright the sky is (twilight or an overcast
+    # lit by the Moon or a town vs a dark sky), log10 of the rate in ADU/s mapped from [-1, 4] to [0, 1]
+    log_rate = np.where(inside, np.clip((np.log10(np.clip(rate, 0.1, None)) + 1) / 5, 0, 1), 0.0)
+    image = np.stack([_reduce(stretched, image_size, "mean"), _reduce(stretched, image_size, "max"),
+                      _reduce(log_rate, image_size, "mean")])
 
     sub = np.where(inside, subregion_map(rate.shape, c, c, grid / 2), -1)
     background = gaussian_filter(rate, 3.0)

@@ -83,7 +83,7 @@ class SkyConditionTask(TaskModule):
 
 def sky_cnn(n_classes: int, image_size: int, widths=(16, 32, 64, 64), hidden: int = 256) -> ConvNet:
     """The from-scratch network: conv blocks with max pooling, flattened (positions matter for the 33 flags)."""
-    return ConvNet(in_channels=2, n_outputs=n_classes + N_SUBREGIONS, image_size=image_size, widths=widths,
+    return ConvNet(in_channels=3, n_outputs=n_classes + N_SUBREGIONS, image_size=image_size, widths=widths,
                    hidden=hidden, dropout=0.2)
 
 
@@ -112,8 +112,8 @@ def imagenet_weights_path(explicit: str | None = None) -> Path:
 class MobileNetSky(nn.Module):
     """torchvision MobileNetV2 (ImageNet features) with a head that keeps positions for the 33 flags.
 
-    Input (B, 2, S, S) in [0, 1] -> the three ImageNet channels (block mean, block maximum, block mean), upsampled to
-    ``input_px`` and normalised with ImageNet's mean and std; the last feature map (1280 channels, input_px / 32
+    Input (B, 3, S, S) in [0, 1] (stretched block mean, stretched block maximum, log rate) as the three ImageNet
+    channels, upsampled to ``input_px`` when it differs and normalised with ImageNet's mean and std; the last feature map (1280 channels, input_px / 32
     across) is reduced to 64 channels by a 1x1 convolution and flattened into the linear head.
     """
 
@@ -133,7 +133,6 @@ class MobileNetSky(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x[:, :1], x[:, 1:2], x[:, :1]], dim=1)
         if x.shape[-1] != self.input_px:
             x = F.interpolate(x, size=self.input_px, mode="bilinear", align_corners=False)
         return self.head(self.features((x - self.mean) / self.std))
