@@ -13,7 +13,9 @@ What a frame holds (docs/tasks/allsky.md lists every number and whether it is a 
   extinction k_V = 0.2 mag per airmass (Kasten & Young 1989 airmass).
 - **Clouds.** A fractal field (power spectrum P(k) ~ k^-3.5) on a cloud layer seen in perspective (features shrink
   toward the horizon), thresholded at the drawn cover. Optical depth tau dims what lies behind; the cloud itself
-  scatters moonlight, twilight and town light, so clouds are dark against a dark sky and bright when lit.
+  scatters moonlight, twilight and town light, so clouds are dark against a dark sky and bright when lit. The
+  twilight and moonlight scattered by the air above the deck (78 % of the column for a deck at 2 km) pass through
+  it; town light, scattered low in the boundary layer, does not.
 - **Detector.** Counts = bias + gain-1 Poisson photon noise + read noise + hot pixels, saturated at 65535, written as
   16-bit FITS with BZERO = 32768 like the Lowell camera's; the exposure time shortens when the sky is bright.
 
@@ -36,11 +38,12 @@ from astrobench.core.io import ConfigError, atomic_path
 from astrobench.tasks.allsky.data import SerialExecutor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"  # 2: the cloud deck dims the twilight and moonlight scattered above it
 CLASSES = ("clear", "partly_cloudy", "overcast")
 FRAME_SHAPE = (256, 344)  # rows, columns: the Lowell camera's 1040 x 1392 aspect, 4x coarser
 HORIZON_FRACTION = 0.94  # horizon radius / half the short side
 
+AIR_ABOVE_CLOUDS = 0.78  # 1 - exp(-2 km / 8 km): the air above a cloud deck at 2 km (scale height 8 km)
 TAU_CLOUDY = 0.4  # a pixel is cloudy above this optical depth (0.43 mag of extinction)
 FLAG_FRACTION = 0.1  # a sub-region is flagged cloudy above this fraction of cloudy sky pixels
 
@@ -241,7 +244,11 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
     cloud_light = (s["cloud_base_brightness"] + s["cloud_albedo_town"] * cond.light_pollution
                    * (0.3 + 0.7 * np.exp(-((d_town / 50.0) ** 2))) * (0.4 + 0.6 * np.exp(-np.maximum(alt, 0) / 25))
                    + moon_lit + 0.8 * twilight)
-    sky_units = (behind_clouds + stars) * transmission + cloud_light * (1 - transmission) + town + twilight + moon
+    # Rayleigh-scattered twilight and moonlight come from the whole air column, most of it (AIR_ABOVE_CLOUDS) above a
+    # low cloud deck, so the cloud dims it; town light scatters off aerosols in the boundary layer, below the clouds
+    scattered = (twilight + moon) * AIR_ABOVE_CLOUDS
+    sky_units = ((behind_clouds + stars + scattered) * transmission + cloud_light * (1 - transmission) + town
+                 + (twilight + moon) * (1 - AIR_ABOVE_CLOUDS))
 
     # --- the Moon's disc and halo, through the clouds ---------------------------------------------------
     rate = sky_units * s["dark_sky_adu_s"]

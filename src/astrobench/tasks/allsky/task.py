@@ -56,11 +56,11 @@ class AllskyTask(Task):
 
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
-            "smoke": dict(n_frames=150, max_epochs=1, mobilenet_max_epochs=1, mobilenet_max_train=48, gbm_max_iter=20,
-                          n_pretrain=150, n_saliency=2),
+            "smoke": dict(n_frames=90, max_epochs=1, mobilenet_max_epochs=1, mobilenet_max_train=32, gbm_max_iter=20,
+                          n_pretrain=60, n_saliency=1),
             "quick": dict(n_frames=800, max_epochs=10, mobilenet_max_epochs=3, mobilenet_max_train=400,
                           gbm_max_iter=200, n_pretrain=800, n_saliency=4),
-            "full": dict(n_frames=6000, max_epochs=20, mobilenet_max_epochs=5, mobilenet_max_train=3000,
+            "full": dict(n_frames=6000, max_epochs=20, mobilenet_max_epochs=6, mobilenet_max_train=4200,
                          gbm_max_iter=400, n_pretrain=4000, n_saliency=10),
         }[size]
         return {
