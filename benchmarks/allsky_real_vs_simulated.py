@@ -47,8 +47,8 @@ def main() -> None:
     args = parser.parse_args()
     real = load_frames(args.real)
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = simulate(tmp, n=args.n, seed=0, progress=True)
-        simulated = load_frames(manifest, n_jobs=2, progress=True)
+        manifest = simulate(tmp, n=args.n, seed=0, n_jobs=1, progress=False)
+        simulated = load_frames(manifest)
         # one simulated frame of each real frame's class, in the real frames' order
         picks, used = [], set()
         for label in real.labels:

@@ -32,7 +32,7 @@ from astrobench.core.training import as_dataset, fit, load_weights, predict_batc
 from astrobench.tasks.allsky.data import FrameSet, load_frames, split_indices
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS
 from astrobench.tasks.allsky.models import FeatureGBM, MobileNetSky, SkyConditionTask, imagenet_weights_path, sky_cnn
-from astrobench.tasks.allsky.simulate import CLASSES, FRAME_SHAPE, SIMULATOR_VERSION
+from astrobench.tasks.allsky.simulate import FRAME_SHAPE, SIMULATOR_VERSION
 from astrobench.tasks.allsky.simulate import simulate as simulate_frames
 
 PREPROCESS_VERSION = "2"  # bump when data.preprocess_frame changes: the cached network inputs are rebuilt
@@ -227,6 +227,8 @@ class AllskyTask(Task):
                     gbm = FeatureGBM(opts["gbm_max_iter"], seed=ctx.seed).fit(train.features, train.labels,
                                                                               train.flags, n_classes)
                 write_pickle_atomic(path, gbm)
+                write_json_atomic(path.parent / "meta.json", {"method": method, "class_names": train.class_names,
+                                                              "image_size": opts["image_size"]})
             return gbm, lambda fs: gbm.probabilities(fs.features)
 
         module = self._network(ctx, method, n_classes)
@@ -289,7 +291,7 @@ class AllskyTask(Task):
             example_figure(eval_frames, probs[best], best, ctx.figures / "real_examples.png", per_class=None)
         networks = [m for m in models if m in NETWORKS]
         if networks and ctx.options["n_saliency"]:
-            net = max(networks, key=lambda m: results["summary"]["best"]["method"] == m)
+            net = best if best in networks else networks[0]
             frames = eval_frames if eval_frames is not None else test
             chosen = frames.subset(slice(0, ctx.options["n_saliency"]))
             saliency_figure(models[net][0], chosen, net, ctx.figures / ("real_saliency.png" if eval_frames is not None
@@ -301,10 +303,8 @@ class AllskyTask(Task):
         """Class probabilities and flagged sub-regions of every frame of ``data`` from each of the run's models
         (CSV, one row per frame and method)."""
         run_dir = Path(run_dir)
-        config = read_run_config(run_dir)
-        if config["task"] != self.name:
+        if read_run_config(run_dir)["task"] != self.name:
             raise ConfigError(f"{run_dir} is not an allsky run")
-        opts = config["options"]
         folders = sorted(p for p in (run_dir / "checkpoints").glob("classify.*") if p.is_dir())
         if not folders:
             raise DataFormatError(run_dir, "no trained model under checkpoints/ (is the run finished?)")
@@ -312,27 +312,21 @@ class AllskyTask(Task):
         rows = []
         for folder in folders:
             method = folder.name.split(".", 1)[1]
-            if method == "features_gbm":
-                if not (folder / "model.pkl").exists():
-                    continue
-                with open(folder / "model.pkl", "rb") as f:
-                    gbm = pickle.load(f)
-                names = None
-            else:
-                if not (folder / "model.pt").exists():
-                    continue
-                meta = read_json(folder / "meta.json")
-                names = meta["class_names"]
+            weights = folder / ("model.pkl" if method == "features_gbm" else "model.pt")
+            if not weights.exists():
+                continue
+            meta = read_json(folder / "meta.json")
+            names = meta["class_names"]
             if frames is None:
-                frames = load_frames(data, opts["image_size"], require_labels=False)
+                frames = load_frames(data, meta["image_size"], require_labels=False)
             if method == "features_gbm":
-                probs = gbm.probabilities(frames.features)
-                names = names or _class_names_of(run_dir)
+                with open(weights, "rb") as f:
+                    probs = pickle.load(f).probabilities(frames.features)
             else:
-                n = meta["n_classes"]
+                n = len(names)
                 backbone = (sky_cnn(n, meta["image_size"], tuple(meta["widths"])) if method == "cnn" else
                             MobileNetSky(n + N_SUBREGIONS, None, input_px=meta["image_size"]))
-                module = load_weights(SkyConditionTask(backbone, n), folder / "model.pt")
+                module = load_weights(SkyConditionTask(backbone, n), weights)
                 probs = predict_batches(lambda x: module.probabilities(x, tta=meta["tta"]), frames.images)
             k = len(names)
             for i, file in enumerate(frames.files):
@@ -349,11 +343,6 @@ class AllskyTask(Task):
                                  "subregion_flags"])
                 writer.writerows(rows)
         return out
-
-
-def _class_names_of(run_dir: Path) -> list[str]:
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
-    return list(metrics.get("data", {}).get("classes", CLASSES))
 
 
 def _dataset(fs: FrameSet):
