@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
-from astrobench.tasks.allsky.data import SerialExecutor
+from astrobench.tasks.allsky.data import KNOWN_CLASSES, SerialExecutor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
 SIMULATOR_VERSION = "2"  # 2: the cloud deck dims the twilight and moonlight scattered above it
-CLASSES = ("clear", "partly_cloudy", "overcast")
+CLASSES = KNOWN_CLASSES  # clear (0 of 33 flagged), partly_cloudy, overcast (33 of 33)
 FRAME_SHAPE = (256, 344)  # rows, columns: the Lowell camera's 1040 x 1392 aspect, 4x coarser
 HORIZON_FRACTION = 0.94  # horizon radius / half the short side
 
@@ -121,7 +121,7 @@ class FisheyeGeometry:
         self.azimuth_deg = np.degrees(np.arctan2(rows - self.cy, cols - self.cx)) % 360
         z, a = np.radians(self.zenith_deg), np.radians(self.azimuth_deg)
         self.vec = np.stack([np.sin(z) * np.cos(a), np.sin(z) * np.sin(a), np.cos(z)], axis=-1)
-        self.airmass = 1 / (np.cos(z) + 0.50572 * (96.07995 - self.zenith_deg) ** -1.6364)  # Kasten & Young 1989
+        self.airmass = airmass(self.zenith_deg)
         self.subregions = subregion_map(shape, self.cx, self.cy, self.radius)
 
     def pixel_of(self, alt_deg: float, az_deg: float) -> tuple[float, float]:
@@ -130,6 +130,11 @@ class FisheyeGeometry:
 
     def separation_deg(self, alt_deg: float, az_deg: float) -> np.ndarray:
         return np.degrees(np.arccos(np.clip(self.vec @ _unit(alt_deg, az_deg), -1, 1)))
+
+
+def airmass(zenith_deg):
+    """Relative air mass at zenith angle ``zenith_deg`` (Kasten & Young 1989; 38 at the horizon)."""
+    return 1 / (np.cos(np.radians(zenith_deg)) + 0.50572 * (96.07995 - np.asarray(zenith_deg)) ** -1.6364)
 
 
 def _unit(alt_deg: float, az_deg: float) -> np.ndarray:
@@ -194,7 +199,7 @@ def moon_sky_brightness(geo: FisheyeGeometry, cond: Conditions) -> np.ndarray:
     illuminance = 10 ** (-0.4 * (3.84 + 0.026 * alpha + 4e-9 * alpha**4))
     rho = np.maximum(geo.separation_deg(cond.moon_alt, cond.moon_az), 1.0)
     scattering = 10**5.36 * (1.06 + np.cos(np.radians(rho)) ** 2) + 10 ** (6.15 - rho / 40)
-    moon_airmass = 1 / (np.cos(np.radians(90 - cond.moon_alt)) + 0.50572 * (6.07995 + cond.moon_alt) ** -1.6364)
+    moon_airmass = airmass(90 - cond.moon_alt)
     nl = scattering * illuminance * 10 ** (-0.4 * k * moon_airmass) * (1 - 10 ** (-0.4 * k * geo.airmass))
     return nl / SKY["dark_sky_nl"]
 
@@ -301,8 +306,7 @@ def _star_layer(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator
     cos_z, az = cos_z[keep], az[keep]
     mag = s["faintest_star_mag"] + np.log10(rng.uniform(1e-6, 1, len(cos_z))) / a
     z_deg = np.degrees(np.arccos(cos_z))
-    airmass = 1 / (cos_z + 0.50572 * (96.07995 - z_deg) ** -1.6364)
-    flux = s["star_zeropoint_adu_s"] * 10 ** (-0.4 * (mag + extinction_mag * airmass)) / s["dark_sky_adu_s"]
+    flux = s["star_zeropoint_adu_s"] * 10 ** (-0.4 * (mag + extinction_mag * airmass(z_deg))) / s["dark_sky_adu_s"]
     r = z_deg / 90 * geo.radius
     row = np.round(geo.cy + r * np.sin(az)).astype(int)
     col = np.round(geo.cx + r * np.cos(az)).astype(int)
