@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "photoz": "astrobench.tasks.photoz.task:PhotozTask",
     "spectra": "astrobench.tasks.spectra.task:SpectraTask",
     "allsky": "astrobench.tasks.allsky.task:AllskyTask",
+    "gan_latent": "astrobench.tasks.gan_latent.task:GanLatentTask",
 }
 
 

@@ -263,8 +263,11 @@ def as_dataset(*arrays: np.ndarray, dtypes: tuple | None = None) -> TensorDatase
 
 
 def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str | Path, cfg: TrainConfig,
-        resume: bool = False) -> FitResult:
+        resume: bool = False, select_best: bool = True) -> FitResult:
     """Train ``module`` in place; afterwards it holds the weights of the best validation epoch.
+
+    ``select_best=False`` trains for all ``max_epochs`` and keeps the last weights: for a GAN, whose logged
+    ``val_loss`` (a critic's estimate) is a curve to look at, not a quantity to minimise.
 
     ``ckpt_dir`` receives ``last.ckpt``, ``best.ckpt``, ``model.pt`` (final weights, loaded by ``predict``)
     and ``history.json``. With ``resume=True`` a finished model is reloaded instead of retrained, and an
@@ -285,9 +288,11 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
                               num_workers=cfg.num_workers, drop_last=len(train) > cfg.batch_size)
     val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 512), num_workers=cfg.num_workers)
     history = LossHistory()
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_last=True,
-                           enable_version_counter=False)
-    callbacks = [history, best, EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min")]
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss" if select_best else None, mode="min",
+                           save_last=True, save_top_k=1 if select_best else 0, enable_version_counter=False)
+    callbacks = [history, best]
+    if select_best:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
@@ -298,7 +303,7 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     last = ckpt_dir / "last.ckpt"
     ckpt_path = last if resume and last.exists() else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
-    if best.best_model_path:
+    if select_best and best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     module.cpu().eval()

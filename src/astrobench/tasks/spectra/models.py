@@ -224,9 +224,10 @@ class VAEGenerator:
 
     def reconstruct(self, batch: SpectraBatch) -> np.ndarray:
         z = self.encode(batch)
-        return self._decode(z, batch.cond)
+        return self.decode(z, batch.cond)
 
-    def _decode(self, z: np.ndarray, cond: np.ndarray) -> np.ndarray:
+    def decode(self, z: np.ndarray, cond: np.ndarray) -> np.ndarray:
+        """Noiseless normalised spectra for latents ``z`` (n, latent_dim) and conditions ``cond`` (n, n_cond)."""
         m, d = self.module_, z.shape[1]
         return predict_batches(lambda t: m.decode(t[:, :d], t[:, d:]), np.concatenate([z, cond], 1))
 
@@ -235,7 +236,7 @@ class VAEGenerator:
             z = self.flow_.sample(n, cond, seed) * self.std_ + self.mean_
         else:
             z = np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype(np.float32)
-        return self._decode(z.astype(np.float32), cond)
+        return self.decode(z.astype(np.float32), cond)
 
 
 # --- the re-measuring regressor ---------------------------------------------------------------------------

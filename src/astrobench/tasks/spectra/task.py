@@ -59,6 +59,50 @@ def tilt(wave: np.ndarray):
     return degrade
 
 
+def load_for_run(ctx: RunContext):
+    """The run's spectra file and its prepared spectra: simulated (cached under the ``spectra`` task, so every task
+    built on these spectra shares one simulation) or ``--data``. Reads the options ``n_galaxies``, ``n_jobs``,
+    ``max_galaxies``, ``frame`` and ``min_coverage``; applies the label and coverage cuts with one-line errors."""
+    opts = ctx.options
+    if ctx.config["data"] is None:
+        key = {"n": opts["n_galaxies"], "seed": ctx.seed, "physics": physics_key()}
+        ctx.log(f"simulating {key['n']} bagpipes spectra (cached; ~0.05 s each on 2 cores the first time)")
+        with ctx.timer("simulate"):
+            path = cached("spectra", SIMULATOR_VERSION, key, lambda folder: simulate_spectra(
+                folder / FILENAME, n=key["n"], seed=key["seed"], n_jobs=opts["n_jobs"], progress=ctx.progress),
+                FILENAME)
+        ctx.data_info.update(source="simulated", path=str(path))
+        n = None
+    else:
+        path = Path(ctx.config["data"])
+        ctx.data_info.update(source="file", path=str(path))
+        n = opts["max_galaxies"]
+    with ctx.timer("load"):
+        sf = read_spectra(path, n=n)
+        # the label cuts always apply to a run: its conditions are log10 of age, metallicity and mass
+        keep = np.flatnonzero(quality_mask(sf, label_cuts=True))
+        if len(sf) < MIN_GALAXIES:
+            raise DataFormatError(sf.path, f"the file holds {len(sf)} galaxies; a run needs at least {MIN_GALAXIES}")
+        if len(keep) < MIN_GALAXIES:
+            with np.errstate(invalid="ignore"):
+                failing = {"age > 0": int(np.sum(~(sf.age_yr > 0))),
+                           "metallicity > 0 (a file with log metallicities must be converted: the conditions "
+                           "take log10)": int(np.sum(~(sf.metallicity > 0))),
+                           "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
+            why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
+            raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
+                                           f"least {MIN_GALAXIES} are needed ({why or 'the others lack a positive flux in 5300-5800 A'})")
+        prep = prepare(sf, keep, opts["frame"])
+        prep = prep.subset(prep.coverage >= opts["min_coverage"])
+        if len(prep) < MIN_GALAXIES:
+            raise DataFormatError(sf.path, f"only {len(prep)} galaxies cover >= {opts['min_coverage']:.0%} of the "
+                                           f"{opts['frame']}-frame grid, at least {MIN_GALAXIES} are needed (lower "
+                                           f"--set min_coverage=..., or galaxies beyond z ~ 0.3 lack the red end)")
+    ctx.data_info.update(n_file=len(sf), n_after_cuts=len(keep), n_used=len(prep), frame=opts["frame"],
+                         n_wave=len(prep.wavelength_aa), units=sf.units.get("metallicity", ""))
+    return sf, prep
+
+
 class SpectraTask(Task):
     name = "spectra"
     summary = "Generative models of SDSS galaxy spectra: PCA + Gaussian / flow, VAE; C2ST and physical statistics"
@@ -119,53 +163,11 @@ class SpectraTask(Task):
     def simulate(self, out, n, seed=0, format=None, n_jobs: int = 2) -> Path:
         return simulate_spectra(out, n=n, seed=seed, format=format, n_jobs=n_jobs)
 
-    # --- data -------------------------------------------------------------------------------------------------
-
-    def _load(self, ctx: RunContext):
-        opts = ctx.options
-        if ctx.config["data"] is None:
-            key = {"n": opts["n_galaxies"], "seed": ctx.seed, "physics": physics_key()}
-            ctx.log(f"simulating {key['n']} bagpipes spectra (cached; ~0.05 s each on 2 cores the first time)")
-            with ctx.timer("simulate"):
-                path = cached(self.name, SIMULATOR_VERSION, key, lambda folder: simulate_spectra(
-                    folder / FILENAME, n=key["n"], seed=key["seed"], n_jobs=opts["n_jobs"], progress=ctx.progress),
-                    FILENAME)
-            ctx.data_info.update(source="simulated", path=str(path))
-            n = None
-        else:
-            path = Path(ctx.config["data"])
-            ctx.data_info.update(source="file", path=str(path))
-            n = opts["max_galaxies"]
-        with ctx.timer("load"):
-            sf = read_spectra(path, n=n)
-            # the label cuts always apply to a run: its conditions are log10 of age, metallicity and mass
-            keep = np.flatnonzero(quality_mask(sf, label_cuts=True))
-            if len(sf) < MIN_GALAXIES:
-                raise DataFormatError(sf.path, f"the file holds {len(sf)} galaxies; a run needs at least {MIN_GALAXIES}")
-            if len(keep) < MIN_GALAXIES:
-                with np.errstate(invalid="ignore"):
-                    failing = {"age > 0": int(np.sum(~(sf.age_yr > 0))),
-                               "metallicity > 0 (a file with log metallicities must be converted: the conditions "
-                               "take log10)": int(np.sum(~(sf.metallicity > 0))),
-                               "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
-                why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
-                raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
-                                               f"least {MIN_GALAXIES} are needed ({why or 'the others lack a positive flux in 5300-5800 A'})")
-            prep = prepare(sf, keep, opts["frame"])
-            prep = prep.subset(prep.coverage >= opts["min_coverage"])
-            if len(prep) < MIN_GALAXIES:
-                raise DataFormatError(sf.path, f"only {len(prep)} galaxies cover >= {opts['min_coverage']:.0%} of the "
-                                               f"{opts['frame']}-frame grid, at least {MIN_GALAXIES} are needed (lower "
-                                               f"--set min_coverage=..., or galaxies beyond z ~ 0.3 lack the red end)")
-        ctx.data_info.update(n_file=len(sf), n_after_cuts=len(keep), n_used=len(prep), frame=opts["frame"],
-                             n_wave=len(prep.wavelength_aa), units=sf.units.get("metallicity", ""))
-        return sf, prep
-
     # --- experiments ------------------------------------------------------------------------------------------
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         opts = ctx.options
-        sf, prep = self._load(ctx)
+        sf, prep = load_for_run(ctx)
         train, val, test = split_indices(len(prep), ctx.seed)
         # the held-out pools: C2ST reference vs the real spectra whose conditions and noise the generators copy
         ref, other = test[: len(test) // 2], test[len(test) // 2: 2 * (len(test) // 2)]
