@@ -62,14 +62,14 @@ class SpectrumWGAN(L.LightningModule):
             raise ValueError(f"kind must be one of {GANS}, got {kind!r}")
         if kind == "cgan" and n_cond < 1 or kind != "cgan" and n_cond:
             raise ValueError("a cgan needs conditions and only a cgan takes them")
-        if (kind == "infogan") != (n_codes > 0) or n_codes >= latent_dim:
-            raise ValueError("an infogan needs 1 <= n_codes < latent_dim, the other kinds n_codes = 0")
+        if (kind == "infogan") != (n_codes > 0) or n_codes > latent_dim:
+            raise ValueError("an infogan needs 1 <= n_codes <= latent_dim, the other kinds n_codes = 0")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.kind, self.latent_dim, self.n_cond, self.n_codes = kind, latent_dim, n_cond, n_codes
         self.lr, self.n_critic, self.gp_weight, self.info_weight = lr, n_critic, gp_weight, info_weight
         self.noise_dim = latent_dim - n_cond - n_codes
-        if self.noise_dim < 1:
+        if self.noise_dim < (0 if kind == "infogan" else 1):
             raise ValueError(f"latent_dim {latent_dim} leaves no noise inputs beside {n_cond} conditions")
         self.generator = _mlp([latent_dim, hidden[0], hidden[1], n_wave])
         self.critic_body = _mlp([n_wave + n_cond, hidden[1], hidden[0]])

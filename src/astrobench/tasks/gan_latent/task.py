@@ -67,7 +67,8 @@ class GanLatentTask(Task):
             "models": list(MODELS),
             "gan_lr": 5e-4,
             "n_critic": 2,
-            "info_weight": 1.0,
+            "n_codes": None,  # infogan codes; None: every input is a code (with 4 of 8 the physics went to the noise)
+            "info_weight": 5.0,
             "beta": 1.0,
             "batch_size": 64,
             "n_bins": 20,  # equal-frequency bins of MIG and the mutual-information matrix
@@ -105,6 +106,8 @@ class GanLatentTask(Task):
         for key in ("gan_lr", "info_weight", "beta"):
             if not options[key] > 0:
                 fail(key, "> 0")
+        if options["n_codes"] is not None and (not isinstance(options["n_codes"], int) or options["n_codes"] < 1):
+            fail("n_codes", "None or an integer >= 1")
         return options
 
     def simulate(self, out, n, seed=0, format=None, n_jobs: int = 2) -> Path:
@@ -120,10 +123,17 @@ class GanLatentTask(Task):
         if missing:
             raise ConfigError(f"parameters {missing} are not in this file (it allows {have})")
         n_in = len(names) + 1
-        if {"cgan", "infogan"} & set(opts["models"]) and opts["latent_dim"] < n_in:
-            raise ConfigError(f"latent_dim {opts['latent_dim']} must be >= {n_in}: cgan and infogan need one input "
-                              f"per parameter ({len(names)}) plus at least one noise input")
+        if "cgan" in opts["models"] and opts["latent_dim"] < n_in:
+            raise ConfigError(f"latent_dim {opts['latent_dim']} must be >= {n_in}: the cgan needs one input per "
+                              f"parameter ({len(names)}) plus at least one noise input")
+        if "infogan" in opts["models"] and not len(names) <= self._n_codes(opts) <= opts["latent_dim"]:
+            raise ConfigError(f"n_codes {self._n_codes(opts)} must lie between the number of parameters "
+                              f"({len(names)}: each is matched to a code) and latent_dim ({opts['latent_dim']})")
         return list(names)
+
+    @staticmethod
+    def _n_codes(opts) -> int:
+        return opts["latent_dim"] if opts["n_codes"] is None else opts["n_codes"]
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         opts = ctx.options
@@ -163,7 +173,7 @@ class GanLatentTask(Task):
                               ctx.train_config(max_epochs=opts["vae_epochs"], batch_size=opts["batch_size"]),
                               ctx.resume)
                 else:
-                    model = GANGenerator(name, opts["latent_dim"], n_codes=len(names) if name == "infogan" else 0,
+                    model = GANGenerator(name, opts["latent_dim"], n_codes=self._n_codes(opts) if name == "infogan" else 0,
                                          n_critic=opts["n_critic"], lr=opts["gan_lr"], info_weight=opts["info_weight"])
                     model.fit(batch(train), batch(val), ctx.checkpoint_dir("model", name),
                               ctx.train_config(max_epochs=opts["gan_epochs"], batch_size=opts["batch_size"]),
@@ -256,7 +266,7 @@ class GanLatentTask(Task):
 
         if "infogan" in models:
             gan = models["infogan"]
-            n_codes = len(names)
+            n_codes = gan.module_.n_codes
             inputs = gan.draw_inputs(ctx.options["n_interpret"], seed + 1)
             measured = measure(gan.decode(inputs, np.zeros((len(inputs), 0), np.float32)))
             codes = inputs[:, :n_codes]
@@ -265,7 +275,8 @@ class GanLatentTask(Task):
             for j, p in enumerate(names):
                 entry.update(M.with_error(f"r2_{p}", C.squared_correlation, codes[:, assigned[j]], measured[:, j],
                                           seed=seed))
-            # intervention on codes inside (-0.5, 0.5), so +-0.5 x (code sd) stays in the prior's support
+            # intervention on codes inside (-0.5, 0.5), so +-0.5 x (code sd) stays in the prior's support;
+            # sensitivity rows of the codes matched to the parameters
             base = inputs[:2000].copy()
             base[:, :n_codes] *= 0.5
             code_sd = 1 / np.sqrt(3)
@@ -352,14 +363,15 @@ class GanLatentTask(Task):
         parameters averaged over 200 draws."""
         plt = plots.plt
         dims = list(dict.fromkeys(entry["best_dim"][p] for p in names))
-        span = (-1.0, 1.0) if name == "infogan" else (-2.0, 2.0)
-        values = np.linspace(*span, 9)
+        n_codes = model.module_.n_codes if name == "infogan" else 0
         base, _ = self._latents(name, model, 200, ctx.seed + 5)
         fig, axes = plt.subplots(len(dims), 2, figsize=(12, 2.6 * len(dims)), squeeze=False,
                                  gridspec_kw={"width_ratios": [2.2, 1]})
-        colors = plt.cm.viridis(np.linspace(0, 1, len(values)))
+        colors = plt.cm.viridis(np.linspace(0, 1, 9))
         empty = np.zeros((len(base), 0), np.float32)
         for row, d in enumerate(dims):
+            span = (-1.0, 1.0) if d < n_codes else (-2.0, 2.0)  # codes ~ U(-1, 1), noise ~ N(0, 1)
+            values = np.linspace(*span, len(colors))
             means = []
             for v, color in zip(values, colors):
                 z = base.copy()
@@ -379,7 +391,7 @@ class GanLatentTask(Task):
             axes[row, 1].grid(alpha=0.3)
         axes[0, 1].legend(fontsize=7)
         axes[-1, 0].set_xlabel("rest wavelength (A)")
-        axes[-1, 1].set_xlabel(f"latent {'code' if name == 'infogan' else 'value'}")
+        axes[-1, 1].set_xlabel("latent value")
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / f"latent_traversal_{name}.png")
 
