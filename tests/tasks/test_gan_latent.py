@@ -186,7 +186,11 @@ def test_smoke_run_resume_and_predict(sim_file, tmp_path):
         assert "r2_log_age_yr_err" in res["control"][name]
     codes = [res["control"]["infogan"][f"code_for_{p}"] for p in names]  # every input is a code by default
     assert len(set(codes)) == 4 and set(codes) <= set(range(8))
-    assert "cgan_control_target_met" in res["summary"]["answers"]
+    answers = res["summary"]["answers"]
+    assert "cgan_control_target_met" in answers
+    # the two questions answered in words that quote this run's numbers
+    assert f"mig {res['interpret']['gan']['mig']:.3f}" in answers["q1_can_a_gan_latent_space_be_interpreted"]
+    assert f"log_age_yr {res['control']['cgan']['r2_log_age_yr']:.2f}" in answers["q2_can_one_be_designed_that_is"]
     for fig in ("correlation_heatmaps", "latent_traversal_gan", "latent_traversal_infogan", "cgan_grid",
                 "control_sensitivity", "loss_cgan"):
         assert (run_dir / "figures" / f"{fig}.png").stat().st_size > 1000

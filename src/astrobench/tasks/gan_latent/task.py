@@ -54,7 +54,7 @@ class GanLatentTask(Task):
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
             "smoke": dict(n_galaxies=200, gan_epochs=2, vae_epochs=2, patience=2, n_interpret=600),
-            "quick": dict(n_galaxies=1500, gan_epochs=40, vae_epochs=30, patience=5, n_interpret=10000),
+            "quick": dict(n_galaxies=1500, gan_epochs=30, vae_epochs=30, patience=5, n_interpret=10000),
             "full": dict(n_galaxies=10000, gan_epochs=150, vae_epochs=150, patience=15, n_interpret=10000),
         }[size]
         return {
@@ -318,7 +318,43 @@ class GanLatentTask(Task):
             key = [p for p in ("log_age_yr", "log_metallicity") if p in names]
             answers["cgan_control_r2_min_age_metallicity"] = min(control["cgan"][f"r2_{p}"] for p in key)
             answers["cgan_control_target_met"] = bool(answers["cgan_control_r2_min_age_metallicity"] >= 0.9)
-        return {"answers": answers}
+        return {"answers": {**answers, **GanLatentTask._in_words(interp, control, names)}}
+
+    @staticmethod
+    def _in_words(interp, control, names) -> dict[str, str]:
+        """The hack's two questions answered in sentences built from this run's numbers."""
+        words = {}
+        if "gan" in interp:
+            g = interp["gan"]
+            best = max(names, key=lambda p: g["best_dim_r2"][p])
+            if min(g["best_dim_r2"].values()) >= 0.8:
+                verdict = "Yes, dimension by dimension"
+            elif min(g["linear_r2"].values()) >= 0.8:
+                verdict = "Through directions, not single dimensions"
+            else:
+                verdict = "Only partly"
+            words["q1_can_a_gan_latent_space_be_interpreted"] = (
+                f"{verdict}. The best single latent dimension of the GAN explains R^2 "
+                f"{min(g['best_dim_r2'].values()):.2f}-{max(g['best_dim_r2'].values()):.2f} of a re-measured "
+                f"parameter (most: {best}, dimension {g['best_dim'][best]}); a linear direction in the whole latent "
+                f"space explains {min(g['linear_r2'].values()):.2f}-{max(g['linear_r2'].values()):.2f}. The parameters "
+                f"are spread over dimensions: mig {g['mig']:.3f}, dci_disentanglement {g['dci_disentanglement']:.2f}.")
+        parts = []
+        if "cgan" in control:
+            c, ref = control["cgan"], control["real_spectra"]
+            parts.append("the cGAN's conditions control the re-measured parameters with R^2 "
+                         + ", ".join(f"{p} {c[f'r2_{p}']:.2f}" for p in names)
+                         + " (real spectra measured by the same regressor: "
+                         + ", ".join(f"{ref[f'r2_{p}']:.2f}" for p in names)
+                         + f"), with off-diagonal leakage {c['offdiag_leakage']:.2f} against the measurement's own "
+                         f"{ref['offdiag_leakage']:.2f}")
+        if "infogan" in interp and "gan" in interp:
+            i, g = interp["infogan"], interp["gan"]
+            parts.append(f"InfoGAN codes give mig {i['mig']:.3f} against the GAN's {g['mig']:.3f} "
+                         f"({'higher' if i['mig'] > g['mig'] else 'not higher'})")
+        if parts:
+            words["q2_can_one_be_designed_that_is"] = "By design: " + "; ".join(parts) + "."
+        return words
 
     # --- figures ----------------------------------------------------------------------------------------------
 
@@ -345,7 +381,7 @@ class GanLatentTask(Task):
                         ax.text(k, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
                     ax.set_xticks(range(len(names)), labels, rotation=35, ha="right", fontsize=7)
                     ax.set_yticks(range(m.shape[0]))
-                    ax.set_ylabel("latent dimension" if name != "infogan" else "codes, then noise")
+                    ax.set_ylabel("latent dimension" + (" (codes first)" if name == "infogan" else ""))
                     ax.set_title(f"{name}: {'correlation' if row == 0 else 'MI (nats)'}\nmig {entry['mig']:.2f}, "
                                  f"dci D {entry['dci_disentanglement']:.2f}", fontsize=8)
             fig.tight_layout()
