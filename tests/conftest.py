@@ -46,3 +46,30 @@ def smoke_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("runs")
     return run("rings", out=out, name="smoke", seed=3, overrides={"size": "smoke"}, progress=False)
+
+
+@pytest.fixture(scope="session")
+def spectra_sim_file(tmp_path_factory) -> Path:
+    """120 simulated SDSS-like spectra (bagpipes, one process), shared by the spectra and gan_latent tests."""
+    from astrobench.tasks.spectra.simulate import FILENAME, simulate
+
+    return simulate(tmp_path_factory.mktemp("spectra") / FILENAME, n=120, seed=5, n_jobs=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def spectra_smoke_file(spectra_sim_file, tmp_path_factory) -> Path:
+    """The 120 simulated galaxies four times over with fresh noise: enough for the C2ST's minimum pools at smoke
+    size without 480 bagpipes models (it checks the wiring, not the science). Written without units attributes, as
+    a plain SDSS file would be."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("smoke") / "sdss_galaxy_spec.hdf5"
+    with h5py.File(spectra_sim_file, "r") as f, h5py.File(path, "w") as g:
+        cols = {k: f["raw"][k][()] for k in f["raw"]}
+        out = {k: np.concatenate([v] * 4) if k != "wavelength" else v for k, v in cols.items()}
+        out["spec"] = (out["spec"] + out["specerr"] * rng.standard_normal(out["spec"].shape)).astype(np.float32)
+        for k, v in out.items():
+            g.create_dataset(f"raw/{k}", data=v)
+    return path

@@ -19,10 +19,8 @@ sim = importlib.import_module("astrobench.tasks.spectra.simulate")
 
 
 @pytest.fixture(scope="module")
-def sim_file(tmp_path_factory):
-    """A small simulated file (bagpipes, one process)."""
-    path = tmp_path_factory.mktemp("spectra") / sim.FILENAME
-    return sim.simulate(path, n=120, seed=5, n_jobs=1, progress=False)
+def sim_file(spectra_sim_file):
+    return spectra_sim_file
 
 
 def _copy_with(src, dst, edit):
@@ -230,17 +228,8 @@ def test_vae_learns_and_reconstructs(tmp_path):
 # --- the task ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def smoke_file(sim_file, tmp_path_factory):
-    """The 120 simulated galaxies four times over with fresh noise: enough for the C2ST's minimum pools at smoke
-    size without 480 bagpipes models (it checks the wiring, not the science)."""
-    rng = np.random.default_rng(0)
-
-    def edit(cols):
-        out = {k: np.concatenate([v] * 4) if k != "wavelength" else v for k, v in cols.items()}
-        out["spec"] = (out["spec"] + out["specerr"] * rng.standard_normal(out["spec"].shape)).astype(np.float32)
-        return out
-
-    return _copy_with(sim_file, tmp_path_factory.mktemp("smoke") / sim.FILENAME, edit)
+def smoke_file(spectra_smoke_file):
+    return spectra_smoke_file
 
 
 def test_smoke_run_and_predict(smoke_file, tmp_path):

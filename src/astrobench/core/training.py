@@ -266,8 +266,9 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
         resume: bool = False, select_best: bool = True) -> FitResult:
     """Train ``module`` in place; afterwards it holds the weights of the best validation epoch.
 
-    ``select_best=False`` trains for all ``max_epochs`` and keeps the last weights: for a GAN, whose logged
-    ``val_loss`` (a critic's estimate) is a curve to look at, not a quantity to minimise.
+    ``select_best=False`` trains for all ``max_epochs`` and keeps the last weights (``best.ckpt`` is then the
+    latest epoch): for a GAN, whose logged ``val_loss`` (a critic's estimate) is a curve to look at, not a quantity
+    to minimise.
 
     ``ckpt_dir`` receives ``last.ckpt``, ``best.ckpt``, ``model.pt`` (final weights, loaded by ``predict``)
     and ``history.json``. With ``resume=True`` a finished model is reloaded instead of retrained, and an
@@ -288,8 +289,9 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
                               num_workers=cfg.num_workers, drop_last=len(train) > cfg.batch_size)
     val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 512), num_workers=cfg.num_workers)
     history = LossHistory()
+    # without a monitor, top-1 is the latest epoch: that save is what makes save_last write last.ckpt every epoch
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss" if select_best else None, mode="min",
-                           save_last=True, save_top_k=1 if select_best else 0, enable_version_counter=False)
+                           save_last=True, save_top_k=1, enable_version_counter=False)
     callbacks = [history, best]
     if select_best:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))

@@ -122,7 +122,8 @@ def dci(latents: np.ndarray, factors: np.ndarray, seed: int = 0, max_fit: int = 
         informativeness[k] = r2_score(factors[test_rows, k], model.predict(latents[test_rows]))
 
     def one_minus_entropy(p: np.ndarray, base: int) -> np.ndarray:
-        p = p / np.maximum(p.sum(0, keepdims=True), 1e-12)
+        p = np.where(p.sum(0, keepdims=True) > 0, p, 1.0)  # a column without importance counts as spread evenly
+        p = p / p.sum(0, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             h = -np.where(p > 0, p * np.log(p), 0.0).sum(0) / np.log(base)
         return 1 - h

@@ -3,12 +3,14 @@
 One LightningModule (:class:`SpectrumWGAN`) with manual optimisation (two optimisers) covers the three:
 
 - the objective is WGAN-GP (Gulrajani et al. 2017): a critic without normalisation layers, gradient penalty 10,
-  ``n_critic`` critic steps per generator step, Adam(1e-4, betas (0, 0.9)) as in the paper;
+  ``n_critic`` critic steps per generator step, Adam with betas (0, 0.9) as in the paper (the paper's lr 1e-4 and
+  n_critic 5 are this class's defaults; the task trains with 5e-4 and 2, docs/tasks/gan_latent.md says why);
 - the generator makes *noiseless* spectra; the data's own noise (the inverse variances of a real training
   spectrum) is added before the critic sees them (AmbientGAN, Bora et al. 2018), so real and generated spectra
   meet at the same signal-to-noise and the generator is not asked to invent noise;
 - ``cgan``: generator and critic both see the standardised physical parameters (concatenated to their inputs;
-  the critic also has a projection term, Miyato & Koyama 2018);
+  the critic also has a projection term after Miyato & Koyama 2018, here on the critic's last hidden layer
+  before its activation);
 - ``infogan`` (Chen et al. 2016): ``n_codes`` of the latent inputs are codes ~ U(-1, 1), and an auxiliary network Q
   recovers them from the *noisy* generated spectrum; its mean-squared error (the Gaussian bound on the mutual
   information, unit variance) is added to the generator's loss with weight ``info_weight``, so the codes must be
@@ -163,6 +165,10 @@ class GANGenerator:
             resume: bool = False) -> "GANGenerator":
         self.mean_ = train.flux.mean(0)
         self.std_ = train.flux.std(0) + 1e-6
+        n_batches = len(train) // cfg.batch_size if len(train) > cfg.batch_size else 1
+        if n_batches < self.kwargs["n_critic"]:
+            raise ValueError(f"{n_batches} training batch(es) per epoch never reach a generator step "
+                             f"(n_critic {self.kwargs['n_critic']}): use a smaller batch_size or more spectra")
         self.module_ = SpectrumWGAN(self.kind, train.flux.shape[1], n_cond=train.cond.shape[1], **self.kwargs)
         result = fit(self.module_, self._standardised(train), self._standardised(val), ckpt_dir, cfg, resume=resume,
                      select_best=False)

@@ -35,7 +35,7 @@ from astrobench.tasks.spectra.task import MIN_GALAXIES, load_for_run, tilt
 TARGET = "target (issue #9)"
 INTERPRETED = ("gan", "infogan", "vae")  # brute force on generated spectra; vae_encoder is added when vae runs
 CONTROLLED = ("cgan", "infogan")
-DELTA = 0.5  # intervention half-step: training standard deviations (cgan) or code units x 0.5 / (1/sqrt 3)
+DELTA = 0.5  # intervention half-step in standard deviations: of the training parameters (cgan), of the codes (infogan)
 
 
 class GanLatentTask(Task):
@@ -246,6 +246,7 @@ class GanLatentTask(Task):
             entry.update(M.with_error(f"r2_{p}", M.r2, truth[:, j], measured[:, j], seed=seed))
         s = C.regression_sensitivity(truth, measured, p_std)
         entry.update(self._leakage_entry(s, names, "regression of re-measured on true parameters (real spectra)"))
+        entry["r2_definition"] = "1 - SSE/SST of the re-measured against the true parameter"
         out["real_spectra"] = entry
 
         if "cgan" in models:
@@ -262,6 +263,7 @@ class GanLatentTask(Task):
             s = C.intervention_sensitivity(lambda c: measure(gan.decode(inputs, c.astype(np.float32))), cond[other],
                                            DELTA, 1.0, p_std)
             entry.update(self._leakage_entry(s, names, f"intervention: one condition moved by +-{DELTA} sd"))
+            entry["r2_definition"] = "1 - SSE/SST of the re-measured parameter against the condition"
             out["cgan"] = entry
 
         if "infogan" in models:
@@ -272,6 +274,8 @@ class GanLatentTask(Task):
             codes = inputs[:, :n_codes]
             assigned = C.assign_codes(codes, measured)
             entry = {f"code_for_{p}": int(assigned[j]) for j, p in enumerate(names)}
+            entry["r2_definition"] = ("squared correlation of the matched code with the re-measured parameter (codes "
+                                      "have no physical scale)")
             for j, p in enumerate(names):
                 entry.update(M.with_error(f"r2_{p}", C.squared_correlation, codes[:, assigned[j]], measured[:, j],
                                           seed=seed))
@@ -314,8 +318,8 @@ class GanLatentTask(Task):
         if "gan" in interp and "infogan" in interp:
             answers["infogan_mig_minus_gan_mig"] = interp["infogan"]["mig"] - interp["gan"]["mig"]
             answers["infogan_mig_above_gan"] = bool(interp["infogan"]["mig"] > interp["gan"]["mig"])
-        if "cgan" in control:
-            key = [p for p in ("log_age_yr", "log_metallicity") if p in names]
+        key = [p for p in ("log_age_yr", "log_metallicity") if p in names]
+        if "cgan" in control and key:
             answers["cgan_control_r2_min_age_metallicity"] = min(control["cgan"][f"r2_{p}"] for p in key)
             answers["cgan_control_target_met"] = bool(answers["cgan_control_r2_min_age_metallicity"] >= 0.9)
         return {"answers": {**answers, **GanLatentTask._in_words(interp, control, names)}}
@@ -390,8 +394,8 @@ class GanLatentTask(Task):
         for name in INTERPRETED:
             if name in models:
                 self._traversal(ctx, name, models[name], interp[name], names, measure, wave, p_std)
-        if "cgan" in models:
-            self._cgan_grid(ctx, models["cgan"], names, wave, flux, params, cond, other)
+        if "cgan" in models and {"log_age_yr", "log_metallicity"} <= set(names):
+            self._cgan_grid(ctx, models["cgan"], names, wave, flux, params, cond, p_std, other)
         self._control_figure(ctx, results["control"], names)
 
     def _traversal(self, ctx, name, model, entry, names, measure, wave, p_std) -> None:
@@ -431,7 +435,7 @@ class GanLatentTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / f"latent_traversal_{name}.png")
 
-    def _cgan_grid(self, ctx, gan, names, wave, flux, params, cond, other) -> None:
+    def _cgan_grid(self, ctx, gan, names, wave, flux, params, cond, p_std, other) -> None:
         """A 3 x 3 grid of ages x metallicities: the held-out galaxy nearest each grid point (simulated or real)
         beside the cGAN's spectrum for that galaxy's parameters."""
         plt = plots.plt
@@ -443,8 +447,7 @@ class GanLatentTask(Task):
         inputs = gan.draw_inputs(1, ctx.seed)
         for r, a in enumerate(ages[::-1]):
             for c, zm in enumerate(metals):
-                dist = ((cond[other, ia] - (a - params[other, ia].mean()) / params[other, ia].std()) ** 2
-                        + (cond[other, iz] - (zm - params[other, iz].mean()) / params[other, iz].std()) ** 2)
+                dist = ((params[other, ia] - a) / p_std[ia]) ** 2 + ((params[other, iz] - zm) / p_std[iz]) ** 2
                 i = other[np.argmin(dist + 1e-9 * rng.random(len(dist)))]
                 made = gan.decode(inputs, cond[i:i + 1])[0]
                 ax = axes[r, c]
