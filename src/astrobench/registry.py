@@ -16,6 +16,7 @@ TASKS: dict[str, str] = {
     "spectra": "astrobench.tasks.spectra.task:SpectraTask",
     "allsky": "astrobench.tasks.allsky.task:AllskyTask",
     "gan_latent": "astrobench.tasks.gan_latent.task:GanLatentTask",
+    "transfer": "astrobench.tasks.transfer.task:TransferTask",
 }
 
 

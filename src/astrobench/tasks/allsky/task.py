@@ -42,6 +42,33 @@ TARGET = "target (issue #8)"
 MOMMERT = "Mommert 2020 (AJ 159, 178), Lowell all-sky camera, per sub-region cloudy/clear"
 
 
+def simulated_frames(ctx: RunContext, n: int, seed: int, shape: tuple[int, int] = FRAME_SHAPE) -> FrameSet:
+    """``n`` simulated frames of a camera with ``shape`` pixels, written in the manifest form and read back through
+    the loader (both cached under the ``allsky`` task). Reads the options ``frame_format``, ``n_jobs`` and
+    ``image_size``."""
+    opts = ctx.options
+    sim_key = {"n": n, "seed": seed, "shape": list(shape), "format": opts["frame_format"]}
+
+    def build_frames(folder: Path) -> Path:
+        ctx.log(f"simulating {n} frames (cached for later runs)")
+        return simulate_frames(folder, n=n, seed=seed, format=opts["frame_format"], n_jobs=opts["n_jobs"],
+                               shape=tuple(shape), progress=ctx.progress)
+
+    manifest = cached("allsky", SIMULATOR_VERSION, sim_key, build_frames, "manifest.csv")
+
+    def build_arrays(folder: Path) -> Path:
+        ctx.log(f"preprocessing {n} frames (cached for later runs)")
+        frames = load_frames(manifest, opts["image_size"], progress=ctx.progress, n_jobs=opts["n_jobs"])
+        frames.save(folder / "frames.npz")
+        return folder / "frames.npz"
+
+    arrays = cached("allsky", SIMULATOR_VERSION, {**sim_key, "image_size": opts["image_size"],
+                                                   "preprocess": PREPROCESS_VERSION}, build_arrays, "frames.npz")
+    camera = "" if tuple(shape) == FRAME_SHAPE else f"_{shape[0]}x{shape[1]}"
+    ctx.data_info.setdefault("simulated", {})[f"n{n}_seed{seed}{camera}"] = str(manifest)
+    return FrameSet.load(arrays)
+
+
 class AllskyTask(Task):
     name = "allsky"
     summary = "sky-condition classification of all-sky camera frames: clear / partly cloudy / overcast + 33 sub-regions"
@@ -119,34 +146,11 @@ class AllskyTask(Task):
     def simulate(self, out, n, seed=0, format=None, n_jobs=2) -> Path:
         return simulate_frames(out, n=n, seed=seed, format=format or "fits", n_jobs=n_jobs)
 
-    def _simulated(self, ctx: RunContext, n: int, seed: int) -> FrameSet:
-        """``n`` simulated frames, written in the manifest form and read back through the loader (both cached)."""
-        opts = ctx.options
-        sim_key = {"n": n, "seed": seed, "shape": list(FRAME_SHAPE), "format": opts["frame_format"]}
-
-        def build_frames(folder: Path) -> Path:
-            ctx.log(f"simulating {n} frames (cached for later runs)")
-            return simulate_frames(folder, n=n, seed=seed, format=opts["frame_format"], n_jobs=opts["n_jobs"],
-                                   progress=ctx.progress)
-
-        manifest = cached(self.name, SIMULATOR_VERSION, sim_key, build_frames, "manifest.csv")
-
-        def build_arrays(folder: Path) -> Path:
-            ctx.log(f"preprocessing {n} frames (cached for later runs)")
-            frames = load_frames(manifest, opts["image_size"], progress=ctx.progress, n_jobs=opts["n_jobs"])
-            frames.save(folder / "frames.npz")
-            return folder / "frames.npz"
-
-        arrays = cached(self.name, SIMULATOR_VERSION, {**sim_key, "image_size": opts["image_size"],
-                                                       "preprocess": PREPROCESS_VERSION}, build_arrays, "frames.npz")
-        ctx.data_info.setdefault("simulated", {})[f"n{n}_seed{seed}"] = str(manifest)
-        return FrameSet.load(arrays)
-
     def _splits(self, ctx: RunContext) -> tuple[FrameSet, FrameSet, FrameSet]:
         opts = ctx.options
         if ctx.config["data"] is None:
             ctx.data_info["source"] = "simulated"
-            frames = self._simulated(ctx, opts["n_frames"], ctx.seed)
+            frames = simulated_frames(ctx, opts["n_frames"], ctx.seed)
         else:
             ctx.data_info.update(source="file", path=str(ctx.config["data"]))
             frames = load_frames(ctx.config["data"], opts["image_size"], progress=ctx.progress, n_jobs=opts["n_jobs"])
@@ -181,7 +185,7 @@ class AllskyTask(Task):
             train, val, test = self._splits(ctx)
             pretrain = None
             if opts["pretrain"] == "simulated" and ctx.config["data"] is not None:
-                pretrain = self._simulated(ctx, opts["n_pretrain"], ctx.seed + 1000)
+                pretrain = simulated_frames(ctx, opts["n_pretrain"], ctx.seed + 1000)
                 if pretrain.class_names != train.class_names:
                     ctx.log("pretrain: the simulated classes differ from the data's; the class layer starts afresh")
             eval_frames = None

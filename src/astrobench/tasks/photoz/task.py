@@ -69,6 +69,27 @@ def point_metrics(z_spec: np.ndarray, z_phot: np.ndarray, seed: int = 0) -> dict
     return out
 
 
+def load_for_run(ctx: RunContext) -> Catalogue:
+    """The run's catalogue: simulated (cached under the ``photoz`` task; options ``n_galaxies`` and
+    ``n_templates``) or the ``--data`` file."""
+    opts = ctx.options
+    if ctx.config["data"] is None:
+        key = {"n": opts["n_galaxies"], "seed": ctx.seed, "n_templates": opts["n_templates"],
+               "physics": physics_key()}
+        ctx.log(f"simulating {key['n']} galaxies ({key['n_templates']} bagpipes templates; cached)")
+        with ctx.timer("simulate"):
+            path = cached("photoz", SIMULATOR_VERSION, key, lambda folder: simulate_photoz(
+                folder / "3dhst_master.phot.v4.1.cat", n=key["n"], seed=key["seed"],
+                n_templates=key["n_templates"]), "3dhst_master.phot.v4.1.cat")
+        ctx.data_info.update(source="simulated", path=str(path))
+    else:
+        path = Path(ctx.config["data"])
+        ctx.data_info.update(source="file", path=str(path))
+    with ctx.timer("load"):
+        cat = read_catalogue(path)
+    return cat
+
+
 class PhotozTask(Task):
     name = "photoz"
     summary = "Galaxy redshifts from 3D-HST photometry: the Hello Universe tree vs RF, GBM, kNN, SVR, MLP, PDFs"
@@ -144,31 +165,11 @@ class PhotozTask(Task):
     def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000) -> Path:
         return simulate_photoz(out, n=n, seed=seed, format=format, n_templates=n_templates)
 
-    # --- data -------------------------------------------------------------------------------------------------
-
-    def _load(self, ctx: RunContext) -> Catalogue:
-        opts = ctx.options
-        if ctx.config["data"] is None:
-            key = {"n": opts["n_galaxies"], "seed": ctx.seed, "n_templates": opts["n_templates"],
-                   "physics": physics_key()}
-            ctx.log(f"simulating {key['n']} galaxies ({key['n_templates']} bagpipes templates; cached)")
-            with ctx.timer("simulate"):
-                path = cached(self.name, SIMULATOR_VERSION, key, lambda folder: simulate_photoz(
-                    folder / "3dhst_master.phot.v4.1.cat", n=key["n"], seed=key["seed"],
-                    n_templates=key["n_templates"]), "3dhst_master.phot.v4.1.cat")
-            ctx.data_info.update(source="simulated", path=str(path))
-        else:
-            path = Path(ctx.config["data"])
-            ctx.data_info.update(source="file", path=str(path))
-        with ctx.timer("load"):
-            cat = read_catalogue(path)
-        return cat
-
     # --- experiments ------------------------------------------------------------------------------------------
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         opts = ctx.options
-        cat = self._load(ctx)
+        cat = load_for_run(ctx)
         rows = hello_universe_rows(cat)
         if len(rows) < MIN_GALAXIES:
             raise DataFormatError(cat.path, f"only {len(rows)} galaxies pass the cuts lmass > 9 and z_spec > 0; "

@@ -1,0 +1,120 @@
+"""One cell of the transfer grid: a strategy trained on ``n`` target examples with one seed, scored on the target's
+test set.
+
+Strategies (``STRATEGIES``):
+
+- ``scratch``: the architecture with random weights, every layer trained;
+- ``linear_probe``: the pre-trained backbone frozen; a linear model on its features (logistic regression or ridge,
+  scikit-learn, regularisation chosen by internal cross-validation on the ``n`` examples);
+- ``finetune``: the pre-trained backbone and a new head, every layer trained with one learning rate;
+- ``finetune_discriminative``: the same with the backbone's learning rate ``backbone_lr_factor`` times smaller
+  (Howard & Ruder 2018);
+- ``frozen_knn``: no training at all: the pre-trained features and k nearest neighbours (the "use it directly"
+  question).
+
+Trained strategies take a fixed number of optimisation steps (AdamW, cosine decay), not epochs, so a cell with 32
+examples costs what a cell with 2,048 costs. A cell is a few hundred steps on sets as small as 32 examples, where
+Lightning's per-epoch validation and checkpointing would cost more than the steps; the loop is therefore written
+out here (``train_steps``), and the grid is resumable per cell instead (``task.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRATEGIES = ("scratch", "linear_probe", "finetune", "finetune_discriminative", "frozen_knn")
+TRAINED = ("scratch", "finetune", "finetune_discriminative")
+FEATURE_BASED = ("linear_probe", "frozen_knn")
+
+
+@dataclass
+class StepConfig:
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_factor: float = 0.1
+    weight_decay: float = 1e-4
+
+
+class Predictor(nn.Module):
+    """A backbone (features, ``feature_dim`` wide) and a linear head."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, n_outputs: int):
+        super().__init__()
+        self.backbone, self.head = backbone, nn.Linear(feature_dim, n_outputs)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def loss_fn(kind: str) -> Callable:
+    if kind == "classification":
+        return lambda out, y: F.cross_entropy(out, y.long())
+    return lambda out, y: F.mse_loss(out[:, 0], y)
+
+
+def train_steps(model: Predictor, x: np.ndarray, y: np.ndarray, kind: str, cfg: StepConfig, seed: int,
+                backbone_lr_factor: float = 1.0, augment: Callable | None = None) -> Predictor:
+    """``cfg.steps`` AdamW steps on minibatches drawn with replacement-free reshuffles of (x, y); returns the model in
+    eval mode. ``backbone_lr_factor`` scales the backbone's learning rate (1: plain fine-tuning)."""
+    torch.manual_seed(seed)
+    gen = np.random.default_rng([seed, 43])
+    groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * backbone_lr_factor},
+              {"params": model.head.parameters(), "lr": cfg.lr}]
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    loss = loss_fn(kind)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    batch = min(cfg.batch_size, len(x))
+    order = np.empty(0, dtype=np.int64)
+    model.train()
+    for _ in range(cfg.steps):
+        if len(order) < batch:
+            order = np.r_[order, gen.permutation(len(x))]
+        idx, order = order[:batch], order[batch:]
+        xb = xt[idx]
+        if augment is not None:
+            xb = augment(xb)
+        opt.zero_grad()
+        value = loss(model(xb), yt[idx])
+        value.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    return np.concatenate([model(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32)).numpy()
+                           for i in range(0, len(x), batch_size)])
+
+
+def feature_model(kind: str, n: int, seed: int, strategy: str):
+    """The scikit-learn model behind ``linear_probe`` / ``frozen_knn`` (standardised features)."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if strategy == "frozen_knn":
+        k = int(min(5, max(1, n // 4)))
+        est = KNeighborsClassifier(k) if kind == "classification" else KNeighborsRegressor(k)
+    elif kind == "classification":
+        est = LogisticRegressionCV(Cs=8, cv=min(3, n // 4) if n >= 8 else 2, max_iter=2000, random_state=seed)
+    else:
+        est = RidgeCV(alphas=np.logspace(-3, 3, 13))
+    return make_pipeline(StandardScaler(), est)
+
+
+def fresh(model: nn.Module) -> nn.Module:
+    """A deep copy, so every cell starts from the same pre-trained weights."""
+    return copy.deepcopy(model)
