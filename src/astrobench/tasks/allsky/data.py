@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import csv
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from astrobench.core.io import DataFormatError
+from astrobench.core.parallel import process_pool
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map, subregion_ring
 
 FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fits.bz2", ".fit.gz", ".fit.bz2", ".png", ".jpg", ".jpeg")
@@ -409,7 +409,7 @@ def load_frames(path: str | Path, image_size: int = 64, class_names: list[str] |
         raise DataFormatError(path, f"label(s) {', '.join(unknown)} not among the classes {', '.join(names)}")
     jobs = [(str(e.path), e.exptime_s, image_size) for e in entries]
     n_jobs = max(1, min(n_jobs, os.cpu_count() or 1, len(jobs) // 50))
-    with ProcessPoolExecutor(n_jobs) if n_jobs > 1 else SerialExecutor() as pool:
+    with process_pool(n_jobs) if n_jobs > 1 else SerialExecutor() as pool:
         done = list(track(pool.map(_preprocess_file, jobs, chunksize=25), total=len(jobs),
                           description="allsky: reading frames", disable=not progress, transient=True))
     images, features, exptimes = (list(col) for col in zip(*done))

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import csv
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
+from astrobench.core.parallel import process_pool
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, SerialExecutor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
@@ -388,7 +388,7 @@ def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None =
     n_jobs = max(1, min(n_jobs, os.cpu_count() or 1))
     chunks = [(str(out), list(range(a, min(a + 50, n))), seed, tuple(shape), format) for a in range(0, n, 50)]
     rows: list[dict] = []
-    with ProcessPoolExecutor(n_jobs) if n_jobs > 1 and len(chunks) > 1 else SerialExecutor() as pool:
+    with process_pool(n_jobs) if n_jobs > 1 and len(chunks) > 1 else SerialExecutor() as pool:
         for part in track(pool.map(_write_chunk, chunks), total=len(chunks), description="allsky: rendering frames",
                           disable=not progress, transient=True):
             rows.extend(part)

@@ -23,12 +23,12 @@ The output is the school's ``sdss_galaxy_spec.hdf5``: group ``raw`` with ``z``, 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
+from astrobench.core.parallel import process_pool
 from astrobench.tasks.photoz.simulate import _cosmology, _quiet_bagpipes
 
 SIMULATOR_VERSION = "2"  # 2: wavelengths labelled air (they are), tabulated age of the Universe
@@ -156,7 +156,7 @@ def model_spectra(params: dict[str, np.ndarray], n_jobs: int = 2, progress: bool
     n = len(params["z"])
     chunks = np.array_split(np.arange(n), max(1, int(np.ceil(n / 50))))
     parts = [{k: v[idx] for k, v in params.items()} for idx in chunks]
-    pool = ProcessPoolExecutor(n_jobs) if n_jobs > 1 else None
+    pool = process_pool(n_jobs) if n_jobs > 1 else None
     results = []
     try:
         with Progress(transient=True, disable=not progress) as bar:

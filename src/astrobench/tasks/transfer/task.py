@@ -45,7 +45,7 @@ class TransferTask(Task):
             "quick": dict(sizes=[32, 128], n_seeds=1, steps=150, image_steps=12, source_steps=600,
                           image_source_steps=25, n_test_photoz=500, n_test_allsky=150, n_source_frames=800,
                           n_galaxies=8000, n_templates=800),
-            "full": dict(sizes=[32, 128, 512, 2048], n_seeds=3, steps=300, image_steps=60, source_steps=3000,
+            "full": dict(sizes=[32, 128, 512, 2048], n_seeds=3, steps=300, image_steps=40, source_steps=3000,
                          image_source_steps=300, n_test_photoz=1000, n_test_allsky=600, n_source_frames=6000,
                          n_galaxies=30000, n_templates=3000),
         }[size]
@@ -95,10 +95,12 @@ class TransferTask(Task):
         opts = ctx.options
         results: dict[str, Any] = {}
         curves: dict[str, dict] = {}
-        for target in opts["targets"]:
+        targets = {}
+        for target in opts["targets"]:  # every data set first, then the grids
             with ctx.timer("simulate"):
-                data = self._target(ctx, target)
-            ctx.data_info[target] = data.info
+                targets[target] = self._target(ctx, target)
+            ctx.data_info[target] = targets[target].info
+        for target, data in targets.items():
             results[target], curves[target] = self._run_target(ctx, data)
         results["summary"] = self._summary(results, opts)
         self._figures(ctx, results, opts)
