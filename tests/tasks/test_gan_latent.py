@@ -1,12 +1,11 @@
 """gan_latent: disentanglement scores and control measures with known answers, the down-sampling, the WGAN-GP
-family on a toy problem with a known relation, and a smoke run with resume and predict."""
+family on a toy problem with a known relation and its resumption, and a smoke run with predict."""
 
 from __future__ import annotations
 
 import csv
 import importlib
 import json
-import shutil
 
 import h5py
 import numpy as np
@@ -192,7 +191,7 @@ def test_an_interrupted_gan_resumes_from_its_last_epoch(tmp_path):
 
 # --- a run --------------------------------------------------------------------------------------------------
 
-def test_smoke_run_resume_and_predict(sim_file, tmp_path):
+def test_smoke_run_and_predict(sim_file, tmp_path):
     from astrobench.registry import get_task
     from astrobench.runner import run
 
@@ -222,15 +221,6 @@ def test_smoke_run_resume_and_predict(sim_file, tmp_path):
     for fig in ("correlation_heatmaps", "latent_traversal_gan", "latent_traversal_infogan", "cgan_grid",
                 "control_sensitivity", "loss_cgan"):
         assert (run_dir / "figures" / f"{fig}.png").stat().st_size > 1000
-
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
-    (copy / "metrics.json").unlink()  # interrupted: the GAN's last epoch is in last.ckpt, its final weights not yet
-    assert (copy / "checkpoints" / "model.cgan" / "last.ckpt").exists()
-    (copy / "checkpoints" / "model.cgan" / "model.pt").unlink()
-    resumed = json.loads((run(resume=copy, progress=False) / "metrics.json").read_text())["results"]
-    assert resumed["quality"]["gan"]["c2st_auc"] == res["quality"]["gan"]["c2st_auc"]
-    assert resumed["control"]["cgan"]["r2_log_age_yr"] == pytest.approx(res["control"]["cgan"]["r2_log_age_yr"])
 
     out = get_task("gan_latent").predict(run_dir, sim_file, tmp_path / "pred.csv")
     rows = list(csv.DictReader(open(out)))
