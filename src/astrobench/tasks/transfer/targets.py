@@ -50,12 +50,14 @@ class TargetData:
 def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict[str, float]:
     """Test metrics of one cell; ``output`` holds logits/probabilities (classification) or predictions
     (regression, physical units). The first key is the primary metric (lower is better)."""
+    from astrobench.core import metrics as M
+    from astrobench.tasks.photoz.task import POINT_METRICS
+
     if kind == "classification":
-        pred = output.argmax(1)
-        return {"error_rate": float(np.mean(pred != y_true)), "accuracy": float(np.mean(pred == y_true))}
-    dz = (output - y_true) / (1 + y_true)
-    return {"sigma_nmad": float(1.4826 * np.median(np.abs(dz - np.median(dz)))),
-            "outlier_fraction": float(np.mean(np.abs(dz) > 0.15)), "rmse": float(np.sqrt(np.mean((output - y_true) ** 2)))}
+        accuracy = M.accuracy(y_true, output.argmax(1))
+        return {"error_rate": 1 - accuracy, "accuracy": accuracy}
+    return {"sigma_nmad": float(POINT_METRICS["sigma_nmad"](y_true, output)),
+            "outlier_fraction": float(POINT_METRICS["outlier_frac"](y_true, output)), "rmse": M.rmse(y_true, output)}
 
 
 PRIMARY = {"classification": "error_rate", "regression": "sigma_nmad"}

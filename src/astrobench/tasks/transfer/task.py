@@ -94,14 +94,13 @@ class TransferTask(Task):
                               "subsets of them); --data is not supported")
         opts = ctx.options
         results: dict[str, Any] = {}
-        curves: dict[str, dict] = {}
         targets = {}
         for target in opts["targets"]:  # every data set first, then the grids
             with ctx.timer("simulate"):
                 targets[target] = self._target(ctx, target)
             ctx.data_info[target] = targets[target].info
         for target, data in targets.items():
-            results[target], curves[target] = self._run_target(ctx, data)
+            results[target] = self._run_target(ctx, data)
         results["summary"] = self._summary(results, opts)
         self._figures(ctx, results, opts)
         return results
@@ -118,8 +117,8 @@ class TransferTask(Task):
         image = data.name == "allsky"
         key = ("image_source_steps" if pretraining else "image_steps") if image else \
             ("source_steps" if pretraining else "steps")
-        return G.StepConfig(steps=opts[key], batch_size=opts["batch_size"] if image else 256 if pretraining else
-                            opts["batch_size"], lr=opts["lr"], backbone_lr_factor=opts["backbone_lr_factor"])
+        batch = 256 if pretraining and not image else opts["batch_size"]  # the photoz source has 12,000 galaxies
+        return G.StepConfig(steps=opts[key], batch_size=batch, lr=opts["lr"], backbone_lr_factor=opts["backbone_lr_factor"])
 
     def _pretrained(self, ctx: RunContext, data: TargetData, source: str) -> dict[str, torch.Tensor]:
         """The backbone weights of a source: ImageNet from its local file, or in-domain pre-training (saved under
@@ -210,7 +209,7 @@ class TransferTask(Task):
                     continue
                 ctx.log(f"{data.name} {source:9s} {strategy:24s} {primary} " + "  ".join(
                     f"n={n}: {by_n[f'n_{n}'][primary]:.3f}" for n in sorted(opts["sizes"])))
-        return out, raw
+        return out
 
     def _cell(self, ctx, data: TargetData, source, strategy, idx, seed, weights, features) -> dict[str, float]:
         y, scale = self._scaled(data, data.y_pool[idx])
