@@ -1,6 +1,7 @@
 """allsky: do simulated frames look like the Lowell camera's? A side-by-side figure and the loader's features per class.
 
     python benchmarks/allsky_real_vs_simulated.py [--real ../shared/data/allsky_cloudynight] [--n 300]
+        [--real-camera lowell]
 
 Writes docs/tasks/figures/allsky_real_vs_simulated.png (raw frames with the same asinh stretch, then the network
 inputs) and benchmarks/results/allsky_real_vs_simulated.json (per class: stars per 100 deg^2, log10 sky rate,
@@ -44,10 +45,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default=str(ROOT.parent / "shared" / "data" / "allsky_cloudynight"))
     parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--real-camera", default="lowell", help="the real frames' camera geometry (auto, lowell, ...)")
     args = parser.parse_args()
-    real = load_frames(args.real)
+    real = load_frames(args.real, camera=args.real_camera)
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = simulate(tmp, n=args.n, seed=0, n_jobs=1, progress=False)
+        # randomised cameras, 30 frames each (simulator version 3)
+        manifest = simulate(tmp, n=args.n, seed=0, n_jobs=1, frames_per_camera=30, progress=False)
         simulated = load_frames(manifest)
         # one simulated frame of each real frame's class, in the real frames' order
         picks, used = [], set()

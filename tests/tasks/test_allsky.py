@@ -28,9 +28,9 @@ def geo():
 
 @pytest.fixture(scope="module")
 def sim_folder(tmp_path_factory):
-    """60 simulated frames in the manifest form (one process)."""
+    """60 simulated frames of the fixed camera (16-bit FITS) in the manifest form (one process)."""
     folder = tmp_path_factory.mktemp("allsky")
-    sim.simulate(folder, n=60, seed=3, n_jobs=1, progress=False)
+    sim.simulate(folder, n=60, seed=3, n_jobs=1, camera="fixed", progress=False)
     return folder
 
 
@@ -131,7 +131,7 @@ def test_simulate_writes_the_manifest_form(sim_folder):
     with fits.open(sim_folder / rows[0]["file"]) as h:
         assert h[0].header["BITPIX"] == 16 and h[0].header["BZERO"] == 32768
         assert h[0].header["EXPTIME"] == pytest.approx(float(rows[0]["exptime_s"]))
-    with pytest.raises(ConfigError, match="FITS or PNG"):
+    with pytest.raises(ConfigError, match="fits, jpeg, png8 or png16"):
         sim.simulate(sim_folder / "x", n=2, format="jpg")
 
 
@@ -171,7 +171,7 @@ def test_real_manifest_flags_match_the_labels(real_folder):
 
 
 def test_class_folders_and_png_frames(tmp_path):
-    sim.simulate(tmp_path / "sim", n=6, seed=1, format="png", n_jobs=1, progress=False)
+    sim.simulate(tmp_path / "sim", n=6, seed=1, format="png", n_jobs=1, camera="fixed", progress=False)
     rows = list(csv.DictReader(open(tmp_path / "sim" / "manifest.csv")))
     for r in rows:
         (tmp_path / "classes" / r["label"]).mkdir(parents=True, exist_ok=True)
@@ -260,9 +260,19 @@ def test_expected_calibration_error_known_answers():
 
 # --- a run ----------------------------------------------------------------------------------------------------
 
-def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path):
+def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path, monkeypatch):
     from astrobench.registry import get_task
     from astrobench.runner import run
+    from astrobench.tasks.allsky import task as allsky_task
+
+    adapted_on = []  # the frames each adaptation actually trained on
+    original = allsky_task.adapt_network
+
+    def spy(module, frames, opts, seed):
+        adapted_on.append([str(f) for f in frames.files])
+        return original(module, frames, opts, seed)
+
+    monkeypatch.setattr(allsky_task, "adapt_network", spy)
 
     eval_dir = tmp_path / "eval"
     eval_dir.mkdir()
@@ -270,8 +280,8 @@ def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path):
     (eval_dir / "manifest.csv").write_text("\n".join([rows[0]] + [r.replace("frames/", f"{sim_folder}/frames/")
                                                                   for r in rows[1:6]]) + "\n")
     run_dir = run("allsky", data=sim_folder, out=tmp_path, name="smoke", seed=1, progress=False,
-                  overrides={"size": "smoke", "eval_data": str(eval_dir), "pretrain": "simulated", "n_pretrain": 40,
-                             "n_saliency": 1, "n_jobs": 1})
+                  overrides={"size": "smoke", "eval_data": str(eval_dir), "adapt_data": str(eval_dir),
+                             "pretrain": "simulated", "n_pretrain": 40, "n_saliency": 1, "n_jobs": 1})
     m = json.loads((run_dir / "metrics.json").read_text())
     r = m["results"]
     assert m["data"]["source"] == "file" and m["data"]["n_train"] + m["data"]["n_val"] + m["data"]["n_test"] == 60
@@ -280,9 +290,28 @@ def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path):
             assert 0 <= r["classify"][method][key] <= 1, (method, key)
         assert sum(sum(v.values()) for v in r["classify"][method]["confusion"].values()) == m["data"]["n_test"]
         assert len(r["real"][method]["predictions_by_frame"]) == 5
-    assert r["summary"]["best"]["method"] in ("cnn", "mobilenet_ft", "features_gbm")
+    methods = [m + rule for m in ("cnn", "mobilenet_ft", "features_gbm") for rule in ("", "_flag_rule")]
+    assert r["summary"]["best"]["method"] in methods and set(methods) <= set(r["classify"])
+    # the flag-rule decision is exactly the labelling rule on the predicted flags
+    for frame in r["real"]["cnn_flag_rule"]["predictions_by_frame"].values():
+        n = frame["n_flagged_predicted"]
+        assert frame["predicted"] == ("clear" if n == 0 else "overcast" if n == 33 else "partly_cloudy")
+    # leave-one-frame-out: each real frame predicted by copies adapted on the other frames only
+    lofo = r["real_lofo"]
+    folds = lofo["protocol"]["train_indices_by_frame"]
+    names = list(r["real"]["cnn"]["predictions_by_frame"])
+    assert list(folds) == names and lofo["protocol"]["leave_one_frame_out"]
+    for i, name in enumerate(names):
+        assert i not in folds[name] and sorted(folds[name]) == [j for j in range(5) if j != i]
+    assert len(adapted_on) == 2 * 5  # two networks x five held-out frames
+    for k, files in enumerate(adapted_on):
+        held_out = names[k % 5]
+        assert len(files) == 4 and all(not f.endswith(held_out) for f in files)
+    assert {"cnn", "cnn_flag_rule", "mobilenet_ft"} <= set(lofo) and "features_gbm" not in lofo
+    assert 0 <= lofo["cnn"]["subregion_accuracy"] <= 1 and len(lofo["cnn"]["predictions_by_frame"]) == 5
     assert (run_dir / "checkpoints" / "pretrain.cnn" / "model.pt").exists()
-    for fig in ("classify_confusion", "classify_examples", "real_confusion", "real_saliency"):
+    for fig in ("classify_confusion", "classify_examples", "real_confusion", "real_saliency", "reliability",
+                "camera_grid"):
         assert (run_dir / "figures" / f"{fig}.png").exists(), fig
     out = get_task("allsky").predict(run_dir, eval_dir, tmp_path / "pred.csv")
     lines = out.read_text().splitlines()
@@ -294,3 +323,156 @@ def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path):
     resumed = json.loads((run(resume=copy, progress=False) / "metrics.json").read_text())["results"]
     for method in ("cnn", "features_gbm"):
         assert resumed["classify"][method]["accuracy"] == r["classify"][method]["accuracy"]
+
+
+# --- camera geometry, domain randomisation, formats --------------------------------------------------------------
+
+def _cloudynight_subregions(shape):
+    """cloudynight's AllskyCamera.generate_subregions (Mommert 2020), transcribed for its Lowell configuration:
+    the frame cropped to x 220-1190, y 0-960, the grid centred at shape/2 of the crop with (rows, columns) taken as
+    (x, y), integer radii, strict inequalities. Returns the index map in full-frame pixels (-1: no sub-region)."""
+    crop = (slice(0, 960), slice(220, 1190))
+    cshape = np.array((960, 970))
+    center = cshape / 2
+    borders = np.linspace(0, min(cshape) / 2, 6)
+    az_borders = np.linspace(-np.pi, np.pi, 9)
+    y, x = np.indices(cshape)
+    r = np.sqrt((x - center[0]) ** 2 + (y - center[1]) ** 2).astype(int)
+    az = np.arctan2(y - center[1], x - center[0])
+    index = np.full(tuple(cshape), -1)
+    index[r < borders[1]] = 0
+    for i in range(1, 5):
+        for j in range(8):
+            index[(r > borders[i]) & (r < borders[i + 1]) & (az > az_borders[j]) & (az < az_borders[j + 1])] = \
+                (i - 1) * 8 + j + 1
+    full = np.full(shape, -1)
+    full[crop] = index
+    return full
+
+
+def test_lowell_preset_reproduces_cloudynight_subregions():
+    camera = G.parse_camera("lowell")
+    ours = G.camera_subregion_map((1040, 1392), camera)
+    assert np.array_equal(ours, _cloudynight_subregions((1040, 1392)))
+    assert set(np.unique(ours)) == set(range(-1, 33))
+    # the standard grid differs only on border pixels
+    plain = G.subregion_map((1040, 1392), 700, 485, 480)
+    assert np.mean(plain[ours >= 0] == ours[ours >= 0]) == 1.0
+
+
+@pytest.fixture(scope="module")
+def camera_folder(tmp_path_factory):
+    """24 frames of one simulated camera with a strong lens glow beyond the horizon and strong vignetting."""
+    folder = tmp_path_factory.mktemp("cameras")
+    sim.simulate(folder, n=24, seed=2, n_jobs=1, camera={"shape": [600, 800], "format": "fits", "rim_glow": 0.6,
+                                                              "rim_glow_radius": 1.08, "vignetting": 0.6},
+                 progress=False)
+    return folder
+
+
+def test_camera_estimate_recovers_a_simulated_camera(camera_folder):
+    frames = D.load_frames(camera_folder / "manifest.csv")
+    truth = json.loads((camera_folder / "cameras.json").read_text())["cam000"]
+    est = frames.cameras["cam000"]
+    assert est["source"] == "auto" and est["frame_shape"] == [600, 800]
+    r = truth["radius"]
+    assert abs(est["cx"] - truth["cx"]) < 0.01 * r and abs(est["cy"] - truth["cy"]) < 0.01 * r
+    assert abs(est["radius"] - r) < 0.01 * r
+    assert 0 < est["horizon_fraction"] < 0.3  # the simulated trees are masked
+
+
+def test_randomised_cameras_differ_and_load_alike(tmp_path):
+    sim.simulate(tmp_path, n=6, seed=4, n_jobs=1, frames_per_camera=2, progress=False)
+    cams = json.loads((tmp_path / "cameras.json").read_text())
+    assert len(cams) == 3 and len({tuple(c["shape"]) for c in cams.values()}) == 3
+    for c in cams.values():
+        lo, hi = sim.CAMERA_RANGES["long_side_px"]
+        assert lo - 1 <= max(c["shape"]) <= hi + 1
+    frames = D.load_frames(tmp_path / "manifest.csv")
+    assert frames.images.shape == (6, 3, 64, 64) and set(frames.cameras) == set(cams)
+
+
+def test_jpeg_rgb_and_fits_frames_of_different_sizes_load_alike(tmp_path):
+    from PIL import Image
+
+    for name, fields in (("a", {"shape": [480, 640], "format": "jpeg"}), ("b", {"shape": [1040, 1392], "format": "fits"})):
+        sim.simulate(tmp_path / name, n=3, seed=5, n_jobs=1, camera=fields, progress=False)
+    jpg = next((tmp_path / "a" / "frames").glob("*.jpg"))
+    with Image.open(jpg) as im:
+        assert im.mode == "RGB" and im.size == (640, 480)
+    a, b = D.load_frames(tmp_path / "a"), D.load_frames(tmp_path / "b")
+    assert a.images.shape == b.images.shape == (3, 3, 64, 64)
+    # the 8-bit gamma-encoded frame is linearised: the same sky gives the same stretched input
+    assert np.abs(a.images[:, 0].mean() - b.images[:, 0].mean()) < 0.15
+    # two cameras in one folder without a camera column: one line naming both files
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(jpg, mixed / "small.jpg")
+    shutil.copy(next((tmp_path / "b" / "frames").glob("*.fits")), mixed / "large.fits")
+    with pytest.raises(DataFormatError, match="frames of different cameras: .*large.fits.*small.jpg|small.jpg.*large"):
+        D.load_frames(mixed, require_labels=False)
+    assert len(D.load_frames(mixed, require_labels=False, camera="per_frame")) == 2
+
+
+def test_camera_option_checks(sim_folder):
+    assert G.parse_camera("auto") == "auto"
+    given = G.parse_camera('{"cx": 170, "cy": 128, "r": 120, "flip": true}')
+    assert (given.cx, given.cy, given.radius, given.flip) == (170.0, 128.0, 120.0, True)
+    for bad, message in (("nikon", "preset"), ('{"cx": 1}', "needs cx, cy and r"), ('{"cx": 1, "cy": 2, "r": -3}',
+                                                                                    "positive"),
+                         ('{"cx": 1, "cy": 2, "r": 3, "zoom": 2}', "unknown key")):
+        with pytest.raises(ConfigError, match=message):
+            G.parse_camera(bad)
+    # an override outside the frame: one line naming the folder, before any frame is preprocessed
+    with pytest.raises(DataFormatError, match="outside the 344 x 256 frame"):
+        D.load_frames(sim_folder, camera='{"cx": 700, "cy": 485, "r": 100}')
+    with pytest.raises(DataFormatError, match="lowell camera geometry is for 1392 x 1040 frames"):
+        D.load_frames(sim_folder, camera="lowell")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        G.parse_camera({"preset": "nikon"})
+    frames = D.load_frames(sim_folder, camera='{"cx": 171.5, "cy": 127.5, "r": 120}')
+    assert next(iter(frames.cameras.values()))["source"] == "given" and frames.images.shape[1:] == (3, 64, 64)
+
+
+def test_more_broken_inputs_are_one_line(tmp_path):
+    from astropy.io import fits
+    from PIL import Image
+
+    fits.PrimaryHDU(np.zeros((3, 64, 64), dtype=np.uint16)).writeto(tmp_path / "cube.fits")
+    with pytest.raises(DataFormatError, match="3-D FITS cube"):
+        D.read_frame(tmp_path / "cube.fits")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(
+        tmp_path / "full.jpg", quality=90)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match="cut.jpg: cannot read this frame"):
+        D.read_frame(tmp_path / "cut.jpg")
+
+
+def test_adapt_data_with_one_frame_is_refused(sim_folder, tmp_path):
+    from astrobench.runner import run
+
+    one = tmp_path / "one"
+    one.mkdir()
+    rows = (sim_folder / "manifest.csv").read_text().splitlines()
+    (one / "manifest.csv").write_text(rows[0] + "\n" + rows[1].replace("frames/", f"{sim_folder}/frames/") + "\n")
+    with pytest.raises(DataFormatError, match="at least 2 labelled frames"):
+        run("allsky", data=sim_folder, out=tmp_path, name="one", seed=1, progress=False,
+            overrides={"size": "smoke", "adapt_data": str(one), "methods": ["features_gbm"], "n_jobs": 1})
+
+
+def test_flag_rule_is_the_labelling_rule():
+    from astrobench.tasks.allsky.task import flag_rule
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=(200, 33))
+    p[:40] *= 0.49  # all clear
+    p[40:80] = 0.51 + 0.49 * p[40:80]  # all cloudy
+    probs, decision = flag_rule(p)
+    n = (p > 0.5).sum(1)
+    assert (decision == np.where(n == 0, 0, np.where(n == 33, 2, 1))).all()
+    assert np.allclose(probs.sum(1), 1) and (probs >= 0).all()
+    assert (decision[:40] == 0).all() and (decision[40:80] == 2).all()
+    assert (probs.argmax(1) == decision).all()  # the probabilities agree with the decision they calibrate
+    confident, _ = flag_rule(np.full((1, 33), 0.02))
+    assert confident[0, 0] > 0.9

@@ -29,6 +29,9 @@ class DataFormatError(AstrobenchError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # raised in a worker process, it must survive pickling back to the parent
+        return (type(self), (self.path, self.problem))
+
 
 class ConfigError(AstrobenchError):
     """An unknown task, option or option value."""

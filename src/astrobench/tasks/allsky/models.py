@@ -47,6 +47,11 @@ class SkyConditionTask(TaskModule):
         if not (self.d4 and self.trainer.training):
             return batch
         x, y, flags = batch
+        x, flags = self.random_view(x, flags)
+        return [x, y, flags]
+
+    def random_view(self, x: torch.Tensor, flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each image under a random one of the 8 rotations and flips, its 33 flags permuted to match."""
         element = torch.randint(0, D4_ORDER, (x.shape[0],), device=x.device)
         x, flags = x.clone(), flags.clone()
         for g in range(1, D4_ORDER):
@@ -56,11 +61,12 @@ class SkyConditionTask(TaskModule):
                 moved = torch.empty_like(flags[chosen])
                 moved[:, self.perms[g]] = flags[chosen]
                 flags[chosen] = moved
-        return [x, y, flags]
+        return x, flags
 
-    def loss(self, batch):
+    def loss(self, batch, out: torch.Tensor | None = None):
+        """``out``: the network's output for the batch when already computed (the batch's images are then unused)."""
         x, y, flags = batch
-        out = self(x)
+        out = self(x) if out is None else out
         loss = F.cross_entropy(out[:, : self.n_classes], y)
         has = ~torch.isnan(flags).any(dim=1)
         if has.any() and self.flag_weight > 0:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from astrobench.core.parallel import process_pool
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, SerialExecutor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
-SIMULATOR_VERSION = "2"  # 2: the cloud deck dims the twilight and moonlight scattered above it
+SIMULATOR_VERSION = "3"  # 3: domain randomisation over cameras; 2: the cloud deck dims the light scattered above it
 CLASSES = KNOWN_CLASSES  # clear (0 of 33 flagged), partly_cloudy, overcast (33 of 33)
 FRAME_SHAPE = (256, 344)  # rows, columns: the Lowell camera's 1040 x 1392 aspect, 4x coarser
 HORIZON_FRACTION = 0.94  # horizon radius / half the short side
@@ -90,7 +90,7 @@ class Conditions:
     galactic_pole: tuple[float, float, float]
 
 
-def draw_conditions(rng: np.random.Generator) -> Conditions:
+def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SKY["light_pollution_median"]) -> Conditions:
     p = POPULATION
     u = rng.uniform()
     cover = 0.0 if u < p["p_clear"] else 1.0 if u < p["p_clear"] + p["p_overcast"] else rng.uniform(*p["partial_cover"])
@@ -102,18 +102,21 @@ def draw_conditions(rng: np.random.Generator) -> Conditions:
         moon_alt=float(np.degrees(np.arcsin(rng.uniform(0.05, 1.0)))) if moon_up else -30.0,
         moon_az=float(rng.uniform(0, 360)), moon_phase_angle=float(rng.uniform(0, 180)),
         sun_alt=float(rng.uniform(*p["twilight_sun_alt_deg"])) if twilight else -30.0, sun_az=float(rng.uniform(0, 360)),
-        light_pollution=float(SKY["light_pollution_median"] * 10 ** rng.normal(0, SKY["light_pollution_dex"])),
+        light_pollution=float(light_pollution_median * 10 ** rng.normal(0, SKY["light_pollution_dex"])),
         town_az=float(rng.uniform(0, 360)), galactic_pole=tuple(float(v) for v in pole / np.linalg.norm(pole)),
     )
 
 
 class FisheyeGeometry:
-    """Per-pixel zenith angle, azimuth and unit vectors of a frame (computed once per frame shape)."""
+    """Per-pixel zenith angle, azimuth and unit vectors of a frame (computed once per camera): the horizon circle
+    at (cx, cy) with ``radius`` pixels, by default centred with HORIZON_FRACTION of half the short side."""
 
-    def __init__(self, shape: tuple[int, int] = FRAME_SHAPE):
+    def __init__(self, shape: tuple[int, int] = FRAME_SHAPE, cx: float | None = None, cy: float | None = None,
+                 radius: float | None = None):
         self.shape = shape
-        self.cy, self.cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
-        self.radius = HORIZON_FRACTION * min(shape) / 2
+        self.cy = (shape[0] - 1) / 2 if cy is None else cy
+        self.cx = (shape[1] - 1) / 2 if cx is None else cx
+        self.radius = HORIZON_FRACTION * min(shape) / 2 if radius is None else radius
         rows, cols = np.indices(shape, dtype=np.float64)
         self.r = np.hypot(cols - self.cx, rows - self.cy)
         self.inside = self.r < self.radius
@@ -145,7 +148,8 @@ def _unit(alt_deg: float, az_deg: float) -> np.ndarray:
 def horizon_profile(rng: np.random.Generator, n_az: int = 720) -> np.ndarray:
     """Altitude (deg) of the local horizon at ``n_az`` azimuths: a low ridge, tree crowns and a few buildings."""
     az = np.linspace(0, 360, n_az, endpoint=False)
-    profile = rng.uniform(0.5, 3.0) + 1.0 * np.sin(np.radians(az) * rng.integers(1, 4) + rng.uniform(0, 6.3))
+    ridge = rng.uniform(0.0, 1.0)  # distant terrain, degrees
+    profile = np.maximum(ridge + 0.3 * np.sin(np.radians(az) * rng.integers(1, 4) + rng.uniform(0, 6.3)), 0.0)
     for _ in range(rng.poisson(6)):  # tree crowns: half-ellipses with ragged tops
         centre, width, height = rng.uniform(0, 360), rng.uniform(3, 14), rng.uniform(6, 28)
         d = (az - centre + 180) % 360 - 180
@@ -208,12 +212,17 @@ def moon_illuminated_fraction(phase_angle_deg: float) -> float:
     return float((1 + np.cos(np.radians(phase_angle_deg))) / 2)
 
 
-def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """One frame: (counts uint16 (H, W), exposure time s, cloud optical depth (H, W), sky mask (H, W) bool)."""
-    s = SKY
+def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, camera: "CameraModel | None" = None,
+                 profile: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """One frame: (counts (H, W), exposure time s, cloud optical depth (H, W), sky mask (H, W) bool).
+
+    Without ``camera``: the fixed camera of simulator version 2 (16-bit counts on the grid of ``geo``). With one:
+    the sky is rendered on ``geo`` (the camera's sky at the internal resolution) and imaged by that camera
+    (``expose``); counts then have the camera's shape and format, while tau and the sky mask stay on ``geo``."""
+    s = SKY if camera is None else {**SKY, **camera.sky}
     alt = 90 - geo.zenith_deg
-    # the horizon silhouette: sky where the altitude is above the local horizon
-    profile = horizon_profile(rng)
+    # the horizon silhouette: sky where the altitude is above the local horizon (one per camera: trees stay put)
+    profile = horizon_profile(rng) if profile is None else profile
     horizon = profile[(geo.azimuth_deg / 360 * len(profile)).astype(int) % len(profile)]
     sky = geo.inside & (alt > horizon)
 
@@ -221,7 +230,8 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
     van_rhijn = 1 / np.sqrt(1 - (s["airglow_height_ratio"] * np.sin(np.radians(geo.zenith_deg))) ** 2)
     extinction = 10 ** (-0.4 * s["extinction_mag"] * (geo.airmass - 1))
     airglow = (1 - s["airglow_fraction"]) + s["airglow_fraction"] * van_rhijn * extinction**0.5
-    d_town = np.abs((geo.azimuth_deg - cond.town_az + 180) % 360 - 180)
+    # angle from the town's direction on the horizon (an azimuth difference would leave a cusp at the zenith)
+    d_town = geo.separation_deg(0.0, cond.town_az)
     town = cond.light_pollution * np.exp(-np.maximum(alt, 0) / 12.0) * (0.3 + 0.7 * np.exp(-((d_town / 35.0) ** 2)))
     twilight = np.zeros(geo.shape)
     if cond.sun_alt > -18:
@@ -234,7 +244,7 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
     behind_clouds = airglow + milky_way * extinction
 
     # --- stars -------------------------------------------------------------------------------------------
-    stars = _star_layer(geo, cond, rng, extinction_mag=s["extinction_mag"])
+    stars = _star_layer(geo, cond, rng, extinction_mag=s["extinction_mag"], zeropoint=s["star_zeropoint_adu_s"])
 
     # --- clouds ------------------------------------------------------------------------------------------
     tau = cloud_optical_depth(geo, cond, rng)
@@ -261,9 +271,13 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
         my, mx = geo.pixel_of(cond.moon_alt, cond.moon_az)
         rows, cols = np.indices(geo.shape)
         d = np.hypot(rows - my, cols - mx)
-        brightness = moon_illuminated_fraction(cond.moon_phase_angle) * np.exp(-tau[int(my), int(mx)])
+        iy, ix = int(np.clip(my, 0, geo.shape[0] - 1)), int(np.clip(mx, 0, geo.shape[1] - 1))  # may lie off the frame
+        brightness = moon_illuminated_fraction(cond.moon_phase_angle) * np.exp(-tau[iy, ix])
         rate = rate + brightness * (3e6 * (d < s["moon_disc_radius_px"]) + 2e4 / (1 + (d / s["moon_halo_px"]) ** 2) ** 1.5)
 
+    if camera is not None:
+        counts, exptime = expose(rate, sky, airglow + town + twilight + moon, geo, camera, rng)
+        return counts, exptime, tau, sky
     # --- optics and ground -------------------------------------------------------------------------------
     vignetting = 1 - s["vignetting"] * np.clip(geo.r / geo.radius, 0, 1) ** 2.5
     ground = 0.08 * (airglow + town + twilight + moon).mean() * s["dark_sky_adu_s"]
@@ -287,7 +301,8 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
     return counts, exptime, tau, sky
 
 
-def _star_layer(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, extinction_mag: float) -> np.ndarray:
+def _star_layer(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, extinction_mag: float,
+                zeropoint: float = SKY["star_zeropoint_adu_s"]) -> np.ndarray:
     """Stars above the horizon in dark-sky units per pixel, blurred by the lens PSF."""
     from scipy.ndimage import gaussian_filter
 
@@ -306,7 +321,7 @@ def _star_layer(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator
     cos_z, az = cos_z[keep], az[keep]
     mag = s["faintest_star_mag"] + np.log10(rng.uniform(1e-6, 1, len(cos_z))) / a
     z_deg = np.degrees(np.arccos(cos_z))
-    flux = s["star_zeropoint_adu_s"] * 10 ** (-0.4 * (mag + extinction_mag * airmass(z_deg))) / s["dark_sky_adu_s"]
+    flux = zeropoint * 10 ** (-0.4 * (mag + extinction_mag * airmass(z_deg))) / s["dark_sky_adu_s"]
     r = z_deg / 90 * geo.radius
     row = np.round(geo.cy + r * np.sin(az)).astype(int)
     col = np.round(geo.cx + r * np.cos(az)).astype(int)
@@ -314,6 +329,183 @@ def _star_layer(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator
     ok = (row >= 0) & (row < geo.shape[0]) & (col >= 0) & (col < geo.shape[1])
     np.add.at(layer, (row[ok], col[ok]), flux[ok])
     return gaussian_filter(layer, s["star_psf_sigma_px"])
+
+
+# --- simulator version 3: the camera, randomised over what real all-sky cameras differ in ---------------------
+
+CAMERA_RANGES = {  # docs/tasks/allsky.md gives the source of each range, or marks it as our estimate
+    "long_side_px": (480, 1400),  # log-uniform; aspect one of ASPECTS
+    "radius_fraction": (0.85, 1.02),  # horizon radius / half the short side (the Lowell camera: 495 / 520 = 0.95)
+    "centre_offset": (0.06, 0.03),  # |centre - frame centre| / (width, height), uniform within +-
+    "vignetting": (0.15, 0.7), "vignetting_power": (2.0, 6.0),  # throughput 1 - v (r/R)^p
+    "rim_glow": (0.0, 0.6), "rim_glow_radius": (1.05, 1.35), "rim_glow_width": (0.03, 0.12),  # x the sky at the rim
+    "gap_level": (0.0, 0.08),  # the dark lens barrel between horizon and glow, x the mean sky
+    "dark_sky_e_s": (3.0, 60.0),  # dark zenith sky, electrons per second per pixel (log-uniform)
+    "gain_adu_per_e": (0.3, 3.0),  # log-uniform
+    "pedestal_adu": (0.0, 3000.0), "read_noise_e": (2.0, 15.0),
+    "hot_pixel_fraction": (1e-5, 1e-3),  # log-uniform
+    "fixed_exptime_s": (30.0, 45.0, 60.0), "p_auto_exposure": 0.6,
+    "auto_target_fraction": (0.15, 0.45),  # auto exposure: zenith at this fraction of full scale
+    "bloom_px": (0.0, 0.04),  # charge bleeding along columns from saturated pixels, x the short side
+    "formats": {"fits": 0.45, "jpeg": 0.35, "png8": 0.1, "png16": 0.1},
+    "jpeg_quality": (60, 95),
+    "site_light_pollution": (0.1, 1.5),  # median town glow at the horizon of a site, dark-sky units (log-uniform)
+    "cloud_albedo_town": (1.0, 4.0), "cloud_base_brightness": (0.05, 0.4), "extinction_mag": (0.12, 0.3),
+}
+ASPECTS = (4 / 3, 3 / 2, 1.0, 5 / 4)
+INTERNAL_RADIUS_PX = 128  # the sky is rendered with this horizon radius, then resampled to the camera's pixels
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """One simulated all-sky camera: frame size and where the sky lies in it, optics, detector and file format.
+    ``sky`` overrides SKY entries for this site (light pollution, cloud brightness, extinction)."""
+
+    shape: tuple[int, int]
+    cx: float
+    cy: float
+    radius: float
+    vignetting: float = 0.55
+    vignetting_power: float = 2.5
+    rim_glow: float = 0.1
+    rim_glow_radius: float = 1.12
+    rim_glow_width: float = 0.05
+    gap_level: float = 0.02
+    dark_sky_e_s: float = 15.0
+    gain_adu_per_e: float = 1.0
+    pedestal_adu: float = 2150.0
+    read_noise_e: float = 8.0
+    hot_pixel_fraction: float = 3e-4
+    exposure_s: float | None = None  # None: auto exposure
+    auto_target_fraction: float = 0.3
+    bloom_px: float = 0.0
+    format: str = "fits"
+    jpeg_quality: int = 90
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB gains of a colour camera's grey sky
+    sky: dict = field(default_factory=dict)
+
+    @property
+    def full_scale(self) -> float:
+        return 65535.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["shape"] = list(self.shape)
+        return out
+
+
+def draw_camera(rng: np.random.Generator) -> CameraModel:
+    """A camera drawn from CAMERA_RANGES."""
+    c = CAMERA_RANGES
+    loguniform = lambda lo, hi: float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # noqa: E731
+    long_side = loguniform(*c["long_side_px"])
+    aspect = ASPECTS[rng.integers(len(ASPECTS))]
+    shape = (int(round(long_side / aspect)), int(round(long_side)))
+    h, w = shape
+    radius = rng.uniform(*c["radius_fraction"]) * min(h, w) / 2
+    cx = (w - 1) / 2 + rng.uniform(-1, 1) * c["centre_offset"][0] * w
+    cy = (h - 1) / 2 + rng.uniform(-1, 1) * c["centre_offset"][1] * h
+    formats, weights = zip(*c["formats"].items())
+    fmt = str(rng.choice(formats, p=np.asarray(weights) / sum(weights)))
+    auto = rng.uniform() < c["p_auto_exposure"]
+    tint = np.exp(rng.normal(0, 0.08, 3)) if fmt == "jpeg" else np.ones(3)
+    return CameraModel(
+        shape=shape, cx=float(cx), cy=float(cy), radius=float(radius),
+        vignetting=float(rng.uniform(*c["vignetting"])), vignetting_power=float(rng.uniform(*c["vignetting_power"])),
+        rim_glow=float(rng.uniform(*c["rim_glow"])), rim_glow_radius=float(rng.uniform(*c["rim_glow_radius"])),
+        rim_glow_width=float(rng.uniform(*c["rim_glow_width"])), gap_level=float(rng.uniform(*c["gap_level"])),
+        dark_sky_e_s=loguniform(*c["dark_sky_e_s"]), gain_adu_per_e=loguniform(*c["gain_adu_per_e"]),
+        pedestal_adu=float(rng.uniform(*c["pedestal_adu"])) if fmt in ("fits", "png16") else float(rng.uniform(0, 600)),
+        read_noise_e=float(rng.uniform(*c["read_noise_e"])),
+        hot_pixel_fraction=loguniform(*c["hot_pixel_fraction"]),
+        exposure_s=None if auto else float(rng.choice(c["fixed_exptime_s"])),
+        auto_target_fraction=float(rng.uniform(*c["auto_target_fraction"])),
+        bloom_px=float(rng.uniform(*c["bloom_px"]) * min(h, w)), format=fmt,
+        jpeg_quality=int(rng.integers(*c["jpeg_quality"])), colour=tuple(float(t) for t in tint / tint.mean()),
+        sky={"light_pollution_median": loguniform(*c["site_light_pollution"]),
+             "cloud_albedo_town": float(rng.uniform(*c["cloud_albedo_town"])),
+             "cloud_base_brightness": float(rng.uniform(*c["cloud_base_brightness"])),
+             "extinction_mag": float(rng.uniform(*c["extinction_mag"]))},
+    )
+
+
+def fixed_camera(shape: tuple[int, int] = FRAME_SHAPE, **fields) -> CameraModel:
+    """The one camera of simulator version 2 (16-bit FITS, auto exposure, gentle vignetting), centred in ``shape``;
+    ``fields`` replace any CameraModel field."""
+    h, w = shape
+    base = CameraModel(shape=tuple(shape), cx=(w - 1) / 2, cy=(h - 1) / 2, radius=HORIZON_FRACTION * min(h, w) / 2,
+                       rim_glow=0.15 * 0.08, gap_level=0.08, exposure_s=None,
+                       auto_target_fraction=SKY["target_sky_adu"] / 65535)
+    return replace(base, **fields) if fields else base
+
+
+def camera_sky_geometry(camera: CameraModel) -> FisheyeGeometry:
+    """The internal grid on which a camera's sky is rendered: the camera's frame scaled so that the horizon radius is
+    INTERNAL_RADIUS_PX (never up-sampled)."""
+    scale = min(1.0, INTERNAL_RADIUS_PX / camera.radius)
+    h, w = camera.shape
+    shape = (max(8, int(round(h * scale))), max(8, int(round(w * scale))))
+    sy, sx = shape[0] / h, shape[1] / w
+    return FisheyeGeometry(shape, (camera.cx + 0.5) * sx - 0.5, (camera.cy + 0.5) * sy - 0.5, camera.radius * sx)
+
+
+def expose(rate: np.ndarray, sky: np.ndarray, diffuse: np.ndarray, geo: FisheyeGeometry, camera: CameraModel,
+           rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Image the sky (``rate`` in SKY["dark_sky_adu_s"] units of dark sky, on ``geo``) with ``camera``: vignetting, lens
+    rim and glow, resampling to the camera's pixels, exposure, photon and read noise, hot pixels, pedestal, gain,
+    saturation and blooming, and the file's encoding. Returns (counts (H, W): uint16, or uint8 (H, W[, 3]) for 8-bit
+    formats, gamma-encoded), exposure time s)."""
+    from PIL import Image
+
+    sky_units = rate / SKY["dark_sky_adu_s"]
+    mean_sky = float(np.mean(diffuse[geo.inside])) if geo.inside.any() else 1.0
+    r = geo.r / geo.radius
+    vignetting = 1 - camera.vignetting * np.clip(r, 0, 1) ** camera.vignetting_power
+    # the glow is sky light scattered inside the lens barrel: a fraction of the sky at the (vignetted) rim
+    rim_sky = mean_sky * (1 - camera.vignetting)
+    glow = camera.rim_glow * rim_sky * np.exp(-0.5 * ((r - camera.rim_glow_radius) / camera.rim_glow_width) ** 2)
+    below = np.where(geo.inside, 0.08 * mean_sky, camera.gap_level * mean_sky * np.exp(-np.maximum(r - 1, 0) / 0.5))
+    units = np.where(sky, sky_units * vignetting, below + glow).astype(np.float32)
+    h, w = camera.shape
+    if units.shape != (h, w):  # PIL's bilinear resampling of a float image, about the pixel centres
+        units = np.asarray(Image.fromarray(units, mode="F").resize((w, h), Image.BILINEAR), dtype=np.float64)
+    electrons_s = units * camera.dark_sky_e_s
+    full_well = camera.full_scale / camera.gain_adu_per_e
+    if camera.exposure_s is None:
+        yy, xx = np.ogrid[:h, :w]
+        near_zenith = np.hypot(xx - camera.cx, yy - camera.cy) < 0.2 * camera.radius
+        zenith = float(np.median(electrons_s[near_zenith])) if near_zenith.any() else float(np.median(electrons_s))
+        exptime = float(min(SKY["max_exptime_s"], camera.auto_target_fraction * full_well / max(zenith, 1e-6)))
+        exptime = float(np.round(exptime, 2)) if exptime < SKY["max_exptime_s"] else SKY["max_exptime_s"]
+        exptime = max(exptime, 0.01)
+    else:
+        exptime = camera.exposure_s
+    n_hot = rng.binomial(h * w, camera.hot_pixel_fraction)
+    expected = electrons_s * exptime
+    flat = expected.reshape(-1)
+    flat[rng.integers(0, h * w, n_hot)] += rng.uniform(2.0, 60.0, n_hot) * exptime / max(camera.gain_adu_per_e, 1e-6)
+    expected = np.clip(expected, 0, 1e9)
+    electrons = expected + np.sqrt(expected) * rng.standard_normal((h, w)).astype(np.float32)
+    few = expected < 50
+    electrons[few] = rng.poisson(expected[few])
+    if camera.bloom_px >= 1:  # saturated charge spills up and down its column
+        from scipy.ndimage import maximum_filter1d
+
+        saturated = electrons > full_well
+        if saturated.any():
+            length = int(camera.bloom_px)
+            bled = maximum_filter1d(saturated.astype(np.uint8), size=2 * length + 1, axis=0).astype(bool)
+            electrons = np.where(bled, np.maximum(electrons, full_well), electrons)
+    adu = camera.pedestal_adu + camera.gain_adu_per_e * (electrons + rng.normal(0, camera.read_noise_e, (h, w)))
+    adu = np.clip(adu, 0, camera.full_scale)
+    if camera.format in ("fits", "png16"):
+        return np.round(adu).astype(np.uint16), exptime
+    from astrobench.tasks.allsky.data import linear_to_srgb
+
+    encoded = linear_to_srgb(adu / camera.full_scale)
+    if camera.format == "jpeg":
+        encoded = encoded[..., None] * np.asarray(camera.colour)[None, None, :]
+    return np.clip(np.round(encoded * 255), 0, 255).astype(np.uint8), exptime
 
 
 def subregion_flags(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) -> np.ndarray:
@@ -325,41 +517,87 @@ def subregion_flags(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) ->
     return (n_cloudy > FLAG_FRACTION * np.maximum(n_sky, 1)).astype(np.uint8)
 
 
+def flag_margin(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) -> float:
+    """How close the frame's label is to the rule's threshold: the smallest |cloudy-pixel fraction - FLAG_FRACTION|
+    over its sub-regions with sky (0.1 = every sub-region entirely clear or entirely cloudy ... 0.9 away)."""
+    cloudy = (tau > TAU_CLOUDY) & sky
+    counted = sky & (subregions >= 0)
+    n_sky = np.bincount(subregions[counted], minlength=N_SUBREGIONS)
+    n_cloudy = np.bincount(subregions[counted & cloudy], minlength=N_SUBREGIONS)
+    has = n_sky > 0
+    return float(np.min(np.abs(n_cloudy[has] / n_sky[has] - FLAG_FRACTION))) if has.any() else float("nan")
+
+
 def frame_label(flags: np.ndarray) -> str:
     n = int(np.sum(flags))
     return CLASSES[0] if n == 0 else CLASSES[2] if n == len(flags) else CLASSES[1]
 
 
-def simulate_frame(index: int, seed: int, shape: tuple[int, int] = FRAME_SHAPE, geo: FisheyeGeometry | None = None):
-    """Frame ``index`` of the simulation with ``seed``: (counts, exptime_s, flags, truth dict); independent of which
-    process renders it."""
+def simulate_frame(index: int, seed: int, camera: CameraModel | None = None, geo: FisheyeGeometry | None = None,
+                   profile: np.ndarray | None = None):
+    """Frame ``index`` of the simulation with ``seed`` through ``camera`` (default: the fixed camera): (counts,
+    exptime_s, flags, truth dict); independent of which process renders it. ``geo`` and ``profile`` (the camera's
+    sky grid and horizon) are computed once per camera by the caller when given."""
+    camera = camera or fixed_camera()
     rng = np.random.default_rng([seed, 17, index])
-    geo = geo or FisheyeGeometry(shape)
-    cond = draw_conditions(rng)
-    counts, exptime, tau, sky = render_frame(geo, cond, rng)
+    geo = geo or camera_sky_geometry(camera)
+    cond = draw_conditions(rng, camera.sky.get("light_pollution_median", SKY["light_pollution_median"]))
+    counts, exptime, tau, sky = render_frame(geo, cond, rng, camera, profile)
     flags = subregion_flags(tau, sky, geo.subregions)
-    truth = {"cloud_cover_pixels": float(np.mean(tau[sky] > TAU_CLOUDY)), "moon_alt_deg": cond.moon_alt,
+    truth = {"cloud_cover_pixels": float(np.mean(tau[sky] > TAU_CLOUDY)),
+             "flag_margin": flag_margin(tau, sky, geo.subregions), "moon_alt_deg": cond.moon_alt,
              "moon_illumination": moon_illuminated_fraction(cond.moon_phase_angle) if cond.moon_alt > 0 else 0.0,
              "sun_alt_deg": cond.sun_alt, "light_pollution": cond.light_pollution}
     return counts, exptime, flags, truth
 
 
+SUFFIX = {"fits": "fits", "jpeg": "jpg", "png8": "png", "png16": "png"}
+
+
+def cameras_for(n: int, seed: int, camera: str | dict = "random", frames_per_camera: int = 100,
+                format: str | None = None) -> list[CameraModel]:
+    """The cameras of a simulation: ``random`` draws one per ``frames_per_camera`` frames (domain randomisation),
+    ``fixed`` is the one camera of version 2, a dict fixes CameraModel fields of one camera for every frame
+    (e.g. ``{"shape": [1040, 1392], "format": "jpeg"}``). ``format`` overrides every camera's file format."""
+    if camera == "random":
+        cams = [draw_camera(np.random.default_rng([seed, 29, k])) for k in range(-(-n // frames_per_camera))]
+    elif camera == "fixed":
+        cams = [fixed_camera()]
+    elif isinstance(camera, dict):
+        unknown = set(camera) - set(CameraModel.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"camera: unknown field(s) {', '.join(sorted(unknown))}; fields: "
+                              f"{', '.join(CameraModel.__dataclass_fields__)}")
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in camera.items()}
+        if "shape" in fields and not {"cx", "cy", "radius"} & set(fields):
+            cams = [fixed_camera(tuple(fields.pop("shape")), **fields)]
+        else:
+            cams = [replace(fixed_camera(), **fields)]
+    else:
+        raise ConfigError(f"camera must be random, fixed or a dict of camera fields, got {camera!r}")
+    if format is not None:
+        cams = [replace(c, format=format) for c in cams]
+    return cams
+
+
 def _write_chunk(args) -> list[dict]:
-    folder, indices, seed, shape, format = args
-    geo = FisheyeGeometry(shape)
+    folder, indices, seed, camera_index, camera = args
+    geo = camera_sky_geometry(camera)
+    profile = horizon_profile(np.random.default_rng([seed, 31, camera_index]))
     rows = []
     for i in indices:
-        counts, exptime, flags, truth = simulate_frame(i, seed, shape, geo)
-        name = f"frames/{i:06d}.{'fits' if format == 'fits' else 'png'}"
-        _write_frame(Path(folder) / name, counts, exptime)
+        counts, exptime, flags, truth = simulate_frame(i, seed, camera, geo, profile)
+        name = f"frames/{i:06d}.{SUFFIX[camera.format]}"
+        _write_frame(Path(folder) / name, counts, exptime, camera)
         rows.append({"file": name, "label": frame_label(flags), "cloud_fraction": f"{flags.mean():.4f}",
                      "exptime_s": f"{exptime:.2f}", "subregion_flags": "".join(map(str, flags)),
-                     **{k: f"{v:.4f}" for k, v in truth.items()}})
+                     "camera": f"cam{camera_index:03d}", "true_cx": f"{camera.cx:.2f}", "true_cy": f"{camera.cy:.2f}",
+                     "true_radius": f"{camera.radius:.2f}", **{k: f"{v:.4f}" for k, v in truth.items()}})
     return rows
 
 
-def _write_frame(path: Path, counts: np.ndarray, exptime: float) -> None:
-    if path.suffix == ".fits":
+def _write_frame(path: Path, counts: np.ndarray, exptime: float, camera: CameraModel) -> None:
+    if camera.format == "fits":
         from astropy.io import fits
 
         hdu = fits.PrimaryHDU(counts)  # uint16 -> BITPIX 16 with BZERO 32768, as the Lowell camera writes
@@ -369,24 +607,43 @@ def _write_frame(path: Path, counts: np.ndarray, exptime: float) -> None:
     else:
         from PIL import Image
 
-        Image.fromarray(counts).save(path)  # 16-bit greyscale PNG; the exposure time is in the manifest
+        image = Image.fromarray(counts)  # uint16 grey (png16), uint8 grey (png8) or uint8 RGB (jpeg)
+        if camera.format == "jpeg":
+            image.save(path, quality=camera.jpeg_quality)
+        else:
+            image.save(path)
 
 
 def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None = None, n_jobs: int = 2,
-             shape: tuple[int, int] = FRAME_SHAPE, progress: bool = True) -> Path:
-    """Write ``n`` simulated frames and ``manifest.csv`` (file, label, cloud_fraction, exptime_s, subregion_flags
-    and the truth columns) to the folder ``out``; returns the manifest's path."""
+             camera: str | dict = "random", frames_per_camera: int = 100, progress: bool = True) -> Path:
+    """Write ``n`` simulated frames and ``manifest.csv`` (file, label, cloud_fraction, exptime_s, subregion_flags,
+    camera, the true circle and the truth columns) to the folder ``out``; returns the manifest's path.
+
+    ``camera``: ``random`` (a new camera every ``frames_per_camera`` frames), ``fixed`` or a dict of camera fields
+    (cameras_for). ``format`` (fits, jpeg, png8, png16; png = png16) overrides the cameras' own."""
     from rich.progress import track
 
-    format = format or "fits"
-    if format not in ("fits", "png"):
-        raise ConfigError(f"allsky writes 16-bit FITS or PNG frames, not {format!r}")
+    if format == "png":
+        format = "png16"
+    if format is not None and format not in SUFFIX:
+        raise ConfigError(f"allsky writes fits, jpeg, png8 or png16 (png) frames, not {format!r}")
     if n < 1:
         raise ConfigError(f"n must be >= 1, got {n}")
+    if not isinstance(frames_per_camera, int) or frames_per_camera < 1:
+        raise ConfigError(f"frames_per_camera must be a positive integer, got {frames_per_camera!r}")
+    if isinstance(camera, str) and camera.strip().startswith("{"):
+        import json
+
+        camera = json.loads(camera)
+    cams = cameras_for(n, seed, camera, frames_per_camera, format)
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
     n_jobs = max(1, min(n_jobs, os.cpu_count() or 1))
-    chunks = [(str(out), list(range(a, min(a + 50, n))), seed, tuple(shape), format) for a in range(0, n, 50)]
+    per = frames_per_camera if len(cams) > 1 else n
+    chunks = []
+    for k, cam in enumerate(cams):
+        first, last = k * per, min((k + 1) * per, n)
+        chunks += [(str(out), list(range(a, min(a + 25, last))), seed, k, cam) for a in range(first, last, 25)]
     rows: list[dict] = []
     with process_pool(n_jobs) if n_jobs > 1 and len(chunks) > 1 else SerialExecutor() as pool:
         for part in track(pool.map(_write_chunk, chunks), total=len(chunks), description="allsky: rendering frames",
@@ -398,5 +655,8 @@ def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None =
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    return manifest
+    with atomic_path(out / "cameras.json") as tmp:
+        import json
 
+        tmp.write_text(json.dumps({f"cam{k:03d}": c.to_dict() for k, c in enumerate(cams)}, indent=1))
+    return manifest

@@ -36,7 +36,7 @@ from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SIMULATO
 from astrobench.tasks.camels.simulate import simulate as simulate_camels
 
 PAPER = "Villaescusa-Navarro et al. 2022 (arXiv:2109.10360), Mtot tested across suites"
-TARGET = "target (issue #5)"
+TARGET = "astrobench target"
 METRICS = ("r2", "rel_err", "chi2", "coverage_68")
 
 

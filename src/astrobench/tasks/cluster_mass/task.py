@@ -35,7 +35,7 @@ from astrobench.tasks.cluster_mass.simulate import simulate as simulate_clusters
 METHODS = ("lm_total", "lm_core_excised", "cnn", "cnn_aug", "d4cnn")
 CNN_METHODS = ("cnn", "cnn_aug", "d4cnn")
 PAPER = "Ntampaka et al. 2019 (ApJ 876, 82)"
-TARGET = "target (issue #3)"
+TARGET = "astrobench target"
 # The notebook shows log10 counts on this colour range.
 IMAGE_VMIN, IMAGE_VMAX = 0.0, 2.7
 

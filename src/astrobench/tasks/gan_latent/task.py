@@ -32,7 +32,7 @@ from astrobench.tasks.spectra.models import ParameterRegressor, SpectraBatch, Sp
 from astrobench.tasks.spectra.simulate import simulate as simulate_spectra
 from astrobench.tasks.spectra.task import MIN_GALAXIES, load_for_run, tilt
 
-TARGET = "target (issue #9)"
+TARGET = "astrobench target"
 INTERPRETED = ("gan", "infogan", "vae")  # brute force on generated spectra; vae_encoder is added when vae runs
 CONTROLLED = ("cgan", "infogan")
 DELTA = 0.5  # intervention half-step in standard deviations: of the training parameters (cgan), of the codes (infogan)

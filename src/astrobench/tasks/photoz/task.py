@@ -41,7 +41,7 @@ from astrobench.tasks.photoz.simulate import SIMULATOR_VERSION, physics_key
 from astrobench.tasks.photoz.simulate import simulate as simulate_photoz
 
 NOTEBOOK = "STScI Hello Universe notebook (3D-HST v4.1, lmass > 9, 70/15/15 split), test MSE"
-TARGET = "target (issue #6)"
+TARGET = "astrobench target"
 OUTLIER_DELTA = 0.15
 ENSEMBLE_SIZE = 3  # the ensemble averages this many best point methods (by validation MSE)
 MIN_GALAXIES = 300  # the 70/15/15 split and 3-fold searches (kNN up to 50 neighbours) need a few hundred

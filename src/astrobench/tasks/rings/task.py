@@ -42,7 +42,7 @@ from astrobench.tasks.rings.simulate import PARAM_NAMES, SIMULATOR_VERSION
 from astrobench.tasks.rings.simulate import simulate as simulate_rings
 
 REL_ERR_PARAMS = ("radius", "thickness", "deformation")
-TARGET = "target (issue #2)"
+TARGET = "astrobench target"
 # PIL's pixel i covers [i, i + 1) of the label coordinates; matplotlib's imshow centres pixel i on i.
 PIXEL_ORIGIN = 0.5
 

@@ -24,7 +24,7 @@ from astrobench.tasks.sn_lasso.simulate import simulate as simulate_sn
 COMPARE_METHODS = ("ols_all", "ridge", "elastic_net", "lasso_min", "lasso_1se", "adaptive_lasso", "best_subset")
 
 PUBLISHED = "Scolnic et al. 2022; Brout et al. 2022 (Pantheon+)"
-TARGET = "target (issue #4)"
+TARGET = "astrobench target"
 
 
 class SNLassoTask(Task):

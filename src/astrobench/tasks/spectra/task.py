@@ -37,7 +37,7 @@ from astrobench.tasks.spectra.models import (
 from astrobench.tasks.spectra.simulate import FILENAME, SIMULATOR_VERSION, physics_key
 from astrobench.tasks.spectra.simulate import simulate as simulate_spectra
 
-TARGET = "target (issue #7)"
+TARGET = "astrobench target"
 PORTILLO = "Portillo et al. 2020 (AJ 160, 45): a 6-latent InfoVAE reconstructs SDSS spectra better than 6 PCA components"
 CONDITIONS = ("z", "log_metallicity", "log_age_yr", "log_smass_msun")
 MEASURED = ("z", "metallicity", "age")  # re-measured by the regressor (log10 for metallicity and age)

@@ -60,31 +60,44 @@ def loss_fn(kind: str) -> Callable:
     return lambda out, y: F.mse_loss(out[:, 0], y)
 
 
-def train_steps(model: Predictor, x: np.ndarray, y: np.ndarray, kind: str, cfg: StepConfig, seed: int,
-                backbone_lr_factor: float = 1.0, augment: Callable | None = None) -> Predictor:
+def train_steps(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, cfg: StepConfig, seed: int,
+                backbone_lr_factor: float = 1.0, augment: Callable | None = None, loss: Callable | None = None,
+                augment_pair: Callable | None = None, freeze_norm: bool = False) -> nn.Module:
     """``cfg.steps`` AdamW steps on minibatches drawn with replacement-free reshuffles of (x, y); returns the model in
-    eval mode. ``backbone_lr_factor`` scales the backbone's learning rate (1: plain fine-tuning)."""
+    eval mode. ``backbone_lr_factor`` scales the backbone's learning rate (1: plain fine-tuning) of a model with a
+    ``backbone`` and a ``head``; any other model trains all its parameters at ``cfg.lr``. ``loss(out, y)`` replaces
+    the kind's loss; ``augment(x)`` or ``augment_pair(x, y)`` transform each batch; ``freeze_norm`` keeps batch-norm
+    statistics as they are (a few-shot set is too small to re-estimate them)."""
     torch.manual_seed(seed)
     gen = np.random.default_rng([seed, 43])
-    groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * backbone_lr_factor},
-              {"params": model.head.parameters(), "lr": cfg.lr}]
+    if hasattr(model, "head") and hasattr(model, "backbone"):
+        groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * backbone_lr_factor},
+                  {"params": model.head.parameters(), "lr": cfg.lr}]
+    else:
+        groups = [{"params": model.parameters(), "lr": cfg.lr}]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-    loss = loss_fn(kind)
+    loss = loss or loss_fn(kind)
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.float32)
     batch = min(cfg.batch_size, len(x))
     order = np.empty(0, dtype=np.int64)
     model.train()
+    if freeze_norm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     for _ in range(cfg.steps):
         if len(order) < batch:
             order = np.r_[order, gen.permutation(len(x))]
         idx, order = order[:batch], order[batch:]
-        xb = xt[idx]
+        xb, yb = xt[idx], yt[idx]
         if augment is not None:
             xb = augment(xb)
+        if augment_pair is not None:
+            xb, yb = augment_pair(xb, yb)
         opt.zero_grad()
-        value = loss(model(xb), yt[idx])
+        value = loss(model(xb), yb)
         value.backward()
         opt.step()
         sched.step()

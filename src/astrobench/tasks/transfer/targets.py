@@ -136,8 +136,8 @@ def allsky_target(ctx: RunContext, pool_max: int, n_test: int) -> TargetData:
     from astrobench.tasks.allsky.task import simulated_frames
 
     opts = ctx.options
-    source = simulated_frames(ctx, opts["n_source_frames"], ctx.seed)
-    target = simulated_frames(ctx, pool_max + n_test, ctx.seed + 500, shape=TARGET_CAMERA_SHAPE)
+    source = simulated_frames(ctx, opts["n_source_frames"], ctx.seed, camera="fixed")
+    target = simulated_frames(ctx, pool_max + n_test, ctx.seed + 500, camera={"shape": list(TARGET_CAMERA_SHAPE)})
     order = np.random.default_rng([ctx.seed, 53]).permutation(len(target))
     test, pool = order[:n_test], order[n_test:]
     info = {"n_source": len(source), "n_pool": len(pool), "n_test": len(test), "classes": target.class_names,
