@@ -418,6 +418,11 @@ def test_camera_option_checks(sim_folder):
     assert G.parse_camera("auto") == "auto"
     given = G.parse_camera('{"cx": 170, "cy": 128, "r": 120, "flip": true}')
     assert (given.cx, given.cy, given.radius, given.flip) == (170.0, 128.0, 120.0, True)
+    # --set camera={...} arrives as a Python literal turned into text by the option parser
+    from astrobench.runner import apply_overrides, parse_set
+
+    opts = apply_overrides({"camera": "auto"}, parse_set(['camera={"cx": 170, "cy": 128, "r": 120}']), "allsky")
+    assert G.parse_camera(opts["camera"]).radius == 120.0
     for bad, message in (("nikon", "preset"), ('{"cx": 1}', "needs cx, cy and r"), ('{"cx": 1, "cy": 2, "r": -3}',
                                                                                     "positive"),
                          ('{"cx": 1, "cy": 2, "r": 3, "zoom": 2}', "unknown key")):

@@ -321,8 +321,6 @@ def estimate_camera(frames: list[np.ndarray], where: Any = "frames", reduced: bo
     The azimuth origin cannot be found from the pixels alone (it needs an astrometric solution): rotation is 0 unless
     given. ``reduced=True``: ``frames`` are already (stack_member output, factor) pairs of frames of ``frame_shape``.
     """
-    from scipy.ndimage import binary_opening, gaussian_filter
-
     members = frames if reduced else [stack_member(f) for f in frames]
     factor = members[0][1]
     stack = np.median([m for m, _ in members], axis=0)
@@ -335,6 +333,16 @@ def estimate_camera(frames: list[np.ndarray], where: Any = "frames", reduced: bo
     for _ in range(2):
         circle = refine_circle(stack, circle)
     cx, cy, r = ((circle.cx + 0.5) * factor - 0.5, (circle.cy + 0.5) * factor - 0.5, circle.radius * factor)
+    geometry = CameraGeometry(round(cx, 2), round(cy, 2), round(r, 2), source="auto", frame_shape=shape,
+                              extras={"n_frames_stacked": len(members)})
+    return Camera(geometry, horizon_mask(stack, circle), factor)
+
+
+def horizon_mask(stack: np.ndarray, circle: SkyCircle) -> np.ndarray:
+    """True where the median stack stays darker than HORIZON_DARK_FRACTION of the median of its ring (40 rings) in
+    the outer half of the sky circle (given in the stack's pixels): trees, buildings, domes."""
+    from scipy.ndimage import binary_opening, gaussian_filter
+
     smooth = gaussian_filter(stack, 1.0)
     yy, xx = np.indices(stack.shape)
     rr = np.hypot(xx - circle.cx, yy - circle.cy)
@@ -345,10 +353,7 @@ def estimate_camera(frames: list[np.ndarray], where: Any = "frames", reduced: bo
         sel = disc & (rings == k)
         ring_median[k] = np.median(smooth[sel]) if sel.any() else 0.0
     horizon = disc & (smooth < HORIZON_DARK_FRACTION * ring_median[rings]) & (rr > 0.5 * circle.radius)
-    horizon = binary_opening(horizon, iterations=1)
-    geometry = CameraGeometry(round(cx, 2), round(cy, 2), round(r, 2), source="auto", frame_shape=shape,
-                              extras={"n_frames_stacked": len(members)})
-    return Camera(geometry, horizon, factor)
+    return binary_opening(horizon, iterations=1)
 
 
 def refine_circle(image: np.ndarray, circle: SkyCircle, n_rays: int = 180) -> SkyCircle:
@@ -700,12 +705,17 @@ def _cameras(source: Path, entries: list[_Entry], camera, pool) -> dict[str, Cam
                                       "column in manifest.csv, or --set camera=per_frame")
         where = first.path if len(members) == 1 else source
         if isinstance(camera, CameraGeometry):
-            out[key] = Camera(camera.check(shape, where))
-            continue
+            camera.check(shape, where)  # before reading any pixels
         step = max(1, len(members) // STACK_FRAMES)
         stacked = [m.path for m in members[::step][:STACK_FRAMES]]
         members = list(pool.map(_read_stack_member, stacked))
-        out[key] = estimate_camera(members, where, reduced=True, frame_shape=shape)
+        if isinstance(camera, CameraGeometry):  # the circle is given; the horizon mask still comes from the frames
+            f = members[0][1]
+            stack = np.median([m for m, _ in members], axis=0)
+            circle = SkyCircle((camera.cx + 0.5) / f - 0.5, (camera.cy + 0.5) / f - 0.5, camera.radius / f)
+            out[key] = Camera(camera, horizon_mask(stack, circle), f)
+        else:
+            out[key] = estimate_camera(members, where, reduced=True, frame_shape=shape)
     return out
 
 

@@ -95,10 +95,7 @@ def parse_camera(value: Any) -> CameraGeometry | str:
         if text.lower() in PRESETS:
             return PRESETS[text.lower()]
         if text.startswith("{"):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"camera: not valid JSON ({err})") from None
+            value = dict_from_text(text, "camera")
         else:
             raise ConfigError(f"camera must be auto, per_frame, a preset ({', '.join(PRESETS)}) or a dict like "
                               f"{{\"cx\": 700, \"cy\": 485, \"r\": 480}}, got {value!r}")
@@ -133,6 +130,23 @@ def parse_camera(value: Any) -> CameraGeometry | str:
                          base.grid if base else "standard", "given" if base is None else f"{base.source} (edited)",
                          base.frame_shape if base else None)
     return geo
+
+
+def dict_from_text(text: str, what: str) -> dict:
+    """A dict written as JSON or as a Python literal (what ``--set key={...}`` hands over); never evaluated."""
+    import ast
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError) as err:
+        raise ConfigError(f"{what}: not a valid dict ({type(err).__name__}: {err})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what}: expected a dict, got {text!r}")
+    return value
 
 
 def subregion_map(shape: tuple[int, int], cx: float, cy: float, radius: float, rotation_deg: float = 0.0,

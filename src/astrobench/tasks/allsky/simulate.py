@@ -632,9 +632,9 @@ def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None =
     if not isinstance(frames_per_camera, int) or frames_per_camera < 1:
         raise ConfigError(f"frames_per_camera must be a positive integer, got {frames_per_camera!r}")
     if isinstance(camera, str) and camera.strip().startswith("{"):
-        import json
+        from astrobench.tasks.allsky.geometry import dict_from_text
 
-        camera = json.loads(camera)
+        camera = dict_from_text(camera.strip(), "camera")
     cams = cameras_for(n, seed, camera, frames_per_camera, format)
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from astrobench.core.io import config_key
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import as_dataset, fit, load_weights, predict_batches
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, FrameSet, load_frames, split_indices
-from astrobench.tasks.allsky.geometry import N_SUBREGIONS
+from astrobench.tasks.allsky.geometry import N_SUBREGIONS, parse_camera
 from astrobench.tasks.allsky.models import FeatureGBM, MobileNetSky, SkyConditionTask, imagenet_weights_path, sky_cnn
 from astrobench.tasks.allsky.simulate import SIMULATOR_VERSION
 from astrobench.tasks.allsky.simulate import simulate as simulate_frames
@@ -158,6 +158,10 @@ class AllskyTask(Task):
 
         for key in ("camera", "eval_camera"):
             parse_camera(options[key])  # a ConfigError names what is wrong
+        if isinstance(options["sim_camera"], str) and options["sim_camera"].strip().startswith("{"):
+            from astrobench.tasks.allsky.geometry import dict_from_text
+
+            options["sim_camera"] = dict_from_text(options["sim_camera"].strip(), "sim_camera")
         if not (options["sim_camera"] in ("random", "fixed") or isinstance(options["sim_camera"], dict)):
             fail("sim_camera", "random, fixed or a dict of camera fields")
         if not options["adapt_lr"] > 0:
@@ -262,6 +266,11 @@ class AllskyTask(Task):
                               "decision_rule": decision_note(val_accuracy, rule)}
         if eval_frames is not None:
             results["real"] = self._evaluate(real_probs, eval_frames, ctx.seed, rule)
+            if parse_camera(opts["eval_camera"]) != "auto":  # how the default geometry would have done
+                auto = load_frames(opts["eval_data"], opts["image_size"], class_names=train.class_names, n_jobs=1)
+                ctx.data_info["eval_data"]["camera_auto"] = auto.cameras
+                results["real_auto_camera"] = self._evaluate({m: fn(auto) for m, (_, fn) in models.items()}, auto,
+                                                             ctx.seed, rule)
             results["summary"]["real_best_by_validation"] = {
                 "method": best, **{k: results["real"][best].get(k) for k in
                                    ("accuracy", "accuracy_err", "subregion_accuracy", "subregion_accuracy_err")}}
