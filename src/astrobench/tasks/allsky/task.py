@@ -221,16 +221,18 @@ class AllskyTask(Task):
                 skipped["mobilenet_ft"] = {"skipped": str(err)}
                 ctx.log(f"[yellow]mobilenet_ft skipped:[/] {err}")
         with ctx.timer("simulate"):
+            # the user's frames are read (and checked) first: a bad folder stops the run before minutes of simulation
+            early = list(KNOWN_CLASSES) if ctx.config["data"] is None else None
+            if early:
+                eval_frames, adapt_frames = self._real_and_adapt_frames(ctx, early)
             train, val, test = self._splits(ctx)
+            if not early:
+                eval_frames, adapt_frames = self._real_and_adapt_frames(ctx, train.class_names)
             pretrain = None
             if opts["pretrain"] == "simulated" and ctx.config["data"] is not None:
                 pretrain = simulated_frames(ctx, opts["n_pretrain"], ctx.seed + 1000)
                 if pretrain.class_names != train.class_names:
                     ctx.log("pretrain: the simulated classes differ from the data's; the class layer starts afresh")
-            eval_frames = self._real_frames(ctx, "eval_data", train.class_names)
-            adapt_frames = self._real_frames(ctx, "adapt_data", train.class_names)
-        if adapt_frames is not None and len(adapt_frames) < 2:
-            raise DataFormatError(opts["adapt_data"], "adapt_data needs at least 2 labelled frames to adapt on, found 1")
         lofo = False
         if adapt_frames is not None and eval_frames is not None:
             adapt_files = {str(Path(f).resolve()) for f in adapt_frames.files}
@@ -289,6 +291,14 @@ class AllskyTask(Task):
             self._figures(ctx, test, test_probs, results, models, eval_frames, best, real_probs, rule)
         return results
 
+    def _real_and_adapt_frames(self, ctx: RunContext, class_names: list[str]):
+        eval_frames = self._real_frames(ctx, "eval_data", class_names)
+        adapt_frames = self._real_frames(ctx, "adapt_data", class_names)
+        if adapt_frames is not None and len(adapt_frames) < 2:
+            raise DataFormatError(ctx.options["adapt_data"], "adapt_data needs at least 2 labelled frames to adapt on, "
+                                                             f"found {len(adapt_frames)}")
+        return eval_frames, adapt_frames
+
     def _real_frames(self, ctx: RunContext, key: str, class_names: list[str]) -> FrameSet | None:
         opts = ctx.options
         if not opts[key]:
@@ -318,8 +328,11 @@ class AllskyTask(Task):
         for method in networks:
             module = models[method][0]
             if lofo:
+                from rich.progress import track
+
                 probs = np.zeros((len(adapt), k + N_SUBREGIONS))
-                for i, train_idx in enumerate(folds):
+                for i, train_idx in track(list(enumerate(folds)), description=f"allsky: adapting {method}, one "
+                                          "frame held out at a time", disable=not ctx.progress, transient=True):
                     assert i not in train_idx  # the frame predicted is never among those adapted on
                     tuned = adapt_network(module, adapt.subset(train_idx), opts, ctx.seed + i)
                     probs[i] = self._network_probs(tuned, adapt.subset([i]), opts)[0]
