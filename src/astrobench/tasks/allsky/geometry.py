@@ -14,7 +14,7 @@ A :class:`CameraGeometry` says where that grid lies in a camera's frames. It com
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -215,7 +215,3 @@ def d4_subregion_permutations(size: int = 64) -> np.ndarray:
             values = grid[moved == k]
             perms[g, k] = np.bincount(values[values >= 0], minlength=N_SUBREGIONS).argmax()
     return perms
-
-
-def with_source(camera: CameraGeometry, source: str, **extras) -> CameraGeometry:
-    return replace(camera, source=source, extras={**camera.extras, **extras})

@@ -63,10 +63,12 @@ class SkyConditionTask(TaskModule):
                 flags[chosen] = moved
         return x, flags
 
-    def loss(self, batch, out: torch.Tensor | None = None):
-        """``out``: the network's output for the batch when already computed (the batch's images are then unused)."""
+    def loss(self, batch):
         x, y, flags = batch
-        out = self(x) if out is None else out
+        return self.output_loss(self(x), y, flags)
+
+    def output_loss(self, out: torch.Tensor, y: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
+        """The loss of network outputs ``out`` against classes ``y`` and flags (rows of NaN flags skipped)."""
         loss = F.cross_entropy(out[:, : self.n_classes], y)
         has = ~torch.isnan(flags).any(dim=1)
         if has.any() and self.flag_weight > 0:

@@ -2,9 +2,9 @@
 
 What a frame holds (docs/tasks/allsky.md lists every number and whether it is a literature value or an estimate):
 
-- **Geometry.** Zenith at the frame centre, horizon on a circle of radius ``R``; a sky direction at zenith angle z
-  lands at r = R z / 90 deg (equidistant fisheye). A random horizon silhouette (trees, buildings) hides the lowest
-  degrees; the lens is vignetted toward its rim.
+- **Geometry.** Zenith at the circle's centre, horizon on a circle of radius ``R``; a sky direction at zenith angle
+  z lands at r = R z / 90 deg (equidistant fisheye). A horizon silhouette per camera (trees, buildings) hides the
+  lowest degrees.
 - **Sky.** Airglow brightening toward the horizon (van Rhijn 1921), light pollution from a town at a random
   azimuth, twilight for a sun between -16 and -8 deg, the Moon's scattered light from the model of Krisciunas &
   Schaefer (1991, PASP 103, 1033) at a random phase and altitude with its saturated disc and halo.
@@ -16,8 +16,10 @@ What a frame holds (docs/tasks/allsky.md lists every number and whether it is a 
   scatters moonlight, twilight and town light, so clouds are dark against a dark sky and bright when lit. The
   twilight and moonlight scattered by the air above the deck (78 % of the column for a deck at 2 km) pass through
   it; town light, scattered low in the boundary layer, does not.
-- **Detector.** Counts = bias + gain-1 Poisson photon noise + read noise + hot pixels, saturated at 65535, written as
-  16-bit FITS with BZERO = 32768 like the Lowell camera's; the exposure time shortens when the sky is bright.
+- **Camera** (``CameraModel``, version 3: drawn per camera from CAMERA_RANGES, or ``fixed_camera``): frame size and
+  the circle's place in it, vignetting, lens rim and glow, photon and read noise, hot pixels, pedestal, gain,
+  saturation and blooming, fixed or automatic exposure, and the file: 16-bit FITS (BZERO = 32768 like the Lowell
+  camera's), 8-bit sRGB JPEG or PNG, or 16-bit PNG.
 
 **Labels follow the real data's rule.** A pixel is cloudy when tau > ``TAU_CLOUDY``; a sub-region (geometry.py) is
 flagged when more than ``FLAG_FRACTION`` of its sky pixels are cloudy; the frame is ``clear`` with 0 of 33 flagged,
@@ -52,7 +54,6 @@ SKY = {  # every value an estimate unless a source is named; docs/tasks/allsky.m
     "airglow_fraction": 0.6,  # the part of the dark sky that brightens toward the horizon (van Rhijn)
     "airglow_height_ratio": 0.984,  # R_earth / (R_earth + 100 km)
     "extinction_mag": 0.2,  # k_V per airmass
-    "vignetting": 0.55,  # throughput 1 - v (r/R)^2.5 at radius r
     "star_zeropoint_adu_s": 1300.0,  # a V = 0 star's rate, set so that as many stars per square degree are found as in
     # the Lowell camera's clear frames (about 2.8 per 100 deg2)
     "star_psf_sigma_px": 0.7,
@@ -64,8 +65,7 @@ SKY = {  # every value an estimate unless a source is named; docs/tasks/allsky.m
     "moon_disc_radius_px": 1.2, "moon_halo_px": 4.0,
     "cloud_power_slope": 3.5, "cloud_edge_softness": 1.0,
     "cloud_albedo_town": 2.5, "cloud_albedo_moon": 0.6, "cloud_base_brightness": 0.2,
-    "bias_adu": (2000.0, 2300.0), "read_noise_adu": 8.0, "hot_pixel_fraction": 3e-4, "hot_pixel_adu_s": (2.0, 60.0),
-    "saturation_adu": 65535, "target_sky_adu": 20000.0, "max_exptime_s": 60.0,
+    "target_sky_adu": 20000.0, "max_exptime_s": 60.0,  # the fixed camera's auto exposure; every camera's longest
 }
 POPULATION = {  # how often each sky occurs (estimates); cover is the drawn cloudy fraction of the sky disc
     "p_clear": 0.38, "p_overcast": 0.24, "partial_cover": (0.05, 0.95),
@@ -216,10 +216,11 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
                  profile: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """One frame: (counts (H, W), exposure time s, cloud optical depth (H, W), sky mask (H, W) bool).
 
-    Without ``camera``: the fixed camera of simulator version 2 (16-bit counts on the grid of ``geo``). With one:
-    the sky is rendered on ``geo`` (the camera's sky at the internal resolution) and imaged by that camera
-    (``expose``); counts then have the camera's shape and format, while tau and the sky mask stay on ``geo``."""
-    s = SKY if camera is None else {**SKY, **camera.sky}
+    The sky is rendered on ``geo`` (the camera's sky at the internal resolution) and imaged by ``camera`` (default:
+    the fixed camera of ``geo``'s shape) with ``expose``; counts have the camera's shape and format, while tau and
+    the sky mask stay on ``geo``."""
+    camera = camera or fixed_camera(geo.shape)
+    s = {**SKY, **camera.sky}
     alt = 90 - geo.zenith_deg
     # the horizon silhouette: sky where the altitude is above the local horizon (one per camera: trees stay put)
     profile = horizon_profile(rng) if profile is None else profile
@@ -275,29 +276,7 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
         brightness = moon_illuminated_fraction(cond.moon_phase_angle) * np.exp(-tau[iy, ix])
         rate = rate + brightness * (3e6 * (d < s["moon_disc_radius_px"]) + 2e4 / (1 + (d / s["moon_halo_px"]) ** 2) ** 1.5)
 
-    if camera is not None:
-        counts, exptime = expose(rate, sky, airglow + town + twilight + moon, geo, camera, rng)
-        return counts, exptime, tau, sky
-    # --- optics and ground -------------------------------------------------------------------------------
-    vignetting = 1 - s["vignetting"] * np.clip(geo.r / geo.radius, 0, 1) ** 2.5
-    ground = 0.08 * (airglow + town + twilight + moon).mean() * s["dark_sky_adu_s"]
-    lens_ring = np.exp(-0.5 * ((geo.r - 1.12 * geo.radius) / (0.05 * geo.radius)) ** 2)
-    rate = np.where(sky, rate * vignetting, np.where(geo.inside, ground, 0.15 * ground * lens_ring))
-
-    # --- detector ----------------------------------------------------------------------------------------
-    zenith_rate = float(np.median(rate[geo.r < 0.2 * geo.radius]))
-    exptime = float(min(s["max_exptime_s"], s["target_sky_adu"] / max(zenith_rate, 1e-3)))
-    exptime = float(np.round(exptime, 2)) if exptime < s["max_exptime_s"] else s["max_exptime_s"]
-    n_hot = rng.binomial(rate.size, s["hot_pixel_fraction"])
-    dark = np.zeros(rate.size)
-    dark[rng.integers(0, rate.size, n_hot)] = rng.uniform(*s["hot_pixel_adu_s"], n_hot)
-    expected = np.clip((rate + dark.reshape(geo.shape)) * exptime, 0, 1e9)
-    # gain 1: Poisson photon noise, drawn as its Gaussian limit where more than 50 electrons are expected
-    electrons = expected + np.sqrt(expected) * rng.standard_normal(geo.shape)
-    few = expected < 50
-    electrons[few] = rng.poisson(expected[few])
-    counts = rng.uniform(*s["bias_adu"]) + electrons + rng.normal(0, s["read_noise_adu"], geo.shape)
-    counts = np.clip(np.round(counts), 0, s["saturation_adu"]).astype(np.uint16)
+    counts, exptime = expose(rate, sky, airglow + town + twilight + moon, geo, camera, rng)
     return counts, exptime, tau, sky
 
 
@@ -508,29 +487,36 @@ def expose(rate: np.ndarray, sky: np.ndarray, diffuse: np.ndarray, geo: FisheyeG
     return np.clip(np.round(encoded * 255), 0, 255).astype(np.uint8), exptime
 
 
-def subregion_flags(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) -> np.ndarray:
-    """(33,) 0/1: flagged where more than FLAG_FRACTION of the sub-region's sky pixels have tau > TAU_CLOUDY."""
-    cloudy = (tau > TAU_CLOUDY) & sky
+def cloudy_fractions(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(33,) sky pixels per sub-region and the fraction of them with tau > TAU_CLOUDY (0 where there is no sky)."""
     counted = sky & (subregions >= 0)
     n_sky = np.bincount(subregions[counted], minlength=N_SUBREGIONS)
-    n_cloudy = np.bincount(subregions[counted & cloudy], minlength=N_SUBREGIONS)
-    return (n_cloudy > FLAG_FRACTION * np.maximum(n_sky, 1)).astype(np.uint8)
+    n_cloudy = np.bincount(subregions[counted & (tau > TAU_CLOUDY)], minlength=N_SUBREGIONS)
+    return n_sky, n_cloudy / np.maximum(n_sky, 1)
+
+
+def subregion_flags(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) -> np.ndarray:
+    """(33,) 0/1: flagged where more than FLAG_FRACTION of the sub-region's sky pixels have tau > TAU_CLOUDY."""
+    return (cloudy_fractions(tau, sky, subregions)[1] > FLAG_FRACTION).astype(np.uint8)
 
 
 def flag_margin(tau: np.ndarray, sky: np.ndarray, subregions: np.ndarray) -> float:
     """How close the frame's label is to the rule's threshold: the smallest |cloudy-pixel fraction - FLAG_FRACTION|
     over its sub-regions with sky (0.1 = every sub-region entirely clear or entirely cloudy ... 0.9 away)."""
-    cloudy = (tau > TAU_CLOUDY) & sky
-    counted = sky & (subregions >= 0)
-    n_sky = np.bincount(subregions[counted], minlength=N_SUBREGIONS)
-    n_cloudy = np.bincount(subregions[counted & cloudy], minlength=N_SUBREGIONS)
+    n_sky, fraction = cloudy_fractions(tau, sky, subregions)
     has = n_sky > 0
-    return float(np.min(np.abs(n_cloudy[has] / n_sky[has] - FLAG_FRACTION))) if has.any() else float("nan")
+    return float(np.min(np.abs(fraction[has] - FLAG_FRACTION))) if has.any() else float("nan")
+
+
+def rule_class_index(flags: np.ndarray) -> np.ndarray:
+    """The labelling rule on (..., 33) 0/1 flags: class index 0 (clear) with none flagged, 2 (overcast) with all,
+    1 (partly cloudy) otherwise."""
+    n = np.sum(flags, axis=-1)
+    return np.where(n == 0, 0, np.where(n == np.shape(flags)[-1], 2, 1))
 
 
 def frame_label(flags: np.ndarray) -> str:
-    n = int(np.sum(flags))
-    return CLASSES[0] if n == 0 else CLASSES[2] if n == len(flags) else CLASSES[1]
+    return CLASSES[int(rule_class_index(flags))]
 
 
 def simulate_frame(index: int, seed: int, camera: CameraModel | None = None, geo: FisheyeGeometry | None = None,

@@ -33,7 +33,7 @@ from astrobench.core.training import as_dataset, fit, load_weights, predict_batc
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, FrameSet, load_frames, split_indices
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, parse_camera
 from astrobench.tasks.allsky.models import FeatureGBM, MobileNetSky, SkyConditionTask, imagenet_weights_path, sky_cnn
-from astrobench.tasks.allsky.simulate import SIMULATOR_VERSION
+from astrobench.tasks.allsky.simulate import SIMULATOR_VERSION, rule_class_index
 from astrobench.tasks.allsky.simulate import simulate as simulate_frames
 
 PREPROCESS_VERSION = "3"
@@ -262,8 +262,7 @@ class AllskyTask(Task):
             results["classify"]["boundary"] = boundary_floor(test, test_probs)
         best = max(val_accuracy, key=val_accuracy.get)
         results["summary"] = {"best": {"method": best, "validation_accuracy": val_accuracy[best],
-                                       **{k: results["classify"][best].get(k) for k in
-                                          ("accuracy", "accuracy_err", "subregion_accuracy", "subregion_accuracy_err")}},
+                                       **headline(results["classify"][best])},
                               "validation_accuracy": {m: round(v, 4) for m, v in val_accuracy.items()},
                               "decision_rule": decision_note(val_accuracy, rule)}
         if eval_frames is not None:
@@ -274,8 +273,7 @@ class AllskyTask(Task):
                 results["real_auto_camera"] = self._evaluate({m: fn(auto) for m, (_, fn) in models.items()}, auto,
                                                              ctx.seed, rule)
             results["summary"]["real_best_by_validation"] = {
-                "method": best, **{k: results["real"][best].get(k) for k in
-                                   ("accuracy", "accuracy_err", "subregion_accuracy", "subregion_accuracy_err")}}
+                "method": best, **headline(results["real"][best])}
         if adapt_frames is not None:
             with ctx.timer("adapt"):
                 key, adapted = self._adapt(ctx, models, adapt_frames, eval_frames, lofo, rule)
@@ -284,8 +282,7 @@ class AllskyTask(Task):
             if tuned:  # chosen on simulated validation accuracy, never on the real frames
                 top = max(tuned, key=lambda m: val_accuracy.get(m, -1))
                 results["summary"][f"{key}_best_by_validation"] = {
-                    "method": top, **{k: adapted[top].get(k) for k in
-                                      ("accuracy", "accuracy_err", "subregion_accuracy", "subregion_accuracy_err")}}
+                    "method": top, **headline(adapted[top])}
         results["summary"]["answer"] = answer(results, best)
         with ctx.timer("figures"):
             self._figures(ctx, test, test_probs, results, models, eval_frames, best, real_probs, rule)
@@ -386,12 +383,7 @@ class AllskyTask(Task):
             module.load_state_dict({**target, **copied})
             ctx.log(f"pretrain: {len(copied)} of {len(target)} tensors of {method} start from the simulated fit")
         self._fit(ctx, "classify", method, module, train, val)
-        tta = opts["tta"] and opts["augment_d4"]
-
-        def probabilities(fs: FrameSet) -> np.ndarray:
-            return predict_batches(lambda x: module.probabilities(x, tta=tta), fs.images, batch_size=256)
-
-        return module, probabilities
+        return module, lambda fs: self._network_probs(module, fs, opts)
 
     def _network(self, ctx: RunContext, method: str, n_classes: int) -> SkyConditionTask:
         opts = ctx.options
@@ -523,7 +515,7 @@ def adapt_network(module: SkyConditionTask, frames: FrameSet, opts: dict[str, An
     cfg = StepConfig(steps=opts["adapt_steps"], batch_size=opts["adapt_batch_size"], lr=opts["adapt_lr"])
 
     def loss(out, y):
-        return tuned.loss([None, y[:, 0].long(), y[:, 1:]], out=out)
+        return tuned.output_loss(out, y[:, 0].long(), y[:, 1:])
 
     def augment_pair(x, y):
         x, flags = tuned.random_view(x, y[:, 1:]) if tuned.d4 else (x, y[:, 1:])
@@ -547,9 +539,7 @@ def flag_rule(flag_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rule on the flags thresholded at 0.5. Each class's score is the upper (Frechet) bound of its probability whatever
     the dependence between the flags: clear min_k (1 - p_k), overcast min_k p_k, partly cloudy
     min(max_k p_k, max_k (1 - p_k)); normalised to sum to 1, their argmax is always the rule's decision."""
-    flags = flag_probs > 0.5
-    n = flags.sum(axis=1)
-    decision = np.where(n == 0, 0, np.where(n == N_SUBREGIONS, 2, 1))
+    decision = rule_class_index(flag_probs > 0.5)
     p = np.clip(flag_probs, 0.0, 1.0)
     scores = np.stack([(1 - p).min(1), np.minimum(p.max(1), (1 - p).max(1)), p.min(1)], axis=1)
     probs = scores / np.maximum(scores.sum(1, keepdims=True), 1e-12)
@@ -564,6 +554,11 @@ def decisions(method: str, probs: np.ndarray, k: int, rule: bool) -> dict[str, t
         class_probs, decision = flag_rule(probs[:, k:])
         out[f"{method}_flag_rule"] = (np.concatenate([class_probs, probs[:, k:]], axis=1), decision)
     return out
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The numbers a summary repeats: accuracy and sub-region accuracy with their errors."""
+    return {k: metrics.get(k) for k in ("accuracy", "accuracy_err", "subregion_accuracy", "subregion_accuracy_err")}
 
 
 def answer(results: dict[str, Any], best: str) -> str:
@@ -582,12 +577,10 @@ def answer(results: dict[str, Any], best: str) -> str:
                  f"{fmt(real, 'accuracy')} and sub-region accuracy {fmt(real, 'subregion_accuracy')}")
     for key, how in (("real_lofo", "adapted on the other real frames (leave-one-frame-out)"),
                      ("real_adapted", "adapted on the adapt_data frames")):
-        adapted = {m: r for m, r in results.get(key, {}).items() if m != "protocol"}
-        if adapted:  # the adapted decision with the best simulated validation accuracy: the real frames choose nothing
-            val = results["summary"]["validation_accuracy"]
-            top = max(adapted, key=lambda m: val.get(m, -1))
-            text += (f"; {how}, {top} (best adapted decision by simulated validation) reaches accuracy "
-                     f"{fmt(adapted[top], 'accuracy')} and sub-region accuracy {fmt(adapted[top], 'subregion_accuracy')}")
+        chosen = results["summary"].get(f"{key}_best_by_validation")
+        if chosen:
+            text += (f"; {how}, {chosen['method']} (best adapted decision by simulated validation) reaches accuracy "
+                     f"{fmt(chosen, 'accuracy')} and sub-region accuracy {fmt(chosen, 'subregion_accuracy')}")
     return text + "."
 
 
