@@ -276,6 +276,7 @@ def find_sky_circle(image: np.ndarray) -> SkyCircle:
 
 STACK_FRAMES = 24  # frames per camera whose median gives the geometry
 STACK_PX = 320  # the stack is built at about this many pixels across the short side
+FIRST_FALL_DEX = 0.5  # along a ray from the centre, a fall this deep below the brightest sky inward is the horizon
 HORIZON_DARK_FRACTION = 0.45  # a sky pixel darker than this fraction of its ring's median in the stack is horizon
 
 
@@ -330,6 +331,7 @@ def estimate_camera(frames: list[np.ndarray], where: Any = "frames", reduced: bo
     except DataFormatError:
         raise DataFormatError(where, "no fisheye sky circle found in the median of the frames; give it with "
                                      "--set camera='{\"cx\": X, \"cy\": Y, \"r\": R}'") from None
+    circle = first_fall_circle(stack, circle)
     for _ in range(2):
         circle = refine_circle(stack, circle)
     cx, cy, r = ((circle.cx + 0.5) * factor - 0.5, (circle.cy + 0.5) * factor - 0.5, circle.radius * factor)
@@ -354,6 +356,57 @@ def horizon_mask(stack: np.ndarray, circle: SkyCircle) -> np.ndarray:
         ring_median[k] = np.median(smooth[sel]) if sel.any() else 0.0
     horizon = disc & (smooth < HORIZON_DARK_FRACTION * ring_median[rings]) & (rr > 0.5 * circle.radius)
     return binary_opening(horizon, iterations=1)
+
+
+def first_fall_circle(image: np.ndarray, circle: SkyCircle, n_rays: int = 180) -> SkyCircle:
+    """The horizon as the first steep fall along rays from ``circle``'s centre, beyond 0.6 of its radius: a lens
+    glow ring beyond the horizon falls off too, and a grid search scoring whole circles can settle on one that follows
+    the horizon on one side and the glow's outer edge on the other. Along each ray, the first point FIRST_FALL_DEX
+    below the brightest point inward of it (a fall to under a third; vignetting falls less except at the steepest
+    settings of CAMERA_RANGES) marks the edge; a circle fitted to the edges by least
+    squares, rays more than 3 median deviations off dropped (trees, lamps). ``circle`` is returned unchanged when
+    fewer than 24 rays find an edge."""
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    log_image = gaussian_filter(np.log10(np.clip(image, 1e-3 * max(float(np.percentile(image, 99)), 1e-9), None)), 1.0)
+    theta = np.linspace(0, 2 * np.pi, n_rays, endpoint=False)
+    frac = np.linspace(0.4, 1.4, 401)
+    radii = circle.radius * frac
+    profile = map_coordinates(log_image, [circle.cy + radii[None, :] * np.sin(theta)[:, None],
+                                          circle.cx + radii[None, :] * np.cos(theta)[:, None]],
+                              order=1, mode="constant", cval=np.nan)
+    edges, angles = [], []
+    start = int(np.searchsorted(frac, 0.6))
+    for k in range(n_rays):
+        ray = profile[k]
+        running = np.fmax.accumulate(np.where(np.isnan(ray), -np.inf, ray))
+        fallen = np.flatnonzero((ray < running - FIRST_FALL_DEX) & (np.arange(len(ray)) >= start))
+        if not len(fallen) or np.isnan(ray[: fallen[0] + 1]).any():
+            continue  # no fall, or the ray left the frame before it
+        edges.append(radii[fallen[0]])
+        angles.append(theta[k])
+    if len(edges) < 24:
+        return circle
+    fit = _kasa_fit(circle.cx + np.asarray(edges) * np.cos(angles), circle.cy + np.asarray(edges) * np.sin(angles))
+    return fit or circle
+
+
+def _kasa_fit(x: np.ndarray, y: np.ndarray, min_points: int = 12) -> SkyCircle | None:
+    """Least-squares circle through the points (Kasa 1976), three rounds dropping points more than 3 median
+    deviations (at least 0.5 px) off; None when fewer than ``min_points`` remain."""
+    keep = np.ones(len(x), dtype=bool)
+    cx = cy = r = 0.0
+    for _ in range(3):
+        if keep.sum() < min_points:
+            return None
+        design = np.stack([x[keep], y[keep], np.ones(keep.sum())], axis=1)
+        sol = np.linalg.lstsq(design, x[keep] ** 2 + y[keep] ** 2, rcond=None)[0]
+        cx, cy = sol[0] / 2, sol[1] / 2
+        r = np.sqrt(sol[2] + cx**2 + cy**2)
+        resid = np.hypot(x - cx, y - cy) - r
+        mad = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        keep = np.abs(resid - np.median(resid[keep])) < max(3 * mad, 0.5)
+    return SkyCircle(float(cx), float(cy), float(r))
 
 
 def refine_circle(image: np.ndarray, circle: SkyCircle, n_rays: int = 180) -> SkyCircle:
@@ -390,23 +443,11 @@ def refine_circle(image: np.ndarray, circle: SkyCircle, n_rays: int = 180) -> Sk
         angles.append(theta[k])
     if len(edges) < 12:
         return circle
-    x = circle.cx + np.asarray(edges) * np.cos(angles)
-    y = circle.cy + np.asarray(edges) * np.sin(angles)
-    keep = np.ones(len(x), dtype=bool)
-    for _ in range(3):
-        design = np.stack([x[keep], y[keep], np.ones(keep.sum())], axis=1)
-        sol = np.linalg.lstsq(design, x[keep] ** 2 + y[keep] ** 2, rcond=None)[0]
-        cx, cy = sol[0] / 2, sol[1] / 2
-        r = np.sqrt(sol[2] + cx**2 + cy**2)
-        resid = np.hypot(x - cx, y - cy) - r
-        mad = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
-        keep = np.abs(resid - np.median(resid[keep])) < max(3 * mad, 0.5)
-        if keep.sum() < 12:
-            return circle
-    if not np.isfinite(r) or abs(r - circle.radius) > 0.08 * circle.radius or \
-            np.hypot(cx - circle.cx, cy - circle.cy) > 0.08 * circle.radius:
+    fit = _kasa_fit(circle.cx + np.asarray(edges) * np.cos(angles), circle.cy + np.asarray(edges) * np.sin(angles))
+    if fit is None or not np.isfinite(fit.radius) or abs(fit.radius - circle.radius) > 0.08 * circle.radius or \
+            np.hypot(fit.cx - circle.cx, fit.cy - circle.cy) > 0.08 * circle.radius:
         return circle  # a fit pulled away by too few good rays: keep the grid search's circle
-    return SkyCircle(float(cx), float(cy), float(r))
+    return fit
 
 
 # --- preprocessing -------------------------------------------------------------------------------------------

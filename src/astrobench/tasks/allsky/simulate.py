@@ -40,13 +40,14 @@ from astrobench.core.parallel import process_pool
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, SerialExecutor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
-SIMULATOR_VERSION = "3"  # 3: domain randomisation over cameras; 2: the cloud deck dims the light scattered above it
+SIMULATOR_VERSION = "4"  # 4: a cloud dims the stars by >= 1 mag, thicker decks, sub-threshold haze; 3: domain
+# randomisation over cameras; 2: the cloud deck dims the light scattered above it
 CLASSES = KNOWN_CLASSES  # clear (0 of 33 flagged), partly_cloudy, overcast (33 of 33)
 FRAME_SHAPE = (256, 344)  # rows, columns: the Lowell camera's 1040 x 1392 aspect, 4x coarser
 HORIZON_FRACTION = 0.94  # horizon radius / half the short side
 
 AIR_ABOVE_CLOUDS = 0.78  # 1 - exp(-2 km / 8 km): the air above a cloud deck at 2 km (scale height 8 km)
-TAU_CLOUDY = 0.4  # a pixel is cloudy above this optical depth (0.43 mag of extinction)
+TAU_CLOUDY = 0.4 * np.log(10)  # a pixel is cloudy where the cloud dims the stars behind it by 1 mag or more (tau 0.92)
 FLAG_FRACTION = 0.1  # a sub-region is flagged cloudy above this fraction of cloudy sky pixels
 
 SKY = {  # every value an estimate unless a source is named; docs/tasks/allsky.md
@@ -70,7 +71,8 @@ SKY = {  # every value an estimate unless a source is named; docs/tasks/allsky.m
 POPULATION = {  # how often each sky occurs (estimates); cover is the drawn cloudy fraction of the sky disc
     "p_clear": 0.38, "p_overcast": 0.24, "partial_cover": (0.05, 0.95),
     "p_moon_up": 0.45, "p_twilight": 0.12, "twilight_sun_alt_deg": (-16.0, -8.0),
-    "cloud_tau": (1.0, 6.0),  # peak optical depth, log-uniform
+    "cloud_tau": (2.0, 8.0),  # peak optical depth, log-uniform; an overcast deck is at least half its peak
+    "p_haze": 0.35, "haze_tau": (0.05, 0.6),  # a thin veil over any sky, below TAU_CLOUDY on its own
 }
 
 
@@ -88,6 +90,7 @@ class Conditions:
     light_pollution: float
     town_az: float
     galactic_pole: tuple[float, float, float]
+    haze_tau: float = 0.0  # a thin veil over the whole sky (0: none)
 
 
 def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SKY["light_pollution_median"]) -> Conditions:
@@ -99,6 +102,7 @@ def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SK
     pole = rng.normal(size=3)
     return Conditions(
         cover=float(cover), cloud_tau=float(np.exp(rng.uniform(*np.log(p["cloud_tau"])))),
+        haze_tau=float(rng.uniform(*p["haze_tau"])) if rng.uniform() < p["p_haze"] else 0.0,
         moon_alt=float(np.degrees(np.arcsin(rng.uniform(0.05, 1.0)))) if moon_up else -30.0,
         moon_az=float(rng.uniform(0, 360)), moon_phase_angle=float(rng.uniform(0, 180)),
         sun_alt=float(rng.uniform(*p["twilight_sun_alt_deg"])) if twilight else -30.0, sun_az=float(rng.uniform(0, 360)),
@@ -172,26 +176,37 @@ def fractal_field(rng: np.random.Generator, size: int = 256, slope: float = SKY[
 
 
 def cloud_optical_depth(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator) -> np.ndarray:
-    """(H, W) cloud optical depth: a fractal field on a flat cloud layer, seen in perspective from the camera."""
+    """(H, W) cloud optical depth: a fractal field on a flat cloud layer, seen in perspective from the camera, plus
+    the frame's thin haze (a smooth veil, on its own below TAU_CLOUDY; it can tip a thin cloud edge over)."""
+    tau = np.zeros(geo.shape)
+    if cond.haze_tau > 0:
+        veil = _layer_field(geo, rng, slope=4.0)
+        tau = tau + cond.haze_tau * (0.7 + 0.3 * (veil - veil[geo.inside].min()) / np.ptp(veil[geo.inside]))
     if cond.cover <= 0:
-        return np.zeros(geo.shape)
+        return tau
+    seen = _layer_field(geo, rng)
+    if cond.cover >= 1:  # overcast: a full deck with structure, never thinner than half its peak
+        norm = (seen - seen[geo.inside].min()) / np.ptp(seen[geo.inside])
+        return tau + cond.cloud_tau * (0.5 + 0.5 * norm)
+    threshold = np.quantile(seen[geo.inside], 1 - cond.cover)
+    softness = SKY["cloud_edge_softness"]
+    return tau + cond.cloud_tau * np.clip((seen - threshold) / softness, 0, 1)
+
+
+def _layer_field(geo: FisheyeGeometry, rng: np.random.Generator, slope: float = SKY["cloud_power_slope"]) -> np.ndarray:
+    """(H, W) a fractal field on a flat layer above the camera, seen in perspective (features shrink toward the
+    horizon)."""
     from scipy.ndimage import map_coordinates
 
-    size, extent = 256, 8.0  # the layer grid spans +-extent cloud heights around the zenith point
-    field = fractal_field(rng, size)
+    size, extent = 256, 8.0  # the layer grid spans +-extent layer heights around the zenith point
+    field = fractal_field(rng, size, slope)
     tan_z = np.tan(np.radians(np.minimum(geo.zenith_deg, 83.0)))  # the layer beyond 83 deg merges into the horizon
     rot = rng.uniform(0, 2 * np.pi)
     u = tan_z * np.cos(np.radians(geo.azimuth_deg) + rot)
     v = tan_z * np.sin(np.radians(geo.azimuth_deg) + rot)
     scale = rng.uniform(0.6, 1.6)  # cloud size relative to the layer height
     coords = np.stack([(v / scale / extent + 1) * size / 2, (u / scale / extent + 1) * size / 2])
-    seen = map_coordinates(field, coords, order=1, mode="wrap")
-    if cond.cover >= 1:  # overcast: a full deck with structure, never thinner than half its peak
-        norm = (seen - seen[geo.inside].min()) / np.ptp(seen[geo.inside])
-        return cond.cloud_tau * (0.5 + 0.5 * norm)
-    threshold = np.quantile(seen[geo.inside], 1 - cond.cover)
-    softness = SKY["cloud_edge_softness"]
-    return cond.cloud_tau * np.clip((seen - threshold) / softness, 0, 1)
+    return map_coordinates(field, coords, order=1, mode="wrap")
 
 
 def moon_sky_brightness(geo: FisheyeGeometry, cond: Conditions) -> np.ndarray:
