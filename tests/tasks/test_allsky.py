@@ -109,9 +109,10 @@ def test_moonlight_follows_krisciunas_schaefer(geo):
 
 
 def test_clouds_hide_stars(geo):
-    """Thick cloud removes the stars: the loader's star density falls from clear to overcast frames."""
+    """Thick cloud (tau 4-8, the top of the simulator's range: 4.3-8.7 mag) removes the stars: the loader's star
+    density falls from clear to overcast frames."""
     rng = np.random.default_rng(1)
-    clear = sim.Conditions(cover=0, cloud_tau=4, moon_alt=-30, moon_az=0, moon_phase_angle=0, sun_alt=-30, sun_az=0,
+    clear = sim.Conditions(cover=0, cloud_tau=8, moon_alt=-30, moon_az=0, moon_phase_angle=0, sun_alt=-30, sun_az=0,
                            light_pollution=0.2, town_az=0, galactic_pole=(0, 1, 0))
     overcast = sim.Conditions(**{**clear.__dict__, "cover": 1.0})
     density = []
@@ -119,7 +120,7 @@ def test_clouds_hide_stars(geo):
         counts, exptime, _, _ = sim.render_frame(geo, cond, rng)
         _, feats = D.preprocess_frame(counts.astype(float), exptime, 64)
         density.append(feats[: 33 * 4].reshape(33, 4)[:, 0].mean())
-    assert density[0] > 1.0 and density[1] < 0.3 * density[0]
+    assert density[0] > 0.8 and density[1] < 0.3 * density[0]
 
 
 def test_simulate_writes_the_manifest_form(sim_folder):

@@ -40,7 +40,8 @@ from astrobench.core.parallel import process_pool
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, SerialExecutor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
-SIMULATOR_VERSION = "4"  # 4: a cloud dims the stars by >= 1 mag, thicker decks, sub-threshold haze; 3: domain
+SIMULATOR_VERSION = "5"  # 5: a Milky Way brightest toward the galactic centre, with dust lanes; 4: a cloud dims the
+# stars by >= 1 mag, thicker decks, sub-threshold haze; 3: domain
 # randomisation over cameras; 2: the cloud deck dims the light scattered above it
 CLASSES = KNOWN_CLASSES  # clear (0 of 33 flagged), partly_cloudy, overcast (33 of 33)
 FRAME_SHAPE = (256, 344)  # rows, columns: the Lowell camera's 1040 x 1392 aspect, 4x coarser
@@ -60,7 +61,10 @@ SKY = {  # every value an estimate unless a source is named; docs/tasks/allsky.m
     "star_psf_sigma_px": 0.7,
     "stars_per_sphere": (0.48, 0.8),  # log10 N(< V) = a V + b
     "faintest_star_mag": 7.5,
-    "milky_way_glow": 0.3, "milky_way_width_deg": 10.0, "milky_way_star_boost": 2.0,
+    # integrated starlight of the band: from about 60 S10 toward the anticentre to 250 S10 at the brightest
+    # (Cinzano's review of Roach & Gordon 1973), against a dark zenith sky of about 220 S10 (Leinert et al. 1998)
+    "milky_way_glow": (0.25, 1.1), "milky_way_centre_deg": 50.0, "milky_way_lane_depth": 0.6,
+    "milky_way_width_deg": 10.0, "milky_way_star_boost": 2.0,
     "light_pollution_median": 0.4, "light_pollution_dex": 0.5,  # town glow at the horizon, dark-sky units
     "dark_sky_nl": 60.0,  # the dark zenith sky in nanolamberts (Krisciunas & Schaefer's unit)
     "moon_disc_radius_px": 1.2, "moon_halo_px": 4.0,
@@ -91,6 +95,7 @@ class Conditions:
     town_az: float
     galactic_pole: tuple[float, float, float]
     haze_tau: float = 0.0  # a thin veil over the whole sky (0: none)
+    galactic_centre_deg: float = 0.0  # where in the galactic plane the centre lies (an angle about the pole)
 
 
 def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SKY["light_pollution_median"]) -> Conditions:
@@ -108,6 +113,7 @@ def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SK
         sun_alt=float(rng.uniform(*p["twilight_sun_alt_deg"])) if twilight else -30.0, sun_az=float(rng.uniform(0, 360)),
         light_pollution=float(light_pollution_median * 10 ** rng.normal(0, SKY["light_pollution_dex"])),
         town_az=float(rng.uniform(0, 360)), galactic_pole=tuple(float(v) for v in pole / np.linalg.norm(pole)),
+        galactic_centre_deg=float(rng.uniform(0, 360)),
     )
 
 
@@ -254,9 +260,7 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
         rho_sun = geo.separation_deg(cond.sun_alt, cond.sun_az)
         twilight = 10 ** (0.35 * (cond.sun_alt + 18)) * (0.4 + np.exp(-rho_sun / 35) + 0.4 * np.exp(-np.maximum(alt, 0) / 20))
     moon = moon_sky_brightness(geo, cond)
-    # galactic latitude of each pixel for the Milky Way band
-    sin_b = geo.vec @ np.asarray(cond.galactic_pole)
-    milky_way = s["milky_way_glow"] * np.exp(-0.5 * (np.degrees(np.arcsin(sin_b)) / s["milky_way_width_deg"]) ** 2)
+    milky_way = milky_way_glow(geo, cond, rng, s)
     behind_clouds = airglow + milky_way * extinction
 
     # --- stars -------------------------------------------------------------------------------------------
@@ -293,6 +297,30 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
 
     counts, exptime = expose(rate, sky, airglow + town + twilight + moon, geo, camera, rng)
     return counts, exptime, tau, sky
+
+
+def milky_way_glow(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, s: dict = SKY) -> np.ndarray:
+    """(H, W) the Milky Way's diffuse glow in dark-sky units: a band of Gaussian width in galactic latitude, brightest
+    toward the galactic centre (Gaussian in longitude), crossed by dust lanes (a fractal field in (l, b), deepest
+    on the plane)."""
+    from scipy.ndimage import map_coordinates
+
+    pole = np.asarray(cond.galactic_pole, dtype=float)
+    ref = np.array([0.0, 0.0, 1.0]) if abs(pole[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    u = np.cross(pole, ref)
+    u /= np.linalg.norm(u)
+    phi = np.radians(cond.galactic_centre_deg)
+    centre = np.cos(phi) * u + np.sin(phi) * np.cross(pole, u)
+    b_deg = np.degrees(np.arcsin(np.clip(geo.vec @ pole, -1, 1)))
+    l_deg = np.degrees(np.arctan2(geo.vec @ np.cross(pole, centre), geo.vec @ centre))  # 0 at the centre
+    faint, bright = s["milky_way_glow"]
+    amplitude = faint + (bright - faint) * np.exp(-((l_deg / s["milky_way_centre_deg"]) ** 2))
+    size = 256
+    field = fractal_field(rng, size, slope=3.0)
+    lanes = map_coordinates(field, [np.clip((b_deg / 60 + 0.5) * size, 0, size - 1), (l_deg + 180) / 360 * size],
+                            order=1, mode="wrap")
+    dust = s["milky_way_lane_depth"] * np.clip(lanes - 0.5, 0, 1.5) / 1.5 * np.exp(-0.5 * (b_deg / 4.0) ** 2)
+    return amplitude * (1 - dust) * np.exp(-0.5 * (b_deg / s["milky_way_width_deg"]) ** 2)
 
 
 def _star_layer(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, extinction_mag: float,
