@@ -101,7 +101,10 @@ def run(
     run_dir = run_task(task, data=data, quick=quick, out=out, name=name, seed=seed, overrides=parse_set(set_),
                        accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
                        resume=resume, progress=not no_progress)
-    typer.echo(str(run_dir))
+    from astrobench.core.distributed import is_global_zero
+
+    if is_global_zero():  # in a multi-process run, the owner says where the run is
+        typer.echo(str(run_dir))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Any
 import lightning
 
 from astrobench import __version__
+from astrobench.core import distributed as dist
 from astrobench.core.io import ConfigError, DataFormatError, read_run_config, write_json_atomic
 from astrobench.core.metrics import N_BOOT
 from astrobench.core.report import render_report
@@ -61,6 +62,37 @@ def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any], task: s
     return options
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+def check_trainer(accelerator: str, devices: Any, num_nodes: int, strategy: str) -> None:
+    """Refuse hardware flags before anything is created (Lightning would refuse some only inside the first fit, and
+    accept others that cannot run here): an unknown strategy or accelerator, fewer than one node, more CPU
+    processes than cores, a GPU that is not there."""
+    import os
+
+    import torch
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    if not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ConfigError(f"--num-nodes must be at least 1, got {num_nodes!r}")
+    known = sorted(set(StrategyRegistry.available_strategies()) | {"auto"})
+    if strategy not in known:
+        raise ConfigError(f"--strategy {strategy!r} is not a Lightning strategy; use one of auto, ddp, ddp_spawn, "
+                          f"fsdp, deepspeed ({len(known)} known, e.g. {', '.join(known[:4])}, ...)")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    gpu = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not gpu:
+        raise ConfigError(f"--accelerator {accelerator}: this machine has no GPU that torch can use; use "
+                          "--accelerator cpu")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpu)
+    cores = os.cpu_count() or 1
+    if on_cpu and isinstance(devices, int) and devices > cores:
+        raise ConfigError(f"--devices {devices}: on the CPU each device is one training process, and this machine "
+                          f"has {cores} cores{' and no GPU' if not gpu else ''}; use at most --devices {cores}")
+
+
 def resolve_config(task_name: str, data: str | Path | None = None, quick: bool = False, seed: int = 0,
                    overrides: dict[str, Any] | None = None, accelerator: str = "auto", devices: Any = "auto",
                    num_nodes: int = 1, strategy: str = "auto", progress: bool = True) -> dict[str, Any]:
@@ -72,6 +104,7 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
         raise ConfigError(f"size must be one of {', '.join(task.sizes)}, got {size!r}")
     if data is not None and not Path(data).exists():
         raise DataFormatError(data, "not found")
+    check_trainer(accelerator, devices, num_nodes, strategy)
     return {
         "task": task_name,
         "size": size,
@@ -97,7 +130,12 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
         overrides: dict[str, Any] | None = None,
         accelerator: str = "auto", devices: Any = "auto", num_nodes: int = 1, strategy: str = "auto",
         resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Run every experiment of a task into a new run folder (or continue ``resume``); return the folder."""
+    """Run every experiment of a task into a new run folder (or continue ``resume``); return the folder.
+
+    In a multi-process run (``--strategy ddp``, torchrun, SLURM) only global rank 0 owns the run folder; the
+    other ranks follow it (:func:`follow_owner`)."""
+    if not dist.is_global_zero():
+        return follow_owner(task_name, out, name, resume)
     if resume is not None:
         run_dir = Path(resume)
         config = read_run_config(run_dir)
@@ -116,6 +154,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
                                 num_nodes, strategy, progress)
         run_dir = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
+    dist.announce_owner(run_dir)  # the ranks Lightning starts at the first fit re-run this command: they follow it
     task = get_task(config["task"])
     lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
     ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
@@ -132,7 +171,32 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
     render_report([run_dir], run_dir / "report.html", title=f"astrobench {task.name}: {run_dir.name}")
+    dist.wait_for_other_ranks()
     ctx.log(f"done in {ctx.seconds['total']:.0f} s -> {run_dir / 'report.html'}")
+    return run_dir
+
+
+def follow_owner(task_name: str | None, out: str | Path, name: str | None, resume: str | Path | None) -> Path:
+    """A rank other than 0: find the owner's run folder, read its config.json, and replay the task beside the owner
+    so that this rank reaches every training step in the same order. Its checkpoints are the owner's; everything
+    else it produces goes to a scratch folder, deleted at the end, and nothing is written into the owner's folder
+    (the owner alone writes config, checkpoints, metrics, figures and the report)."""
+    import shutil
+    import tempfile
+
+    run_dir = dist.find_owner_run_dir(out, task_name, name, resume)
+    config = read_run_config(run_dir)
+    config["progress"] = False  # one progress display: the owner's
+    dist.set_owner_run_dir(run_dir)
+    scratch = Path(tempfile.mkdtemp(prefix=f"astrobench-rank{dist.global_rank()}-"))
+    try:
+        lightning.seed_everything(config["seed"], verbose=False)
+        ctx = RunContext(run_dir=scratch, config=config, resume=resume is not None, owner_run_dir=run_dir)
+        get_task(config["task"]).run(ctx)
+        dist.wait_for_other_ranks()
+    finally:
+        dist.set_owner_run_dir(None)
+        shutil.rmtree(scratch, ignore_errors=True)
     return run_dir
 
 

@@ -83,3 +83,12 @@ def owned_elsewhere(path: str | Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+def wait_for_other_ranks() -> None:
+    """At the end of a run, in every rank: wait until all ranks have finished, so that the command the user typed
+    returns only when no rank is left working (a no-op without a process group)."""
+    import torch.distributed as torch_dist
+
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()

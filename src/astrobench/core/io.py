@@ -41,9 +41,22 @@ class ConfigError(AstrobenchError):
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
-    A killed process leaves at most a stray temporary file, never a half-written ``path``.
+    A killed process leaves at most a stray temporary file, never a half-written ``path``. In a rank of a
+    multi-process run that does not own the run folder (``astrobench.core.distributed``), a ``path`` inside that
+    folder is never written: the block writes a scratch file that is then deleted.
     """
+    from astrobench.core.distributed import owned_elsewhere
+
     path = Path(path)
+    if owned_elsewhere(path):
+        scratch = Path(tempfile.mkdtemp(prefix="astrobench-not-owner-"))
+        try:
+            yield scratch / path.name
+        finally:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

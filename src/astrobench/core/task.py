@@ -29,6 +29,9 @@ class RunContext:
     seconds: dict[str, float] = field(default_factory=dict)
     data_info: dict[str, Any] = field(default_factory=dict)
     error_bars: str | None = None  # what the ``_err`` values are, when not the default bootstrap over test objects
+    # in a rank that does not own the run (DDP): the owner's run folder, whose checkpoints this rank reads; its own
+    # run_dir is then a scratch folder for what it produces outside training
+    owner_run_dir: Path | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -57,7 +60,9 @@ class RunContext:
                                   verbose=False)
 
     def checkpoint_dir(self, experiment: str, method: str) -> Path:
-        return self.run_dir / "checkpoints" / f"{experiment}.{method}"
+        """Where one model's checkpoints live: in the run folder of the process that owns the run (every rank of a
+        DDP run must resume from, and load the best weights of, the same files)."""
+        return (self.owner_run_dir or self.run_dir) / "checkpoints" / f"{experiment}.{method}"
 
     def train_config(self, **overrides) -> TrainConfig:
         """Training budget from the task options (``max_epochs``, ``batch_size``, ``patience``) and the hardware

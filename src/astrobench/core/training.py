@@ -229,10 +229,19 @@ class ConditionalVAETask(TaskModule):
 
 
 class LossHistory(Callback):
-    """Per-epoch train and validation loss; stored in checkpoints so a resumed run keeps its curve."""
+    """Per-epoch train and validation loss; stored in checkpoints so a resumed run keeps its curve.
 
-    def __init__(self):
+    ``spill``: a file rank 0 writes the history to when training ends. With a spawning strategy (``ddp_spawn``)
+    training runs in child processes and this callback's copy in the calling process stays empty; :func:`fit`
+    reads the history back from the file."""
+
+    def __init__(self, spill: Path | None = None):
         self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
+        self.spill = spill
+
+    def on_train_end(self, trainer, pl_module):
+        if self.spill is not None and trainer.is_global_zero:
+            write_json_atomic(self.spill, self.history)
 
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
@@ -284,11 +293,11 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
 
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    loader_gen = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=loader_gen,
-                              num_workers=cfg.num_workers, drop_last=len(train) > cfg.batch_size)
-    val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 512), num_workers=cfg.num_workers)
-    history = LossHistory()
+    # ddp_spawn / ddp_fork / ddp_notebook train in child processes: the history comes back through a file
+    spawned = any(kind in str(cfg.strategy) for kind in ("spawn", "fork", "notebook"))
+    if spawned:
+        history_path.unlink(missing_ok=True)
+    history = LossHistory(spill=history_path if spawned else None)
     # without a monitor, top-1 is the latest epoch: that save is what makes save_last write last.ckpt every epoch
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss" if select_best else None, mode="min",
                            save_last=True, save_top_k=1, enable_version_counter=False)
@@ -302,15 +311,26 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
         # deterministic kernels where they exist; on a GPU some have none, which then warns instead of failing
         deterministic="warn",
     )
+    # with several processes Lightning gives each rank 1/world_size of the data (a DistributedSampler, which
+    # shuffles from the run's seed): the last partial batch is dropped only when every rank still has a full one.
+    # A spawning strategy pickles the loaders into its processes, and a torch.Generator does not survive that under
+    # torch's default file-descriptor sharing ("unable to resize file ... Invalid argument"): no generator there
+    loader_gen = None if spawned else torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=loader_gen,
+                              num_workers=cfg.num_workers, drop_last=len(train) // trainer.world_size > cfg.batch_size)
+    val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 512), num_workers=cfg.num_workers)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = last if resume and last.exists() else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
+    if spawned and history_path.exists():
+        history.history = json.loads(history_path.read_text())
     if select_best and best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
     module.cpu().eval()
     if trainer.is_global_zero:
-        write_json_atomic(history_path, history.history)
+        if not spawned:
+            write_json_atomic(history_path, history.history)
         with atomic_path(final) as tmp:  # model.pt marks a finished model: never half-written
             torch.save(module.state_dict(), tmp)
     return FitResult(history.history, len(history.history["epoch"]), resumed=ckpt_path is not None)
