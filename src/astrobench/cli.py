@@ -32,6 +32,18 @@ def _devices(value: str) -> int | str:
     raise AstrobenchError(f"--devices expects a number, -1, 'auto' or indices like 0,1; got {value!r}")
 
 
+def _use_scheduler(address: str | None) -> None:
+    """--scheduler (or $DASK_SCHEDULER_ADDRESS): checked before anything is created; nobody listening there is one
+    line after a few seconds."""
+    import os
+
+    from astrobench.core import parallel
+
+    address = address or os.environ.get(parallel.SCHEDULER_ENV)
+    if address:
+        parallel.set_scheduler(address)
+
+
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
     """Global options."""
@@ -56,6 +68,10 @@ def simulate(
     format: Optional[str] = typer.Option(None, "--format", help="On-disk format (rings: png or npz)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP + " rings: mode=single|n_ring, "
                                              "max_rings=2, image_size=28."),
+
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the simulations, e.g. "
+                                            "tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS, else a local cluster "
+                                            "of the task's n_jobs processes)."),
 ):
     """Simulate a data set and write it in the task's real on-disk format."""
     import inspect
@@ -68,6 +84,7 @@ def simulate(
     from astrobench.runner import apply_overrides
 
     task_obj = get_task(task)
+    _use_scheduler(scheduler)
     defaults = {name: p.default for name, p in inspect.signature(task_obj.simulate).parameters.items()
                 if name not in ("out", "n", "seed", "format")}
     try:
@@ -93,11 +110,16 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its checkpoints."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or log lines."),
+
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the simulations, e.g. "
+                                            "tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS, else a local cluster "
+                                            "of the task's n_jobs processes)."),
 ):
     """Run every experiment of a task and write metrics.json, figures and report.html."""
     from astrobench.runner import parse_set
     from astrobench.runner import run as run_task
 
+    _use_scheduler(scheduler)
     run_dir = run_task(task, data=data, quick=quick, out=out, name=name, seed=seed, overrides=parse_set(set_),
                        accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
                        resume=resume, progress=not no_progress)

@@ -1,12 +1,125 @@
-"""Worker processes for the simulators and loaders."""
+"""Parallel work for the simulators and loaders, on Dask (``dask.distributed``).
+
+Every simulator and loader whose cost grows with the number of objects splits its work into chunks and maps a
+module-level function over them with :func:`executor`. Where the chunks run:
+
+- one process (``n_jobs=1``): in this process, no Dask;
+- ``n_jobs > 1``: an embedded ``LocalCluster`` of ``n_jobs`` worker processes (one thread each), started for the
+  call and closed after it: nothing to install or start;
+- an existing Dask cluster, when ``--scheduler tcp://HOST:PORT`` (or the environment variable
+  ``DASK_SCHEDULER_ADDRESS``) names one: its workers need astrobench installed and must see the output folder.
+
+A chunk's random stream depends on the seed and the chunk's index only, never on the worker that runs it, so the
+files are byte-identical whatever the number of workers. Dask runs a chunk again on another worker when its worker
+dies (``distributed.scheduler.allowed-failures``), and the simulation cache renames a finished build into place, so a
+killed worker never leaves a half-written cache entry.
+
+Why Dask rather than ``concurrent.futures``: the same code then runs on a laptop and on a cluster, and a dead worker
+costs a retried chunk instead of the whole simulation.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import logging
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
+
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+CONNECT_TIMEOUT_S = 5  # seconds to reach a named scheduler before giving up with one line
+
+_scheduler: str | None = None
 
 
-def process_pool(n_jobs: int) -> ProcessPoolExecutor:
-    """``n_jobs`` worker processes started by a fork server: forking a process whose torch (OpenMP) thread pool is
-    running can deadlock the children, as a run that trains one model and then simulates data for the next would."""
-    return ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("forkserver"))
+def set_scheduler(address: str | None) -> None:
+    """Use the Dask scheduler at ``address`` for every later :func:`executor` (None: the environment variable, else
+    a local cluster). The scheduler is contacted at once: nobody listening is a ConfigError after
+    CONNECT_TIMEOUT_S seconds."""
+    global _scheduler
+    if address:
+        check_scheduler(address)
+    _scheduler = address or None
+
+
+def scheduler_address() -> str | None:
+    return _scheduler or os.environ.get(SCHEDULER_ENV) or None
+
+
+def check_scheduler(address: str) -> None:
+    """Raise ConfigError unless a Dask scheduler answers at ``address`` within CONNECT_TIMEOUT_S seconds."""
+    from astrobench.core.io import ConfigError
+
+    try:
+        client = _client(address)
+    except (OSError, TimeoutError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--scheduler {address}: no Dask scheduler answers there within {CONNECT_TIMEOUT_S} s "
+                          f"({reason[:120]})") from None
+    client.close()
+
+
+def _client(address: str):
+    from distributed import Client
+
+    return Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+
+
+class SerialExecutor:
+    """:func:`executor`'s interface, in this process."""
+
+    workers = 1
+
+    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
+        return map(fn, items)
+
+
+class DaskExecutor:
+    """``map`` over a ``distributed.Client``: results in the order of ``items``, ``chunksize`` items per task."""
+
+    def __init__(self, client):
+        self.client = client
+        self.workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+
+    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
+        items = list(items)
+        batches = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
+        # pure=False: a retried chunk is the same chunk (its seed is in its arguments), but two equal chunks of
+        # different calls must not be merged into one task by their hash
+        futures = self.client.map(_apply_batch, [fn] * len(batches), batches, pure=False)
+        try:
+            for future in futures:
+                yield from future.result()
+        finally:
+            self.client.cancel(futures)
+
+
+def _apply_batch(fn: Callable, batch: list) -> list:
+    return [fn(item) for item in batch]
+
+
+@contextmanager
+def executor(n_jobs: int) -> Iterator[Any]:
+    """A ``map(fn, items, chunksize)`` over ``n_jobs`` worker processes (see the module's docstring): the named
+    Dask scheduler when there is one, else a local cluster for ``n_jobs > 1``, else this process."""
+    address = scheduler_address()
+    if address:
+        client = _client(address)
+        try:
+            yield DaskExecutor(client)
+        finally:
+            client.close()
+        return
+    if n_jobs <= 1:
+        yield SerialExecutor()
+        return
+    from distributed import Client, LocalCluster
+
+    # worker processes are spawned (Dask's default): forking a process whose torch thread pool runs can deadlock
+    cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=logging.ERROR)
+    client = Client(cluster, set_as_default=False)
+    try:
+        yield DaskExecutor(client)
+    finally:
+        client.close()
+        cluster.close()

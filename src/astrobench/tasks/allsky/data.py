@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from astrobench.core.io import DataFormatError
-from astrobench.core.parallel import process_pool
+from astrobench.core.parallel import executor
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, CameraGeometry, subregion_map, subregion_ring
 
 FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fits.bz2", ".fit.gz", ".fit.bz2", ".png", ".jpg", ".jpeg")
@@ -704,7 +704,7 @@ def load_frames(path: str | Path, image_size: int = 64, class_names: list[str] |
         raise DataFormatError(path, f"label(s) {', '.join(unknown)} not among the classes {', '.join(names)}")
     camera = parse_camera(camera)
     n_jobs = max(1, min(n_jobs, os.cpu_count() or 1, len(entries) // 50))
-    with process_pool(n_jobs) if n_jobs > 1 else SerialExecutor() as pool:
+    with executor(n_jobs) as pool:
         cameras = _cameras(path, entries, camera, pool)
         jobs = [(str(e.path), e.exptime_s, image_size, cameras.get(e.camera)) for e in entries]
         done = list(track(pool.map(_preprocess_file, jobs, chunksize=25), total=len(jobs),
@@ -769,19 +769,6 @@ def _preprocess_file(job) -> tuple[np.ndarray, np.ndarray, float]:
     except DataFormatError as err:
         raise DataFormatError(path, err.problem) from None
     return image, feats, exptime
-
-
-class SerialExecutor:
-    """The executor interface, in this process."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def map(self, fn, items, chunksize=1):
-        return map(fn, items)
 
 
 def split_indices(labels: np.ndarray, fractions: tuple[float, float, float], seed: int,

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
-from astrobench.core.parallel import process_pool
-from astrobench.tasks.allsky.data import KNOWN_CLASSES, SerialExecutor
+from astrobench.core.parallel import executor
+from astrobench.tasks.allsky.data import KNOWN_CLASSES
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, subregion_map
 
 SIMULATOR_VERSION = "5"  # 5: a Milky Way brightest toward the galactic centre, with dust lanes; 4: a cloud dims the
@@ -674,7 +674,7 @@ def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None =
         first, last = k * per, min((k + 1) * per, n)
         chunks += [(str(out), list(range(a, min(a + 25, last))), seed, k, cam) for a in range(first, last, 25)]
     rows: list[dict] = []
-    with process_pool(n_jobs) if n_jobs > 1 and len(chunks) > 1 else SerialExecutor() as pool:
+    with executor(n_jobs if len(chunks) > 1 else 1) as pool:
         for part in track(pool.map(_write_chunk, chunks), total=len(chunks), description="allsky: rendering frames",
                           disable=not progress, transient=True):
             rows.extend(part)

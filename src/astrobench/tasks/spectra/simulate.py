@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
-from astrobench.core.parallel import process_pool
+from astrobench.core.parallel import executor
 from astrobench.tasks.photoz.simulate import _cosmology, _quiet_bagpipes
 
 SIMULATOR_VERSION = "2"  # 2: wavelengths labelled air (they are), tabulated age of the Universe
@@ -150,23 +150,19 @@ def _model_chunk(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def model_spectra(params: dict[str, np.ndarray], n_jobs: int = 2, progress: bool = False) -> dict[str, np.ndarray]:
-    """Run :func:`_model_chunk` over ``params`` in ``n_jobs`` processes, chunks of 50 galaxies for the progress bar."""
+    """Run :func:`_model_chunk` over ``params`` on ``n_jobs`` Dask workers (``core.parallel.executor``), chunks of
+    50 galaxies (a chunk's models depend on its parameters only, so the result does not depend on the workers)."""
     from rich.progress import Progress
 
     n = len(params["z"])
     chunks = np.array_split(np.arange(n), max(1, int(np.ceil(n / 50))))
     parts = [{k: v[idx] for k, v in params.items()} for idx in chunks]
-    pool = process_pool(n_jobs) if n_jobs > 1 else None
     results = []
-    try:
-        with Progress(transient=True, disable=not progress) as bar:
-            task = bar.add_task("spectra: bagpipes models", total=n)
-            for part, res in zip(parts, (pool.map if pool else map)(_model_chunk, parts)):
-                results.append(res)
-                bar.advance(task, len(part["z"]))
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+    with executor(n_jobs) as pool, Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("spectra: bagpipes models", total=n)
+        for part, res in zip(parts, pool.map(_model_chunk, parts)):
+            results.append(res)
+            bar.advance(task, len(part["z"]))
     return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 
