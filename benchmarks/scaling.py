@@ -5,8 +5,8 @@
 - **DDP:** wall time of ``astrobench run rings --quick`` (a fresh process each time, the simulation cache filled
   beforehand so that only training and evaluation are timed) with ``--devices 1`` and with ``--devices 2
   --strategy ddp``, both ``--accelerator cpu``.
-- **Dask:** wall time of simulating ``--n-spectra`` spectra (bagpipes) with ``n_jobs=1`` (in this process) and with
-  a local Dask cluster of 2 workers, each from an empty cache.
+- **Dask:** wall time of ``astrobench simulate spectra --n N`` (bagpipes models; a fresh process each time) with
+  ``--set n_jobs=1`` (no Dask) and ``--set n_jobs=2`` (a local Dask cluster of 2 workers started inside it).
 
 Writes benchmarks/results/scaling.json: every repeat's seconds, the mean and the speed-up with its standard error
 (from the spread of the repeats, propagated to the ratio).
@@ -60,16 +60,18 @@ def time_ddp(repeats: int, cache: Path) -> dict:
 
 
 def time_dask(repeats: int, n: int) -> dict:
-    from astrobench.tasks.spectra.simulate import simulate_spectra
-
     seconds: dict[str, list[float]] = {"1 worker": [], "2 Dask workers": []}
+    out = Path(tempfile.mkdtemp(prefix="scaling-spectra-"))
     for r in range(repeats):
         for label, n_jobs in (("1 worker", 1), ("2 Dask workers", 2)):
             start = time.perf_counter()
-            simulate_spectra(n, seed=100 + r, n_jobs=n_jobs)
+            subprocess.run([sys.executable, "-m", "astrobench.cli", "simulate", "spectra", "--out",
+                            str(out / f"{n_jobs}-{r}"), "--n", str(n), "--seed", str(100 + r), "--set",
+                            f"n_jobs={n_jobs}"], check=True, capture_output=True)
             seconds[label].append(round(time.perf_counter() - start, 2))
             print(f"{n} spectra, {label}: {seconds[label][-1]:.1f} s", flush=True)
-    return {"what": f"simulate_spectra(n={n}) (bagpipes models, noise), a local cluster started per call",
+    return {"command": f"astrobench simulate spectra --n {n} --set n_jobs=1|2 (a fresh process each time; with 2, "
+                       "a local Dask cluster is started inside it)",
             "seconds": seconds, **_speedup(*seconds.values())}
 
 
@@ -88,6 +90,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="scaling-cache-") as cache:
             result["ddp_training"] = time_ddp(args.repeats, Path(cache))
     out = ROOT / "benchmarks" / "results" / "scaling.json"
+    if out.exists():  # a part skipped this time keeps its earlier numbers
+        result = {**json.loads(out.read_text()), **result}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk.startswith("speedup")} for k, v in result.items()
                       if isinstance(v, dict)}), "->", out)

@@ -25,7 +25,9 @@ def _digest(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def no_scheduler(monkeypatch):
+    """No named scheduler, and local workers even for these small jobs (they would run in one process)."""
     monkeypatch.delenv(parallel.SCHEDULER_ENV, raising=False)
+    monkeypatch.setattr(parallel, "MIN_CHUNKS_PER_WORKER", 0)
     parallel.set_scheduler(None)
     yield
     parallel.set_scheduler(None)
@@ -80,3 +82,19 @@ def test_a_scheduler_nobody_listens_on_is_one_line_and_no_run_folder(tmp_path, c
     assert code == 2 and err.count("\n") == 0
     assert f"no Dask scheduler answers there within {parallel.CONNECT_TIMEOUT_S} s" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_camels_boxes_are_the_same_on_one_or_two_workers(tmp_path, no_scheduler):
+    from astrobench.tasks.camels.simulate import simulate as simulate_camels
+
+    for n_jobs in (1, 2):  # 6 simulations per suite: two Dask tasks of 4 and 2
+        simulate_camels(tmp_path / str(n_jobs), n_sims=6, map_size=16, seed=2, suites=("tng",), n_jobs=n_jobs)
+    assert _digest(tmp_path / "1") == _digest(tmp_path / "2") and len(_digest(tmp_path / "1")) == 3
+
+
+def test_small_jobs_stay_in_this_process(monkeypatch):
+    monkeypatch.delenv(parallel.SCHEDULER_ENV, raising=False)
+    with parallel.executor(2, n_chunks=2 * parallel.MIN_CHUNKS_PER_WORKER - 1) as pool:
+        assert isinstance(pool, parallel.SerialExecutor)
+    with parallel.executor(1, n_chunks=1000) as pool:
+        assert isinstance(pool, parallel.SerialExecutor)

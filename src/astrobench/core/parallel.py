@@ -4,8 +4,8 @@ Every simulator and loader whose cost grows with the number of objects splits it
 module-level function over them with :func:`executor`. Where the chunks run:
 
 - one process (``n_jobs=1``): in this process, no Dask;
-- ``n_jobs > 1``: an embedded ``LocalCluster`` of ``n_jobs`` worker processes (one thread each), started for the
-  call and closed after it: nothing to install or start;
+- ``n_jobs > 1``: an embedded ``LocalCluster`` of ``n_jobs`` worker processes (one thread each), started on first
+  use and kept until the process exits: nothing to install or start;
 - an existing Dask cluster, when ``--scheduler tcp://HOST:PORT`` (or the environment variable
   ``DASK_SCHEDULER_ADDRESS``) names one: its workers need astrobench installed and must see the output folder.
 
@@ -97,10 +97,14 @@ def _apply_batch(fn: Callable, batch: list) -> list:
     return [fn(item) for item in batch]
 
 
+MIN_CHUNKS_PER_WORKER = 4  # less work than this runs in this process: starting local workers would cost more
+
+
 @contextmanager
-def executor(n_jobs: int) -> Iterator[Any]:
+def executor(n_jobs: int, n_chunks: int | None = None) -> Iterator[Any]:
     """A ``map(fn, items, chunksize)`` over ``n_jobs`` worker processes (see the module's docstring): the named
-    Dask scheduler when there is one, else a local cluster for ``n_jobs > 1``, else this process."""
+    Dask scheduler when there is one, else a local cluster for ``n_jobs > 1`` and at least MIN_CHUNKS_PER_WORKER
+    chunks per worker (``n_chunks``: how many tasks the caller will map), else this process."""
     address = scheduler_address()
     if address:
         client = _client(address)
@@ -109,17 +113,36 @@ def executor(n_jobs: int) -> Iterator[Any]:
         finally:
             client.close()
         return
-    if n_jobs <= 1:
+    if n_jobs <= 1 or (n_chunks is not None and n_chunks < MIN_CHUNKS_PER_WORKER * n_jobs):
         yield SerialExecutor()
         return
-    from distributed import Client, LocalCluster
+    yield DaskExecutor(_local_client(n_jobs))
 
-    # worker processes are spawned (Dask's default): forking a process whose torch thread pool runs can deadlock
-    cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
-    client = Client(cluster, set_as_default=False)
-    try:
-        yield DaskExecutor(client)
-    finally:
+
+_local: dict[int, tuple[Any, Any]] = {}  # n_jobs -> (LocalCluster, Client), kept for this process's later calls
+
+
+def _local_client(n_jobs: int):
+    """This process's local cluster of ``n_jobs`` workers, started on first use and kept until the process exits:
+    a run that simulates, then loads, then simulates again starts its workers (and their imports, such as
+    bagpipes' grids) once."""
+    if n_jobs not in _local:
+        import atexit
+
+        from distributed import Client, LocalCluster
+
+        # worker processes are spawned (Dask's default): forking a process whose torch thread pool runs can deadlock
+        cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        if not _local:
+            atexit.register(close_local_clusters)
+        _local[n_jobs] = (cluster, Client(cluster, set_as_default=False))
+    return _local[n_jobs][1]
+
+
+def close_local_clusters() -> None:
+    """Stop this process's local clusters (at exit; a later :func:`executor` starts a new one)."""
+    while _local:
+        _, (cluster, client) = _local.popitem()
         client.close()
         cluster.close()

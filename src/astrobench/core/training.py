@@ -258,6 +258,20 @@ class LossHistory(Callback):
         self.history = state_dict["history"]
 
 
+class RankSeed(Callback):
+    """With several training processes, each rank draws its own random numbers from the start of training on (the
+    seed plus its rank): every rank is seeded alike, so otherwise each would draw the same augmentations and the
+    same reparameterisation noise for its part of the batch. The weights are unaffected (DDP copies rank 0's to every
+    rank before training); a one-process run is left as it is."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_start(self, trainer, pl_module):
+        if trainer.world_size > 1:
+            torch.manual_seed(int(self.seed) * 1009 + trainer.global_rank)
+
+
 @dataclass
 class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -301,24 +315,31 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     # without a monitor, top-1 is the latest epoch: that save is what makes save_last write last.ckpt every epoch
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss" if select_best else None, mode="min",
                            save_last=True, save_top_k=1, enable_version_counter=False)
-    callbacks = [history, best]
+    callbacks = [history, best, RankSeed(cfg.seed)]
     if select_best:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
     trainer = L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
+        # batch-norm statistics over the whole global batch (torch's SyncBatchNorm runs on GPUs only)
+        sync_batchnorm=_distributed(cfg) and cfg.accelerator != "cpu" and torch.cuda.is_available(),
         # deterministic kernels where they exist; on a GPU some have none, which then warns instead of failing
         deterministic="warn",
     )
     # with several processes Lightning gives each rank 1/world_size of the data (a DistributedSampler, which
-    # shuffles from the run's seed): the last partial batch is dropped only when every rank still has a full one.
+    # shuffles from the run's seed). Each rank takes batch_size / world_size of every batch, so the global batch,
+    # the optimiser steps per epoch and the learning rate are the one-process run's (on GPUs batch norm is
+    # synchronised too; on CPUs each rank normalises over its half of the batch). The last partial batch is dropped
+    # only when every rank still has a full one.
+    world = trainer.world_size
+    batch = max(1, cfg.batch_size // world)
     # A spawning strategy pickles the loaders into its processes, and a torch.Generator does not survive that under
     # torch's default file-descriptor sharing ("unable to resize file ... Invalid argument"): no generator there
     loader_gen = None if spawned else torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=loader_gen,
-                              num_workers=cfg.num_workers, drop_last=len(train) // trainer.world_size > cfg.batch_size)
-    val_loader = DataLoader(val, batch_size=max(cfg.batch_size, 512), num_workers=cfg.num_workers)
+    train_loader = DataLoader(train, batch_size=batch, shuffle=True, generator=loader_gen,
+                              num_workers=cfg.num_workers, drop_last=len(train) // world > batch)
+    val_loader = DataLoader(val, batch_size=max(batch, 512), num_workers=cfg.num_workers)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = last if resume and last.exists() else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
@@ -334,6 +355,16 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
         with atomic_path(final) as tmp:  # model.pt marks a finished model: never half-written
             torch.save(module.state_dict(), tmp)
     return FitResult(history.history, len(history.history["epoch"]), resumed=ckpt_path is not None)
+
+
+def _distributed(cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` asks for more than one training process (DDP and its kin)."""
+    devices = cfg.devices
+    if isinstance(devices, int):
+        several = devices > 1 or devices == -1
+    else:  # "auto", "-1" or a list of indices such as "0,1"
+        several = str(devices).strip() == "-1" or len([d for d in str(devices).split(",") if d.strip()]) > 1
+    return several or cfg.num_nodes > 1
 
 
 def _quiet_lightning() -> None:

@@ -704,7 +704,7 @@ def load_frames(path: str | Path, image_size: int = 64, class_names: list[str] |
         raise DataFormatError(path, f"label(s) {', '.join(unknown)} not among the classes {', '.join(names)}")
     camera = parse_camera(camera)
     n_jobs = max(1, min(n_jobs, os.cpu_count() or 1, len(entries) // 50))
-    with executor(n_jobs) as pool:
+    with executor(n_jobs, n_chunks=len(entries) // 25) as pool:
         cameras = _cameras(path, entries, camera, pool)
         jobs = [(str(e.path), e.exptime_s, image_size, cameras.get(e.camera)) for e in entries]
         done = list(track(pool.map(_preprocess_file, jobs, chunksize=25), total=len(jobs),

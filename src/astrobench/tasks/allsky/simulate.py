@@ -674,7 +674,7 @@ def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None =
         first, last = k * per, min((k + 1) * per, n)
         chunks += [(str(out), list(range(a, min(a + 25, last))), seed, k, cam) for a in range(first, last, 25)]
     rows: list[dict] = []
-    with executor(n_jobs if len(chunks) > 1 else 1) as pool:
+    with executor(n_jobs, n_chunks=len(chunks)) as pool:
         for part in track(pool.map(_write_chunk, chunks), total=len(chunks), description="allsky: rendering frames",
                           disable=not progress, transient=True):
             rows.extend(part)

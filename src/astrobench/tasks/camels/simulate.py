@@ -21,6 +21,7 @@ Per simulation (one row of the Latin hypercube):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
+from astrobench.core.parallel import executor
 
 SIMULATOR_VERSION = "2"  # 2: exact 5 Mpc/h slabs, pressure energy-conserving and ~ Omega_b / Omega_m, A_SN2 acts
 HALO_LOG_M_MIN = 11.5  # log10 M200c [Msun/h]: ~300 particles of a CAMELS L25n256 run (particle mass ~1e9 Msun/h)
@@ -303,18 +305,31 @@ def pressure_map(sigma: np.ndarray, params: np.ndarray, suite: str, halos: Halos
     return out.astype(np.float32)
 
 
-def simulate_suite(n_sims: int, suite: str, map_size: int, seed: int):
-    """Yields (parameters (6,), Mtot maps (15, s, s), P maps (15, s, s)) for each simulation of one suite."""
+SIMS_PER_CHUNK = 4  # simulations per Dask task
+
+
+def simulate_suite(n_sims: int, suite: str, map_size: int, seed: int, n_jobs: int = 1):
+    """Yields (parameters (6,), Mtot maps (15, s, s), P maps (15, s, s)) for each simulation of one suite, in order.
+
+    The simulations run on ``n_jobs`` Dask workers (``core.parallel.executor``); each draws from its own random
+    stream (the seed, the suite and its index), so the maps do not depend on the workers."""
     rng = np.random.default_rng([seed, list(SUITES).index(suite)])
     params = latin_hypercube(n_sims, rng)
-    for i in range(n_sims):
-        field_rng = np.random.default_rng([seed, list(SUITES).index(suite), i])
-        rho = lognormal_density(params[i], suite, map_size, field_rng)
-        halos = draw_halos(params[i], rho, field_rng)
-        mtot = slab_maps(rho, params[i, 0], halos, puff=suppression_depth(params[i], suite))
-        pressure = np.array([pressure_map(mtot[5 * a + s], params[i], suite, halos, a, slab_bounds(s))
-                             for a in range(N_AXES) for s in range(N_SLABS)])
-        yield params[i], mtot, pressure
+    jobs = [(params[i], suite, map_size, seed, i) for i in range(n_sims)]
+    with executor(n_jobs, n_chunks=-(-n_sims // SIMS_PER_CHUNK)) as pool:
+        for i, (mtot, pressure) in enumerate(pool.map(_one_simulation, jobs, chunksize=SIMS_PER_CHUNK)):
+            yield params[i], mtot, pressure
+
+
+def _one_simulation(job) -> tuple[np.ndarray, np.ndarray]:
+    params, suite, map_size, seed, i = job
+    field_rng = np.random.default_rng([seed, list(SUITES).index(suite), i])
+    rho = lognormal_density(params, suite, map_size, field_rng)
+    halos = draw_halos(params, rho, field_rng)
+    mtot = slab_maps(rho, params[0], halos, puff=suppression_depth(params, suite))
+    pressure = np.array([pressure_map(mtot[5 * a + s], params, suite, halos, a, slab_bounds(s))
+                         for a in range(N_AXES) for s in range(N_SLABS)])
+    return mtot, pressure
 
 
 def map_file(folder: Path, field: str, suite: str) -> Path:
@@ -326,8 +341,9 @@ def params_file(folder: Path, suite: str) -> Path:
 
 
 def simulate(out: str | Path, n_sims: int = 1000, seed: int = 0, map_size: int = 64,
-             suites: tuple[str, ...] = ("tng", "simba"), progress: bool = False) -> Path:
-    """Write the CMD files (both fields, each suite) for ``n_sims`` simulations into the folder ``out``.
+             suites: tuple[str, ...] = ("tng", "simba"), progress: bool = False, n_jobs: int = 2) -> Path:
+    """Write the CMD files (both fields, each suite) for ``n_sims`` simulations into the folder ``out``, simulated on
+    ``n_jobs`` Dask workers (byte-identical files whatever ``n_jobs``).
 
     Maps go straight into memory-mapped .npy files, so a 1000-simulation 256-pixel set never sits in memory."""
     from rich.progress import track
@@ -347,7 +363,7 @@ def simulate(out: str | Path, n_sims: int = 1000, seed: int = 0, map_size: int =
             maps = {f: np.lib.format.open_memmap(t, mode="w+", dtype=np.float32, shape=shape)
                     for f, t in (("mtot", tmp_m), ("p", tmp_p))}
             rows = []
-            sims = simulate_suite(n_sims, suite, map_size, seed)
+            sims = simulate_suite(n_sims, suite, map_size, seed, n_jobs=max(1, min(n_jobs, os.cpu_count() or 1)))
             for i, (params, mtot, pressure) in enumerate(track(sims, total=n_sims, disable=not progress,
                                                                  description=f"simulating {SUITES[suite]}",
                                                                  transient=True)):

@@ -96,6 +96,7 @@ class CamelsTask(Task):
             "n_trials": 0,  # Optuna trials of (lr, weight_decay, dropout) before the runs; 0: no search
             "trial_epochs": 3,
             "optuna_storage": "",  # default: sqlite:///<run>/optuna.db
+            "n_jobs": 2,  # simulator processes (Dask workers); the maps do not depend on it
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +115,7 @@ class CamelsTask(Task):
         split = options["split"]
         if len(split) != 3 or min(split) <= 0 or abs(sum(split) - 1) > 1e-6:
             fail("split", "three positive fractions (train, validation, test) summing to 1")
-        for key in ("hidden", "max_epochs", "batch_size", "trial_epochs"):
+        for key in ("hidden", "max_epochs", "batch_size", "trial_epochs", "n_jobs"):
             if options[key] < 1:
                 fail(key, ">= 1")
         if not 0 <= options["dropout"] < 1:
@@ -125,10 +126,10 @@ class CamelsTask(Task):
             fail("n_trials", ">= 0")
         return options
 
-    def simulate(self, out, n, seed=0, format=None, map_size: int = 64) -> Path:
+    def simulate(self, out, n, seed=0, format=None, map_size: int = 64, n_jobs: int = 2) -> Path:
         if format not in (None, "npy"):
             raise ConfigError(f"camels writes the CMD .npy / .txt files only, not {format!r}")
-        return simulate_camels(out, n_sims=n, seed=seed, map_size=map_size, progress=True)
+        return simulate_camels(out, n_sims=n, seed=seed, map_size=map_size, progress=True, n_jobs=n_jobs)
 
     # -- data -------------------------------------------------------------------------------------------------
     def _load(self, ctx: RunContext) -> dict[str, Suite]:
@@ -169,7 +170,7 @@ class CamelsTask(Task):
     @staticmethod
     def _simulate_into(folder: Path, key: dict[str, Any], ctx: RunContext) -> None:
         simulate_camels(folder, n_sims=key["n_sims"], seed=key["seed"], map_size=key["map_size"],
-                        progress=ctx.progress)
+                        progress=ctx.progress, n_jobs=ctx.options["n_jobs"])
         write_json_atomic(folder / "done.json", key)
 
     # -- training and scoring -----------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path, cache_dir, config_key
+from astrobench.core.parallel import executor
 
 SIMULATOR_VERSION = "1"
 
@@ -145,14 +146,29 @@ def draw_template_parameters(n: int, rng: np.random.Generator) -> dict[str, np.n
             "av_mag": np.minimum(rng.exponential(p["av_mean_mag"], n), 3.0), "log_u": rng.uniform(*p["log_u"], n)}
 
 
-def rest_frame_templates(params: dict[str, np.ndarray], progress: bool = False) -> dict[str, np.ndarray]:
-    """bagpipes luminosity densities at z = 0 for each parameter set.
+TEMPLATES_PER_CHUNK = 50  # bagpipes models per Dask task
+
+
+def rest_frame_templates(params: dict[str, np.ndarray], progress: bool = False, n_jobs: int = 1) -> dict[str, np.ndarray]:
+    """bagpipes luminosity densities at z = 0 for each parameter set, in chunks of TEMPLATES_PER_CHUNK on ``n_jobs``
+    Dask workers (``core.parallel.executor``; a template depends on its parameters only).
 
     Returns ``wavelength_aa`` (rest frame, bagpipes' photometric sampling), ``l_lambda`` (n, n_wave) in erg/s/A
     for 10^10 Msun formed, ``log_mstar`` (living stellar mass) and ``log_ssfr_yr`` (specific SFR over the last
     100 Myr)."""
     from rich.progress import track
 
+    n = len(params["age_gyr"])
+    chunks = [{k: v[a : a + TEMPLATES_PER_CHUNK] for k, v in params.items()} for a in range(0, n, TEMPLATES_PER_CHUNK)]
+    with executor(n_jobs, n_chunks=len(chunks)) as pool:
+        parts = list(track(pool.map(_template_chunk, chunks), total=len(chunks), transient=True,
+                           description="photoz: bagpipes templates", disable=not progress))
+    return {"wavelength_aa": parts[0]["wavelength_aa"],
+            **{k: np.concatenate([p[k] for p in parts]) for k in ("l_lambda", "log_mstar", "log_ssfr_yr")}}
+
+
+def _template_chunk(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """:func:`rest_frame_templates` of one chunk, in one process: one bagpipes model updated per template."""
     bagpipes = _quiet_bagpipes()
     n = len(params["age_gyr"])
 
@@ -168,7 +184,7 @@ def rest_frame_templates(params: dict[str, np.ndarray], progress: bool = False) 
         model = bagpipes.model_galaxy(components(0), filt_list=filter_paths())
         l_lambda = np.empty((n, len(model.wavelengths)))
         log_mstar, log_ssfr = np.empty(n), np.empty(n)
-        for i in track(range(n), description="photoz: bagpipes templates", disable=not progress, transient=True):
+        for i in range(n):
             model.update(components(i))
             l_lambda[i] = model.spectrum_full
             log_mstar[i] = model.sfh.stellar_mass
@@ -206,7 +222,7 @@ def band_weights(wavelength_aa: np.ndarray, z_grid: np.ndarray = Z_GRID) -> np.n
     return weights
 
 
-def template_photometry(n_templates: int, seed: int, progress: bool = False) -> dict[str, np.ndarray]:
+def template_photometry(n_templates: int, seed: int, progress: bool = False, n_jobs: int = 1) -> dict[str, np.ndarray]:
     """Templates and their fluxes on ``Z_GRID``, cached by (simulator version, n_templates, seed).
 
     ``grid`` (n_templates, n_z, n_band) holds int L_lambda T_igm T lambda dlambda / int T c / lambda dlambda in
@@ -219,7 +235,7 @@ def template_photometry(n_templates: int, seed: int, progress: bool = False) -> 
             return dict(f)
     rng = np.random.default_rng([seed, 7])
     params = draw_template_parameters(n_templates, rng)
-    templates = rest_frame_templates(params, progress)
+    templates = rest_frame_templates(params, progress, n_jobs)
     weights = band_weights(templates["wavelength_aa"])
     n_z, n_b, n_w = weights.shape
     grid = (templates["l_lambda"] @ weights.reshape(n_z * n_b, n_w).T).reshape(n_templates, n_z, n_b)
@@ -391,14 +407,14 @@ def observe(pop: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, n
 
 
 def simulate_catalogue(n: int = 30000, seed: int = 0, n_templates: int = 3000,
-                       progress: bool = False) -> dict[str, np.ndarray]:
+                       progress: bool = False, n_jobs: int = 2) -> dict[str, np.ndarray]:
     """``n`` catalogue rows (a fraction ``PHOTOMETRIC_ONLY_FRACTION`` without spectroscopic redshift) as columns
     in ``COLUMNS`` order, plus ``truth_*`` columns (true redshift, mass, template) not written to the file."""
     if n < 10:
         raise ConfigError(f"simulate at least 10 galaxies, got {n}")
     if n_templates < 50:
         raise ConfigError(f"n_templates must be at least 50, got {n_templates}")
-    templates = template_photometry(n_templates, seed, progress)
+    templates = template_photometry(n_templates, seed, progress, max(1, min(n_jobs, os.cpu_count() or 1)))
     rng = np.random.default_rng(seed)
     n_spec = int(round(n * (1 - PHOTOMETRIC_ONLY_FRACTION)))
     spec_parts, phot_parts, n_have = [], [], 0
@@ -476,10 +492,10 @@ def write_catalogue(columns: dict[str, np.ndarray], path: str | Path) -> Path:
 
 
 def simulate(out: str | Path, n: int = 30000, seed: int = 0, format: str | None = None,
-             n_templates: int = 3000) -> Path:
+             n_templates: int = 3000, n_jobs: int = 2) -> Path:
     """Write a simulated ``3dhst_master.phot.v4.1.cat`` (``n`` rows) to ``out`` (a file, or a folder to hold it)."""
     if format not in (None, "cat", "ascii"):
         raise ConfigError(f"photoz writes the 3D-HST ASCII catalogue only, not {format!r}")
     out = Path(out)
     path = out / "3dhst_master.phot.v4.1.cat" if (out.is_dir() or not out.suffix) else out
-    return write_catalogue(simulate_catalogue(n, seed, n_templates), path)
+    return write_catalogue(simulate_catalogue(n, seed, n_templates, n_jobs=n_jobs), path)

@@ -80,7 +80,7 @@ def load_for_run(ctx: RunContext) -> Catalogue:
         with ctx.timer("simulate"):
             path = cached("photoz", SIMULATOR_VERSION, key, lambda folder: simulate_photoz(
                 folder / "3dhst_master.phot.v4.1.cat", n=key["n"], seed=key["seed"],
-                n_templates=key["n_templates"]), "3dhst_master.phot.v4.1.cat")
+                n_templates=key["n_templates"], n_jobs=opts["n_jobs"]), "3dhst_master.phot.v4.1.cat")
         ctx.data_info.update(source="simulated", path=str(path))
     else:
         path = Path(ctx.config["data"])
@@ -124,7 +124,7 @@ class PhotozTask(Task):
             "pdf_features": "colors",
             "learning_methods": ["tree_tuned", "random_forest", "gbm", "knn"],
             "learning_features": "colors",
-            "n_jobs": 2,  # parallel CV folds / forest trees
+            "n_jobs": 2,  # parallel CV folds / forest trees, and the simulator's bagpipes templates (Dask workers)
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +162,8 @@ class PhotozTask(Task):
             fail("learning_sizes", "a list of integers >= 10")
         return options
 
-    def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000) -> Path:
-        return simulate_photoz(out, n=n, seed=seed, format=format, n_templates=n_templates)
+    def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000, n_jobs: int = 2) -> Path:
+        return simulate_photoz(out, n=n, seed=seed, format=format, n_templates=n_templates, n_jobs=n_jobs)
 
     # --- experiments ------------------------------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ def model_spectra(params: dict[str, np.ndarray], n_jobs: int = 2, progress: bool
     chunks = np.array_split(np.arange(n), max(1, int(np.ceil(n / 50))))
     parts = [{k: v[idx] for k, v in params.items()} for idx in chunks]
     results = []
-    with executor(n_jobs) as pool, Progress(transient=True, disable=not progress) as bar:
+    with executor(n_jobs, n_chunks=len(parts)) as pool, Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("spectra: bagpipes models", total=n)
         for part, res in zip(parts, pool.map(_model_chunk, parts)):
             results.append(res)
