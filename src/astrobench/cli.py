@@ -18,6 +18,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+SCHEDULER_HELP = ("Dask scheduler for the simulations, e.g. tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS, else "
+                  "a local cluster of the task's n_jobs processes).")
 SET_HELP = "Task option as key=value (repeatable; values are Python literals, never evaluated as code)."
 
 
@@ -68,10 +70,7 @@ def simulate(
     format: Optional[str] = typer.Option(None, "--format", help="On-disk format (rings: png or npz)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP + " rings: mode=single|n_ring, "
                                              "max_rings=2, image_size=28."),
-
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the simulations, e.g. "
-                                            "tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS, else a local cluster "
-                                            "of the task's n_jobs processes)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Simulate a data set and write it in the task's real on-disk format."""
     import inspect
@@ -110,10 +109,7 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its checkpoints."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or log lines."),
-
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler for the simulations, e.g. "
-                                            "tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS, else a local cluster "
-                                            "of the task's n_jobs processes)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Run every experiment of a task and write metrics.json, figures and report.html."""
     from astrobench.runner import parse_set

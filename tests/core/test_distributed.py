@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -148,12 +147,3 @@ def test_ddp_spawn_run_finishes_and_keeps_the_loss_history(tmp_path):
     assert (run_dir / "metrics.json").exists()
     histories = list(run_dir.glob("checkpoints/*/history.json"))
     assert histories and all(json.loads(h.read_text())["epoch"] == [0] for h in histories)
-
-
-def test_what_counts_as_several_training_processes():
-    from astrobench.core.training import TrainConfig, _distributed
-
-    assert not _distributed(TrainConfig()) and not _distributed(TrainConfig(devices=1))
-    assert _distributed(TrainConfig(devices=2)) and _distributed(TrainConfig(devices="0,1"))
-    assert _distributed(TrainConfig(devices=-1)) and _distributed(TrainConfig(num_nodes=2))
-    assert not _distributed(TrainConfig(devices="0"))

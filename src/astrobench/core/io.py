@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,8 +54,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         try:
             yield scratch / path.name
         finally:
-            import shutil
-
             shutil.rmtree(scratch, ignore_errors=True)
         return
     path.parent.mkdir(parents=True, exist_ok=True)

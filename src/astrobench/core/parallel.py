@@ -67,8 +67,6 @@ def _client(address: str):
 class SerialExecutor:
     """:func:`executor`'s interface, in this process."""
 
-    workers = 1
-
     def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
         return map(fn, items)
 
@@ -78,7 +76,6 @@ class DaskExecutor:
 
     def __init__(self, client):
         self.client = client
-        self.workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
 
     def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
         items = list(items)
@@ -103,8 +100,8 @@ MIN_CHUNKS_PER_WORKER = 4  # less work than this runs in this process: starting 
 @contextmanager
 def executor(n_jobs: int, n_chunks: int | None = None) -> Iterator[Any]:
     """A ``map(fn, items, chunksize)`` over ``n_jobs`` worker processes (see the module's docstring): the named
-    Dask scheduler when there is one, else a local cluster for ``n_jobs > 1`` and at least MIN_CHUNKS_PER_WORKER
-    chunks per worker (``n_chunks``: how many tasks the caller will map), else this process."""
+    Dask scheduler when there is one, else a local cluster for ``n_jobs > 1`` (at most one per core) and at least
+    MIN_CHUNKS_PER_WORKER chunks per worker (``n_chunks``: how many tasks the caller will map), else this process."""
     address = scheduler_address()
     if address:
         client = _client(address)
@@ -113,6 +110,7 @@ def executor(n_jobs: int, n_chunks: int | None = None) -> Iterator[Any]:
         finally:
             client.close()
         return
+    n_jobs = max(1, min(n_jobs, os.cpu_count() or 1))  # local workers: never more than the cores
     if n_jobs <= 1 or (n_chunks is not None and n_chunks < MIN_CHUNKS_PER_WORKER * n_jobs):
         yield SerialExecutor()
         return

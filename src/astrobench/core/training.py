@@ -322,8 +322,9 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
-        # batch-norm statistics over the whole global batch (torch's SyncBatchNorm runs on GPUs only)
-        sync_batchnorm=_distributed(cfg) and cfg.accelerator != "cpu" and torch.cuda.is_available(),
+        # batch-norm statistics over the whole global batch in DDP (Lightning applies it to parallel strategies
+        # only; torch's SyncBatchNorm runs on GPUs only)
+        sync_batchnorm=cfg.accelerator != "cpu" and torch.cuda.is_available(),
         # deterministic kernels where they exist; on a GPU some have none, which then warns instead of failing
         deterministic="warn",
     )
@@ -355,16 +356,6 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
         with atomic_path(final) as tmp:  # model.pt marks a finished model: never half-written
             torch.save(module.state_dict(), tmp)
     return FitResult(history.history, len(history.history["epoch"]), resumed=ckpt_path is not None)
-
-
-def _distributed(cfg: TrainConfig) -> bool:
-    """Whether ``cfg`` asks for more than one training process (DDP and its kin)."""
-    devices = cfg.devices
-    if isinstance(devices, int):
-        several = devices > 1 or devices == -1
-    else:  # "auto", "-1" or a list of indices such as "0,1"
-        several = str(devices).strip() == "-1" or len([d for d in str(devices).split(",") if d.strip()]) > 1
-    return several or cfg.num_nodes > 1
 
 
 def _quiet_lightning() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -703,7 +702,6 @@ def load_frames(path: str | Path, image_size: int = 64, class_names: list[str] |
     if unknown:
         raise DataFormatError(path, f"label(s) {', '.join(unknown)} not among the classes {', '.join(names)}")
     camera = parse_camera(camera)
-    n_jobs = max(1, min(n_jobs, os.cpu_count() or 1, len(entries) // 50))
     with executor(n_jobs, n_chunks=len(entries) // 25) as pool:
         cameras = _cameras(path, entries, camera, pool)
         jobs = [(str(e.path), e.exptime_s, image_size, cameras.get(e.camera)) for e in entries]

@@ -29,7 +29,6 @@ flagged when more than ``FLAG_FRACTION`` of its sky pixels are cloudy; the frame
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -667,7 +666,6 @@ def simulate(out: str | Path, n: int = 1000, seed: int = 0, format: str | None =
     cams = cameras_for(n, seed, camera, frames_per_camera, format)
     out = Path(out)
     (out / "frames").mkdir(parents=True, exist_ok=True)
-    n_jobs = max(1, min(n_jobs, os.cpu_count() or 1))
     per = frames_per_camera if len(cams) > 1 else n
     chunks = []
     for k, cam in enumerate(cams):

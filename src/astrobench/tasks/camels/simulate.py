@@ -21,7 +21,6 @@ Per simulation (one row of the Latin hypercube):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -363,7 +362,7 @@ def simulate(out: str | Path, n_sims: int = 1000, seed: int = 0, map_size: int =
             maps = {f: np.lib.format.open_memmap(t, mode="w+", dtype=np.float32, shape=shape)
                     for f, t in (("mtot", tmp_m), ("p", tmp_p))}
             rows = []
-            sims = simulate_suite(n_sims, suite, map_size, seed, n_jobs=max(1, min(n_jobs, os.cpu_count() or 1)))
+            sims = simulate_suite(n_sims, suite, map_size, seed, n_jobs=n_jobs)
             for i, (params, mtot, pressure) in enumerate(track(sims, total=n_sims, disable=not progress,
                                                                  description=f"simulating {SUITES[suite]}",
                                                                  transient=True)):

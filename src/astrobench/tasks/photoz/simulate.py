@@ -414,7 +414,7 @@ def simulate_catalogue(n: int = 30000, seed: int = 0, n_templates: int = 3000,
         raise ConfigError(f"simulate at least 10 galaxies, got {n}")
     if n_templates < 50:
         raise ConfigError(f"n_templates must be at least 50, got {n_templates}")
-    templates = template_photometry(n_templates, seed, progress, max(1, min(n_jobs, os.cpu_count() or 1)))
+    templates = template_photometry(n_templates, seed, progress, n_jobs)
     rng = np.random.default_rng(seed)
     n_spec = int(round(n * (1 - PHOTOMETRIC_ONLY_FRACTION)))
     spec_parts, phot_parts, n_have = [], [], 0

@@ -22,7 +22,6 @@ The output is the school's ``sdss_galaxy_spec.hdf5``: group ``raw`` with ``z``, 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -239,5 +238,4 @@ def simulate(out: str | Path, n: int = 10000, seed: int = 0, format: str | None 
         raise ConfigError(f"spectra writes the school's HDF5 format only, not {format!r}")
     out = Path(out)
     path = out / FILENAME if (out.is_dir() or not out.suffix) else out
-    n_jobs = max(1, min(n_jobs, os.cpu_count() or 1))
     return write_hdf5(simulate_spectra(n, seed, n_jobs=n_jobs, progress=progress), path)
