@@ -80,7 +80,9 @@ def simulate(
 
     if n < 1:
         raise AstrobenchError(f"--n must be >= 1, got {n}")
-    from astrobench.runner import apply_overrides
+    from astrobench.runner import apply_overrides, check_seed
+
+    check_seed(seed)
 
     task_obj = get_task(task)
     _use_scheduler(scheduler)
@@ -164,21 +166,56 @@ def demo(
     typer.echo(str(run_demo(out, seed=seed)))
 
 
+def _one_line(err: BaseException) -> tuple[str, int]:
+    """An exception that escaped the task as one line and an exit code: 2 for what bad input or a full machine
+    causes (a file that cannot be read or decoded, memory), 1 for anything else (a bug: ask for the traceback)."""
+    text = " ".join(str(err).split())[:300]
+    if isinstance(err, MemoryError):
+        return "out of memory; choose a smaller size (--n, --set size=..., or the option that sets the amount)", 2
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"{err.filename}: {err.strerror or text}", 2
+    if isinstance(err, EOFError):
+        return f"a file ended before its data did ({text or 'unexpected end of file'})", 2
+    if isinstance(err, (OSError, UnicodeError)):
+        return f"{type(err).__name__}: {text}", 2
+    return f"{type(err).__name__}: {text} (an astrobench bug or an unchecked input: run with --debug for the " \
+           "traceback)", 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: a user error is one line on stderr and exit code 2 (tracebacks with --debug)."""
+    """Entry point: a user error is one line on stderr and exit code 2; anything unexpected is one line and exit 1
+    (tracebacks with --debug)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
-        app(args=argv, prog_name="astrobench")
-    except SystemExit as exit_:  # Typer's standalone mode ends every command with SystemExit
-        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        try:
+            code = app(args=argv, prog_name="astrobench", standalone_mode=False)
+        except typer.Abort as abort:  # Typer turns an EOFError from any reader into Abort
+            if isinstance(abort.__cause__, EOFError):
+                raise abort.__cause__ from None
+            raise
+    except typer.TyperException as err:  # usage errors: Typer's own message (with the usage line), exit 2
+        err.show() if hasattr(err, "show") else typer.echo(f"error: {err.format_message()}", err=True)
+        return err.exit_code
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        return 1
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
     except AstrobenchError as err:
         if debug:
             raise
         typer.echo(f"error: {err}", err=True)
         return 2
-    return 0
+    except Exception as err:
+        if debug:
+            raise
+        message, status = _one_line(err)
+        typer.echo(f"error: {message}", err=True)
+        return status
+    return code if isinstance(code, int) else 0
 
 
 def console_main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -102,6 +104,7 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
     size = overrides.pop("size", "quick" if quick else "full")
     if size not in task.sizes:
         raise ConfigError(f"size must be one of {', '.join(task.sizes)}, got {size!r}")
+    check_seed(seed)
     if data is not None and not Path(data).exists():
         raise DataFormatError(data, "not found")
     check_trainer(accelerator, devices, num_nodes, strategy)
@@ -116,13 +119,75 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
     }
 
 
-def new_run_dir(out: str | Path, task: str, name: str | None) -> Path:
-    name = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name: no path separators, not '.' or '..', no leading dot or dash."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]{0,199}", name) or name in (".", ".."):
+        raise ConfigError(f"--name {name!r}: a run name is one plain folder name (letters, digits and _ . + = , @ -; "
+                          "no '/' or '..', no leading dot or dash)")
+    return name
+
+
+def planned_run_dir(out: str | Path, task: str, name: str | None) -> Path:
+    """The folder a new run will use, checked before anything is created: a plain name, a free place, and an
+    ``--out`` that is (or can become) a writable folder."""
+    name = check_run_name(name) if name is not None else datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out) / task / name
-    if run_dir.exists():
+    if run_dir.exists() or run_dir.is_symlink():
         raise ConfigError(f"{run_dir}: run folder exists; choose another --name or use --resume")
-    run_dir.mkdir(parents=True)
+    existing = run_dir
+    while not existing.exists():  # the deepest part of the path that is there already must be a writable folder
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: no permission to write in {existing}")
     return run_dir
+
+
+MAX_SEED = 2**32 - 1  # what numpy, torch and Lightning all accept
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed must be between 0 and {MAX_SEED} (2**32 - 1), got {seed}")
+    return seed
+
+
+def new_run_dir(out: str | Path, task: str, name: str | None) -> Path:
+    run_dir = planned_run_dir(out, task, name)
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:
+        raise ConfigError(f"{run_dir}: run folder exists; choose another --name or use --resume") from None
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot make the run folder {run_dir} ({err.strerror})") from None
+    return run_dir
+
+
+def _made_folders(run_dir: Path) -> list[Path]:
+    """The folders ``new_run_dir`` would create for ``run_dir``, deepest first (those that do not exist yet)."""
+    made = []
+    while not run_dir.exists():
+        made.append(run_dir)
+        run_dir = run_dir.parent
+    return made
+
+
+def discard_failed_run(run_dir: Path, made: list[Path]) -> bool:
+    """After a new run failed: remove its folder, and the empty parents it created, unless it holds checkpoints
+    (then it is kept for ``--resume``). Returns True when removed."""
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(p.is_file() for p in checkpoints.rglob("*")):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for folder in made[1:]:  # parents, deepest first; only if nothing else has appeared in them
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+    return True
 
 
 def run(task_name: str | None = None, data: str | Path | None = None, quick: bool = False,
@@ -152,6 +217,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
             raise ConfigError("name a task to run")
         config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, accelerator, devices,
                                 num_nodes, strategy, progress)
+        made = _made_folders(planned_run_dir(out, task_name, name))
         run_dir = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
     dist.announce_owner(run_dir)  # the ranks Lightning starts at the first fit re-run this command: they follow it
@@ -159,7 +225,17 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
     lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
     ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
     start = time.perf_counter()
-    results = task.run(ctx)
+    try:
+        results = task.run(ctx)
+    except Exception:
+        # a new run that failed leaves nothing behind (the same command, corrected, can use the same name), unless
+        # it trained something worth continuing; an interrupted run (Ctrl-C, kill) is always kept for --resume
+        if resume is None and not discard_failed_run(run_dir, made):
+            import sys
+
+            print(f"{run_dir}: kept, it holds checkpoints; after fixing the cause, continue it with --resume "
+                  f"{run_dir}", file=sys.stderr)
+        raise
     ctx.seconds["total"] = time.perf_counter() - start
     metrics = {
         "task": task.name,
@@ -181,7 +257,6 @@ def follow_owner(task_name: str | None, out: str | Path, name: str | None, resum
     so that this rank reaches every training step in the same order. Its checkpoints are the owner's; everything
     else it produces goes to a scratch folder, deleted at the end, and nothing is written into the owner's folder
     (the owner alone writes config, checkpoints, metrics, figures and the report)."""
-    import shutil
     import tempfile
 
     run_dir = dist.find_owner_run_dir(out, task_name, name, resume)

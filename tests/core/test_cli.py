@@ -108,3 +108,79 @@ def test_broken_run_folders_are_one_line(tmp_path, capsys):
     assert "not an astrobench run configuration" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "run"), "-o", str(tmp_path / "r.html")]) == 2
     assert "not an astrobench metrics.json" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_on_its_data_leaves_nothing_and_the_name_stays_free(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "labels.txt").write_text("0\n1\n")  # labels for images that are not there
+    out = tmp_path / "runs"
+    code = main(["run", "rings", "--data", str(broken), "--out", str(out), "--name", "r01", "--set", "size='smoke'"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and str(broken) in err
+    assert not out.exists()  # the run folder and the folders made for it are gone
+    from astrobench.runner import planned_run_dir
+
+    assert planned_run_dir(out, "rings", "r01") == out / "rings" / "r01"  # free for the corrected command
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden", "-rf", ""])
+def test_run_names_are_plain_folder_names(tmp_path, capsys, name):
+    assert main(["run", "rings", "--out", str(tmp_path / "runs"), "--name", name, "--set", "size='smoke'"]) == 2
+    assert "a run name is one plain folder name" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "escape").exists()
+
+
+def test_out_that_is_a_file_or_read_only_is_one_line(tmp_path, capsys):
+    import os
+
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        assert main(["run", "rings", "--out", str(out), "--set", "size='smoke'"]) == 2
+        assert "is a file, not a folder" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes anywhere
+        (tmp_path / "ro").mkdir(mode=0o555)
+        assert main(["run", "rings", "--out", str(tmp_path / "ro"), "--set", "size='smoke'"]) == 2
+        assert "no permission to write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("error, status, words", [
+    (EOFError("Ran out of input"), 2, "a file ended before its data did"),
+    (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), 2, "UnicodeDecodeError"),
+    (FileNotFoundError(2, "No such file or directory", "/x/frame.png"), 2, "/x/frame.png: No such file"),
+    (MemoryError(), 2, "out of memory"),
+    (RuntimeError("something\nunexpected"), 1, "run with --debug for the traceback"),
+])
+def test_any_escaping_exception_is_one_line_never_aborted(tmp_path, capsys, monkeypatch, error, status, words):
+    import astrobench.runner
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(astrobench.runner, "run", fail)
+    assert main(["run", "rings", "--out", str(tmp_path)]) == status
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and words in err and "Aborted" not in err
+    with pytest.raises(type(error)):
+        main(["run", "rings", "--out", str(tmp_path), "--debug"])
+
+
+def test_a_zero_byte_map_file_names_the_file(tmp_path, capsys):
+    from astrobench.tasks.camels.simulate import simulate
+
+    simulate(tmp_path / "cmd", n_sims=3, map_size=16, seed=0, suites=("tng",), n_jobs=1)
+    maps = next((tmp_path / "cmd").glob("Maps_Mtot_*.npy"))
+    maps.write_bytes(b"")
+    code = main(["run", "camels", "--data", str(tmp_path / "cmd"), "--out", str(tmp_path / "runs"),
+                 "--set", "size='smoke'"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and f"{maps}: is empty" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**40)])
+def test_seeds_outside_what_the_generators_take_are_one_line(tmp_path, capsys, seed):
+    assert main(["run", "rings", "--out", str(tmp_path), "--seed", seed, "--set", "size='smoke'"]) == 2
+    assert "--seed must be between 0 and 4294967295" in capsys.readouterr().err
+    assert main(["simulate", "rings", "--out", str(tmp_path / "sim"), "--seed", seed, "--n", "2"]) == 2
+    assert list(tmp_path.iterdir()) == []

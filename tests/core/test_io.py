@@ -40,3 +40,26 @@ def test_read_json_names_file_and_problem(tmp_path):
 def test_config_key_is_stable_and_order_free():
     assert config_key({"a": 1, "b": [1, 2]}) == config_key({"b": [1, 2], "a": 1})
     assert config_key({"a": 1}) != config_key({"a": 2})
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_and_cache_folders_follow_the_umask(tmp_path, monkeypatch, umask):
+    import os
+    import stat
+
+    from astrobench.core.task import cached
+
+    monkeypatch.setenv("ASTROBENCH_CACHE", str(tmp_path / "cache"))
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "metrics.json", {"a": 1})
+
+        def build(folder):
+            (folder / "data.txt").write_text("x")
+            return folder / "data.txt"
+
+        target = cached("umask_test", "1", {"umask": umask}, build, "data.txt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o777 & ~umask

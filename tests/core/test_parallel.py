@@ -98,3 +98,14 @@ def test_small_jobs_stay_in_this_process(monkeypatch):
         assert isinstance(pool, parallel.SerialExecutor)
     with parallel.executor(1, n_chunks=1000) as pool:
         assert isinstance(pool, parallel.SerialExecutor)
+
+
+def test_cluster_images_are_the_same_on_one_or_two_workers(no_scheduler):
+    import numpy as np
+
+    from astrobench.tasks.cluster_mass.simulate import CLUSTERS_PER_CHUNK, simulate_cluster_images
+
+    n = CLUSTERS_PER_CHUNK + 3  # two chunks, the second one short
+    one, two = (simulate_cluster_images(n, 2, seed=4, image_size=16, n_jobs=k) for k in (1, 2))
+    assert one.images.shape == (2 * n, 16, 16) and one.images.sum() > 0
+    np.testing.assert_array_equal(one.images, two.images)

@@ -38,6 +38,19 @@ class ConfigError(AstrobenchError):
     """An unknown task, option or option value."""
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where there is one: setting and restoring it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
@@ -58,6 +71,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes it private (0600): give it a normal file's mode
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 from rich.console import Console
 
-from astrobench.core.io import cache_dir, config_key
+from astrobench.core.io import cache_dir, config_key, current_umask
 from astrobench.core.training import TrainConfig
 
 console = Console(stderr=True)
@@ -103,6 +103,7 @@ def cached(task: str, version: str, key: dict[str, Any], build: Callable[[Path],
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))  # private to this process
     try:
         build(tmp)
+        tmp.chmod(0o777 & ~current_umask())  # readable by others, like any folder: it was private while building
         shutil.rmtree(folder, ignore_errors=True)  # a stale incomplete folder (no target inside)
         try:
             tmp.rename(folder)

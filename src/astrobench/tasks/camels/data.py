@@ -66,10 +66,12 @@ def load_suite(folder: str | Path, suite: str, n_sims: int | None = None) -> Sui
     for field in ("mtot", "p"):
         if not present[field]:
             continue
+        if paths[field].stat().st_size == 0:
+            raise DataFormatError(paths[field], "is empty (0 bytes)")
         try:
             m = np.load(paths[field], mmap_mode="r")
-        except (ValueError, OSError) as err:
-            raise DataFormatError(paths[field], f"not a .npy array ({err})") from None
+        except (ValueError, OSError, EOFError) as err:
+            raise DataFormatError(paths[field], f"not a .npy array ({err or type(err).__name__})") from None
         if m.ndim != 3 or m.shape[1] != m.shape[2] or m.dtype.kind != "f":
             raise DataFormatError(paths[field], f"expected (N, s, s) float maps, got {m.shape} {m.dtype}")
         if m.shape[0] != MAPS_PER_SIM * len(params):

@@ -14,8 +14,18 @@ from astrobench.tasks.cluster_mass.data import (
     split_clusters,
     write_cluster_fits,
 )
-from astrobench.tasks.cluster_mass.models import ApertureMass, d4_cnn, ntampaka_cnn
 from astrobench.tasks.cluster_mass.simulate import PARAMETERS, draw_clusters, simulate, simulate_cluster_images
+
+_MODELS = ("ApertureMass", "d4_cnn", "ntampaka_cnn")
+
+
+def __getattr__(name: str):
+    # the models need PyTorch: imported on first use, so that the simulator's worker processes start without it
+    if name in _MODELS:
+        from astrobench.tasks.cluster_mass import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["PARAMETERS", "ApertureMass", "ClusterImages", "cluster_folds", "d4_cnn", "draw_clusters",
            "load_cluster_fits", "ntampaka_cnn", "simulate", "simulate_cluster_images", "split_clusters",

@@ -35,7 +35,7 @@ import numpy as np
 
 from astrobench.core.io import ConfigError
 
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"  # 2: each cluster's own random stream (parallel chunks); 1: one stream for all
 CORE_STATES = ("cool_core", "relaxed", "disturbed")
 
 
@@ -223,6 +223,14 @@ class ClusterCatalogue:
     def __len__(self) -> int:
         return len(self.log_m500)
 
+    def rows(self, start: int, stop: int) -> "ClusterCatalogue":
+        """Clusters ``start`` to ``stop - 1``, as a catalogue of their own."""
+        part = slice(start, stop)
+        return ClusterCatalogue(self.log_m500[part], self.r500_kpc[part], self.state[part],
+                                {k: v[part] for k, v in self.profile.items()}, self.axes[part],
+                                self.log_lx_core_excised[part], self.log_lx_total[part], self.sigma[part],
+                                self.subclumps[part])
+
 
 @lru_cache(maxsize=4)
 def _mean_core_boost(p: Parameters) -> float:
@@ -383,31 +391,54 @@ class MockObservations:
     parameters: Parameters = PARAMETERS
 
 
+CLUSTERS_PER_CHUNK = 8  # clusters per parallel task (8 x 8 projections at 128 px: ~0.5 s)
+
+
+def _observe_clusters(job: tuple) -> np.ndarray:
+    """Images of one chunk of clusters: ``job`` = (catalogue rows, index of the first, n_projections, image_size,
+    seed, parameters). Cluster ``i``'s projections, centring and noise come from the random stream (seed, i): the
+    same whichever process observes it."""
+    cat, first, n_projections, image_size, seed, p = job
+    pixel_kpc = p.pixel_arcsec(image_size) * kpc_per_arcsec(p.redshift)
+    jitter = p.centre_jitter_arcsec / p.pixel_arcsec(image_size)  # in pixels of this image
+    images = np.zeros((len(cat) * n_projections, image_size, image_size), dtype=np.int32)
+    for k in range(len(cat)):
+        rng = np.random.default_rng([seed, 7, first + k])
+        for j, rotation in enumerate(random_rotations(n_projections, rng)):
+            centre = (image_size - 1) / 2.0 + rng.normal(0.0, jitter, size=2)
+            expected = expected_cluster_counts(cat, k, rotation, image_size, pixel_kpc, tuple(centre), p=p)
+            images[k * n_projections + j] = observe(expected, rng, p)
+    return images
+
+
 def simulate_cluster_images(n_clusters: int, n_projections: int = 8, seed: int = 0, image_size: int = 128,
-                            progress: bool = False, p: Parameters = PARAMETERS) -> MockObservations:
-    """Draw ``n_clusters`` clusters and observe each along ``n_projections`` random lines of sight."""
+                            progress: bool = False, p: Parameters = PARAMETERS, n_jobs: int = 2) -> MockObservations:
+    """Draw ``n_clusters`` clusters and observe each along ``n_projections`` random lines of sight, in chunks of
+    CLUSTERS_PER_CHUNK clusters on ``n_jobs`` Dask workers (``core.parallel.executor``; the images do not depend
+    on the number of workers)."""
+    from rich.progress import Progress
+
+    from astrobench.core.parallel import executor
+
     if n_clusters < 1 or n_projections < 1:
         raise ConfigError(f"need at least one cluster and one projection, got {n_clusters} and {n_projections}")
     if image_size < 8:
         raise ConfigError(f"image_size must be at least 8 pixels, got {image_size}")
-    rng = np.random.default_rng(seed)
-    cat = draw_clusters(n_clusters, rng, p)
-    pixel_kpc = p.pixel_arcsec(image_size) * kpc_per_arcsec(p.redshift)
-    images = np.zeros((n_clusters * n_projections, image_size, image_size), dtype=np.int32)
-    jitter = p.centre_jitter_arcsec / p.pixel_arcsec(image_size)  # in pixels of this image
-    from rich.progress import track
-
-    for i in track(range(n_clusters), description="simulating clusters", disable=not progress, transient=True):
-        for j, rotation in enumerate(random_rotations(n_projections, rng)):
-            centre = (image_size - 1) / 2.0 + rng.normal(0.0, jitter, size=2)
-            expected = expected_cluster_counts(cat, i, rotation, image_size, pixel_kpc, tuple(centre), p=p)
-            images[i * n_projections + j] = observe(expected, rng, p)
+    cat = draw_clusters(n_clusters, np.random.default_rng(seed), p)
+    starts = range(0, n_clusters, CLUSTERS_PER_CHUNK)
+    jobs = [(cat.rows(a, a + CLUSTERS_PER_CHUNK), a, n_projections, image_size, seed, p) for a in starts]
+    parts = []
+    with executor(n_jobs, n_chunks=len(jobs)) as pool, Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("cluster_mass: X-ray images", total=n_clusters)
+        for job, images in zip(jobs, pool.map(_observe_clusters, jobs)):
+            parts.append(images)
+            bar.advance(task, len(job[0]))
     index = np.arange(n_clusters * n_projections)
-    return MockObservations(images, index // n_projections, index % n_projections, cat, p)
+    return MockObservations(np.concatenate(parts), index // n_projections, index % n_projections, cat, p)
 
 
 def simulate(out: str | Path, n: int = 300, seed: int = 0, n_projections: int = 8, image_size: int = 128,
-             split: tuple[float, float, float] = (0.7, 0.15, 0.15), progress: bool = False) -> Path:
+             split: tuple[float, float, float] = (0.7, 0.15, 0.15), progress: bool = False, n_jobs: int = 2) -> Path:
     """Simulate ``n`` clusters and write them in the school's format (``cluster_TNG_data.fits``).
 
     ``out`` is a folder (the file goes inside) or a path ending in ``.fits``. Returns the file's path.
@@ -416,5 +447,5 @@ def simulate(out: str | Path, n: int = 300, seed: int = 0, n_projections: int = 
 
     out = Path(out)
     path = out if out.suffix == ".fits" else out / "cluster_TNG_data.fits"
-    obs = simulate_cluster_images(n, n_projections, seed, image_size, progress)
+    obs = simulate_cluster_images(n, n_projections, seed, image_size, progress, n_jobs=n_jobs)
     return write_cluster_fits(path, obs, split=split, seed=seed)

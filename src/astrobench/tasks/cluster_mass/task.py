@@ -82,13 +82,14 @@ class ClusterMassTask(Task):
             # used only when the file's header lacks them (PIXARCS, REDSHIFT); pixel_arcsec 0: the ACIS-I field
             # (16.79') across the image
             "pixel_arcsec": 0.0,
+            "n_jobs": 2,  # simulator processes (Dask workers); the images do not depend on it
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         def fail(key, expected):
             raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
 
-        for key in ("n_clusters", "n_projections", "max_epochs", "batch_size", "n_saliency"):
+        for key in ("n_clusters", "n_projections", "max_epochs", "batch_size", "n_saliency", "n_jobs"):
             if options[key] < 1:
                 fail(key, "a positive integer")
         if options["k_folds"] < 2:
@@ -114,11 +115,11 @@ class ClusterMassTask(Task):
 
     # --- data -------------------------------------------------------------------------------------------
 
-    def simulate(self, out, n, seed=0, format=None, n_projections=8, image_size=128) -> Path:
+    def simulate(self, out, n, seed=0, format=None, n_projections=8, image_size=128, n_jobs=2) -> Path:
         if format not in (None, "fits"):
             raise ConfigError(f"cluster_mass writes FITS only (cluster_TNG_data.fits), not {format!r}")
         return simulate_clusters(out, n=n, seed=seed, n_projections=n_projections, image_size=image_size,
-                            progress=True)
+                                 progress=True, n_jobs=n_jobs)
 
     def _load(self, ctx: RunContext) -> ClusterImages:
         opts = ctx.options
@@ -127,7 +128,8 @@ class ClusterMassTask(Task):
 
             def build(folder: Path) -> Path:
                 return simulate_clusters(folder / "cluster_TNG_data.fits", n=key["n_clusters"], seed=key["seed"],
-                                    n_projections=key["n_projections"], progress=ctx.progress)
+                                         n_projections=key["n_projections"], progress=ctx.progress,
+                                         n_jobs=opts["n_jobs"])
 
             path = cached(self.name, SIMULATOR_VERSION, key, build, "cluster_TNG_data.fits")
             ctx.data_info.update(source="simulated", path=str(path))
