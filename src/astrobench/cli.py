@@ -85,6 +85,10 @@ def simulate(
     check_seed(seed)
 
     task_obj = get_task(task)
+    if task_obj.bytes_per_object:
+        from astrobench.core.io import check_memory
+
+        check_memory(f"--n {n} ({task_obj.n_unit})", n * task_obj.bytes_per_object)
     _use_scheduler(scheduler)
     defaults = {name: p.default for name, p in inspect.signature(task_obj.simulate).parameters.items()
                 if name not in ("out", "n", "seed", "format")}
@@ -150,8 +154,11 @@ def report(
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write."),
 ):
     """One self-contained HTML page over one or many runs."""
+    from astrobench.core.io import ConfigError
     from astrobench.core.report import render_report
 
+    if output.is_dir():
+        raise ConfigError(f"-o {output}: is a folder; name the HTML file to write, e.g. {output / 'report.html'}")
     typer.echo(str(render_report(run_dirs, output)))
 
 

@@ -184,3 +184,17 @@ def test_seeds_outside_what_the_generators_take_are_one_line(tmp_path, capsys, s
     assert "--seed must be between 0 and 4294967295" in capsys.readouterr().err
     assert main(["simulate", "rings", "--out", str(tmp_path / "sim"), "--seed", seed, "--n", "2"]) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sizes_that_cannot_fit_in_memory_are_refused_with_the_estimate(tmp_path, capsys):
+    assert main(["simulate", "spectra", "--out", str(tmp_path / "s"), "--n", str(10**12)]) == 2
+    err = capsys.readouterr().err
+    assert "--n 1000000000000 (galaxies (spectra)) needs about" in err and "GiB of memory" in err
+    assert main(["run", "sn_lasso", "--out", str(tmp_path), "--set", "n_noise=100000000000"]) == 2
+    assert "n_noise=100000000000 needs about" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_onto_a_folder_is_one_line(smoke_run, tmp_path, capsys):
+    assert main(["report", str(smoke_run), "-o", str(tmp_path)]) == 2
+    assert "is a folder; name the HTML file" in capsys.readouterr().err

@@ -109,3 +109,15 @@ def test_cluster_images_are_the_same_on_one_or_two_workers(no_scheduler):
     one, two = (simulate_cluster_images(n, 2, seed=4, image_size=16, n_jobs=k) for k in (1, 2))
     assert one.images.shape == (2 * n, 16, 16) and one.images.sum() > 0
     np.testing.assert_array_equal(one.images, two.images)
+
+
+def test_starting_local_workers_leaves_this_process_environment_alone(no_scheduler, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    parallel.close_local_clusters()
+    before = dict(os.environ)
+    with parallel.executor(2, n_chunks=8) as pool:
+        assert isinstance(pool, parallel.DaskExecutor)
+        # the workers themselves run with Dask's one-thread settings
+        assert set(pool.client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}
+    assert dict(os.environ) == before  # a process started from here later (a DDP rank) gets all its threads

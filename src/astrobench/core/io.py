@@ -38,6 +38,21 @@ class ConfigError(AstrobenchError):
     """An unknown task, option or option value."""
 
 
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def check_memory(what: str, n_bytes: float, fraction: float = 0.8) -> None:
+    """Refuse up front (ConfigError with the estimate) what would need more than ``fraction`` of the memory this
+    machine has available, instead of failing later with a MemoryError or being killed."""
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if n_bytes > fraction * available:
+        raise ConfigError(f"{what} needs about {_gib(n_bytes)} of memory; this machine has {_gib(available)} "
+                          "available: choose a smaller size")
+
+
 def current_umask() -> int:
     """The process's umask (read from /proc where there is one: setting and restoring it is not thread-safe)."""
     try:
@@ -145,8 +160,78 @@ def numeric_column(path: str | os.PathLike, name: str, values: np.ndarray) -> np
     """``values`` as float; a DataFormatError naming the first entry that is not a number when the column is text."""
     if values.dtype.kind not in "iuf":
         bad = next((v for v in values if not is_number(v)), values[0] if len(values) else "")
-        raise DataFormatError(path, f"column {name} must be numeric, got text such as {bad!r}")
+        raise DataFormatError(path, f"column {name} must be numeric, got text such as {str(bad)!r}")
     return values.astype(float)
+
+
+def check_readable_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a regular file with something in it; else a DataFormatError that says what it is
+    (missing, a folder, a link that loops or leads nowhere, empty)."""
+    path = Path(path)
+    try:
+        path.stat()
+    except OSError as err:
+        if path.is_symlink():
+            raise DataFormatError(path, "a symbolic link that loops or leads nowhere") from None
+        raise DataFormatError(path, "file not found" if isinstance(err, FileNotFoundError)
+                              else f"cannot be read ({err.strerror})") from None
+    if path.is_dir():
+        raise DataFormatError(path, "is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise DataFormatError(path, "is empty (0 bytes)")
+    return path
+
+
+def check_text_table(path: str | os.PathLike, comment: str = "#") -> tuple[str, str | None]:
+    """Check a text table with one header line before any parser sees it; return (text, delimiter).
+
+    The text is decoded as UTF-8 (a byte-order mark is dropped); the delimiter is ',' or ';' or a tab when the
+    header holds one, else None (whitespace). Refused with the problem named: an empty or binary file, a repeated
+    column name, and any line whose number of fields differs from the header's (a file cut off mid-row, a stray
+    separator, a second header). Lines starting with ``comment`` are skipped, except a commented header as the
+    first line (``# id ra dec ...``)."""
+    import csv
+
+    path = check_readable_file(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}): a binary "
+                              "file, or text in another encoding") from None
+    lines = text.splitlines()
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise DataFormatError(path, "holds only blank lines")
+    header_line = numbered[0][1].lstrip()
+    if header_line.startswith(comment):
+        header_line = header_line[len(comment):].lstrip(" ,;\t")
+    data = [(i, line) for i, line in numbered[1:] if not line.lstrip().startswith(comment)]
+    delimiter = next((d for d in (",", ";", "\t") if d in header_line), None)
+
+    def fields(line: str) -> list[str]:
+        return next(csv.reader([line], delimiter=delimiter)) if delimiter else line.split()
+
+    names = [n.strip() for n in fields(header_line)]
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise DataFormatError(path, "the header has an empty column name")
+        if name in seen:
+            raise DataFormatError(path, f"column name {name!r} appears more than once in the header")
+        seen.add(name)
+    if not data:
+        raise DataFormatError(path, "has a header but no rows")
+    for number, line in data:
+        row = fields(line)
+        if [f.strip() for f in row] == names:
+            raise DataFormatError(path, f"line {number} repeats the header")
+        if len(row) != len(names):
+            if number == data[-1][0] and not text.endswith(("\n", "\r")):
+                raise DataFormatError(path, f"line {number}, the last, has {len(row)} of the header's {len(names)} "
+                                      "fields and no line end: the file looks cut off")
+            raise DataFormatError(path, f"line {number} has {len(row)} fields, the header {len(names)}")
+    return text, delimiter
 
 
 def table_columns(table) -> dict[str, np.ndarray]:

@@ -133,13 +133,27 @@ def _local_client(n_jobs: int):
         # worker processes are spawned (Dask's default): forking a process whose torch thread pool runs can deadlock.
         # The workers' statistical profiler (a stack sample every 10 ms, for the dashboard, which a local cluster
         # here does not serve) slowed bagpipes' many small numpy calls by ~10 %: off.
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
+        with dask.config.set({"distributed.worker.profile.enabled": False}), _environment_kept():
             cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True, dashboard_address=None,
                                    silence_logs=logging.ERROR)
         if not _local:
             atexit.register(close_local_clusters)
         _local[n_jobs] = (cluster, Client(cluster, set_as_default=False))
     return _local[n_jobs][1]
+
+
+@contextmanager
+def _environment_kept() -> Iterator[None]:
+    """Undo what starting workers does to this process's environment. Dask's nanny sets its
+    ``distributed.nanny.pre-spawn-environ`` (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, ...) in ``os.environ``
+    before it spawns a worker and leaves it there: every process this one starts later (a DDP rank, a data
+    loader's worker) would inherit one thread."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def close_local_clusters() -> None:

@@ -120,6 +120,7 @@ class Task:
     name: str = ""
     summary: str = ""
     n_unit: str = ""  # what --n counts
+    bytes_per_object: float = 0  # memory the simulator holds per --n unit (0: it writes as it goes, no check)
     anchors: dict[str, dict[str, Any]] = {}  # "experiment.method.metric" -> {"value": ..., "source": ...}
     sizes = ("smoke", "quick", "full")
 

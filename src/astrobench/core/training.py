@@ -369,6 +369,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # expected when resuming
+    # every module here logs with sync_dist=True, and Lightning still printed this for the rings modules under ddp
+    # on CPU processes: noise to a user
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 def load_weights(module: nn.Module, path: str | Path) -> nn.Module:

@@ -628,7 +628,16 @@ def _manifest_entries(manifest: Path) -> list[_Entry]:
         where = f"line {i}"
         if not row["file"]:
             raise DataFormatError(manifest, f"{where}: empty file name")
-        path = (manifest.parent / row["file"]).resolve()
+        if row["file"].strip() == "file" and (row["label"] or "").strip() == "label":
+            raise DataFormatError(manifest, f"{where} repeats the header")
+        listed = manifest.parent / row["file"]
+        try:
+            path = listed.resolve()
+        except (RuntimeError, OSError):  # Python 3.11 raises RuntimeError on a symlink loop
+            path = listed
+        if listed.is_symlink() and not listed.exists():
+            raise DataFormatError(manifest, f"{where}: frame {row['file']} is a symbolic link that loops or leads "
+                                  "nowhere")
         if path in seen:
             raise DataFormatError(manifest, f"{where}: {row['file']} is listed twice")
         seen.add(path)
@@ -661,6 +670,22 @@ def _folder_entries(folder: Path) -> list[_Entry]:
     if not entries:
         raise DataFormatError(folder, "no manifest.csv, class folders or frames (FITS/PNG/JPEG) found here")
     return entries
+
+
+def _check_labels(source: Path, entries: list[_Entry]) -> None:
+    """A label a letter or two away from a known class (``overcst``) beside labels of the known classes is a typo,
+    not a class of its own: named before any training. (Labels of another class set, e.g. clear/cloudy, stay.)"""
+    import difflib
+
+    labels = [e.label for e in entries if e.label is not None]
+    if not set(labels) & set(KNOWN_CLASSES):
+        return
+    for label in sorted(set(labels) - set(KNOWN_CLASSES)):
+        close = difflib.get_close_matches(label, KNOWN_CLASSES, n=1, cutoff=0.75)
+        if close:
+            first = next(e for e in entries if e.label == label)
+            raise DataFormatError(source, f"label {label!r} (frame {first.path.name}, {labels.count(label)} frame(s))"
+                                  f" looks like a typo of {close[0]!r}; the classes are {', '.join(KNOWN_CLASSES)}")
 
 
 def _class_order(labels: list[str]) -> list[str]:
@@ -697,6 +722,8 @@ def load_frames(path: str | Path, image_size: int = 64, class_names: list[str] |
     if require_labels and any(lab is None for lab in labels):
         i = labels.index(None)
         raise DataFormatError(path, f"frame {entries[i].path.name} has no label")
+    if not class_names:
+        _check_labels(path, entries)
     names = list(class_names) if class_names else _class_order([lab for lab in labels if lab is not None])
     unknown = sorted({lab for lab in labels if lab is not None and lab not in names})
     if unknown:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from astrobench.core.io import ConfigError, DataFormatError
+from astrobench.core.io import ConfigError, DataFormatError, check_readable_file
 from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SUITES, map_file, params_file
 
 # what a field option stacks as channels
@@ -37,10 +37,17 @@ class Suite:
 
 
 def _read_params(path: Path) -> np.ndarray:
+    import warnings
+
+    check_readable_file(path)
     try:
-        params = np.loadtxt(path, ndmin=2)
-    except ValueError as err:
-        raise DataFormatError(path, f"not a numeric table ({err})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on an empty table; the check below says it
+            params = np.loadtxt(path, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataFormatError(path, f"not a numeric table ({' '.join(str(err).split())[:150]})") from None
+    if len(params) == 0:
+        raise DataFormatError(path, "holds no rows")
     if params.shape[1] < 6:
         raise DataFormatError(path, f"needs 6 columns (Om sigma8 SN1 AGN1 SN2 AGN2), has {params.shape[1]}")
     params = params[:, :6]
@@ -74,6 +81,9 @@ def load_suite(folder: str | Path, suite: str, n_sims: int | None = None) -> Sui
             raise DataFormatError(paths[field], f"not a .npy array ({err or type(err).__name__})") from None
         if m.ndim != 3 or m.shape[1] != m.shape[2] or m.dtype.kind != "f":
             raise DataFormatError(paths[field], f"expected (N, s, s) float maps, got {m.shape} {m.dtype}")
+        bad = _first_non_finite(m[: (n_sims or len(params)) * MAPS_PER_SIM])
+        if bad is not None:
+            raise DataFormatError(paths[field], f"map {bad} has NaN or infinite pixels")
         if m.shape[0] != MAPS_PER_SIM * len(params):
             raise DataFormatError(paths[field], f"has {m.shape[0]} maps; {paths['params'].name} has {len(params)} "
                                                 f"simulations, which need {MAPS_PER_SIM * len(params)}")
@@ -86,6 +96,16 @@ def load_suite(folder: str | Path, suite: str, n_sims: int | None = None) -> Sui
         params = params[:n_sims]
         maps = {k: m[: n_sims * MAPS_PER_SIM] for k, m in maps.items()}
     return Suite(suite, params, maps)
+
+
+def _first_non_finite(maps: np.ndarray, chunk: int = 256) -> int | None:
+    """Index of the first map with a NaN or infinite pixel, read ``chunk`` maps at a time (the real files are
+    memory-mapped and several GB)."""
+    for start in range(0, len(maps), chunk):
+        finite = np.isfinite(maps[start:start + chunk]).reshape(len(maps[start:start + chunk]), -1).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
 
 
 def load_camels(folder: str | Path, n_sims: int | None = None) -> dict[str, Suite]:

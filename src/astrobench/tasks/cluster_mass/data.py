@@ -14,14 +14,16 @@ Without ``cluster_id`` an image is its own group: the file's flags are the only 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, numeric_column
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, check_readable_file, numeric_column
 
+FITS_BLOCK = 2880  # bytes: every FITS file is a whole number of these (FITS standard 4.0, section 3.1)
 REQUIRED_COLUMNS = ("log_M500", "train", "validate", "test")
 SPLIT_COLUMNS = ("train", "validate", "test")
 HEADER_KEYS = {"REDSHIFT": "redshift", "PIXARCS": "pixel_arcsec", "KPCPIX": "kpc_per_pixel",
@@ -176,11 +178,18 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     path = Path(path)
     if path.is_dir():
         path = path / "cluster_TNG_data.fits"
-    if not path.exists():
-        raise DataFormatError(path, "file not found")
+    check_readable_file(path)
+    size = path.stat().st_size
+    if size % FITS_BLOCK:
+        raise DataFormatError(path, f"{size} bytes, not a whole number of {FITS_BLOCK}-byte FITS blocks: the file is "
+                              "cut off (or not FITS)")
     try:
-        with fits.open(path, memmap=False) as hdus:
+        with warnings.catch_warnings(record=True) as caught, fits.open(path, memmap=False) as hdus:
+            warnings.simplefilter("always")
             hdus.verify("silentfix")  # repairable header cards are repaired, not fatal
+            truncated = [w for w in caught if "truncated" in str(w.message)]
+            if truncated:
+                raise DataFormatError(path, "the file is shorter than its headers say: cut off")
             if len(hdus) < (3 if require_labels else 2):
                 raise DataFormatError(path, f"expected an empty primary HDU, the image cube (HDU 1) and the label "
                                       f"table (HDU 2); found {len(hdus)} HDU(s)")
@@ -212,6 +221,10 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     if (images < 0).any():
         raise DataFormatError(path, "photon counts must be non-negative")
     n = len(images)
+    blank = np.flatnonzero(images.reshape(n, -1).max(axis=1) == 0)
+    if len(blank):
+        raise DataFormatError(path, f"{len(blank)} of the {n} images have no counts at all (the first: image "
+                              f"{blank[0]}); a 100 ks exposure always has background counts")
     for name, values in rows.items():
         if len(values) != n:
             raise DataFormatError(path, f"HDU 2 has {len(values)} rows but HDU 1 has {n} images")

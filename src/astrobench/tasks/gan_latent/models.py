@@ -128,7 +128,8 @@ class SpectrumWGAN(L.LightningModule):
         opt_d.zero_grad()
         self.manual_backward(loss_d)
         opt_d.step()
-        self.log("train_loss", (d_real.mean() - d_fake.mean()).detach(), on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_loss", (d_real.mean() - d_fake.mean()).detach(), on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=True)
         if (batch_idx + 1) % self.n_critic == 0:
             inputs = self.draw_inputs(len(x))
             fake = self.observe(self.generate(inputs, cond), sigma)
@@ -136,7 +137,7 @@ class SpectrumWGAN(L.LightningModule):
             if self.q_net is not None:
                 info = F.mse_loss(self.q_net(fake), inputs[:, : self.n_codes])
                 loss_g = loss_g + self.info_weight * info
-                self.log("info_mse", info.detach(), on_step=False, on_epoch=True)
+                self.log("info_mse", info.detach(), on_step=False, on_epoch=True, sync_dist=True)
             opt_g.zero_grad()
             self.manual_backward(loss_g)
             opt_g.step()
@@ -145,7 +146,7 @@ class SpectrumWGAN(L.LightningModule):
         x, sigma, cond = batch
         fake = self.observe(self.generate(self.draw_inputs(len(x)), cond), sigma)
         self.log("val_loss", self.critic(x, cond).mean() - self.critic(fake, cond).mean(), on_step=False,
-                 on_epoch=True, prog_bar=True)
+                 on_epoch=True, prog_bar=True, sync_dist=True)
 
 
 class GANGenerator:

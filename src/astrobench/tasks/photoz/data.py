@@ -16,13 +16,14 @@ Feature sets (docs/tasks/photoz.md):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import DataFormatError, numeric_column, table_columns
+from astrobench.core.io import DataFormatError, check_text_table, numeric_column, table_columns
 from astrobench.tasks.photoz.simulate import AB_ZERO_POINT, BANDS, MISSING
 
 HELLO_UNIVERSE_FEATURES = (
@@ -65,13 +66,15 @@ def read_catalogue(path: str | Path) -> Catalogue:
         if len(candidates) != 1:
             raise DataFormatError(path, f"a folder must hold exactly one .cat catalogue, found {len(candidates)}")
         path = candidates[0]
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", errors="replace")
-    header_format = "commented_header" if first.lstrip().startswith("#") else "basic"
+    text, delimiter = check_text_table(path)  # empty, binary, cut off, ragged, repeated names: named here
+    if delimiter is not None:
+        raise DataFormatError(path, f"columns separated by {delimiter!r}; a 3D-HST catalogue separates them by "
+                              "spaces")
+    header_format = "commented_header" if text.lstrip().startswith("#") else "basic"
     try:
-        table = ascii.read(path, format=header_format, fast_reader=True, guess=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what astropy would warn about is checked above or below
+            table = ascii.read(text, format=header_format, fast_reader=True, guess=False)
     except Exception as err:  # astropy raises many types for unreadable text; all mean the same to a user
         raise DataFormatError(path, f"not a readable ASCII catalogue ({type(err).__name__}: {err})") from None
     missing = [c for c in REQUIRED if c not in table.colnames]

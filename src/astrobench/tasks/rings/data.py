@@ -190,6 +190,14 @@ def _load_folder(folder: Path, require_labels: bool = True) -> RingSet:
     n = len(n_rings) if n_rings is not None else len(params) if params is not None else len(indices)
     if indices != list(range(n)):
         missing = sorted(set(range(n)) - set(indices))
+        labels = txt if n_rings is not None else js
+        if not indices:
+            raise DataFormatError(folder, f"{labels.name} has {n} labels but there are no ring_image_{{i}}.png "
+                                  "images")
+        if missing and indices == list(range(len(indices))):  # the images are complete, the labels run on
+            raise DataFormatError(labels, f"{n} labels but {len(indices)} images (ring_image_0 to "
+                                  f"ring_image_{len(indices) - 1}): {n - len(indices)} label(s) too many, or the "
+                                  "last images are missing")
         if missing:
             raise DataFormatError(folder / f"ring_image_{missing[0]}.png",
                                   f"missing: {len(indices)} images for {n} labels")

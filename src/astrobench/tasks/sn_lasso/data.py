@@ -10,6 +10,7 @@ the intercept).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -17,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import ConfigError, DataFormatError, is_number, numeric_column, table_columns
+from astrobench.core.io import (
+    ConfigError,
+    DataFormatError,
+    check_text_table,
+    is_number,
+    numeric_column,
+    table_columns,
+)
 
 MISSING = (-9.0, -999.0)
 PANTHEON_REQUIRED = ("CID", "zHD", "mB", "mBERR", "x1", "x1ERR", "c", "cERR", "IS_CALIBRATOR")
@@ -58,11 +66,12 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     from astropy.io import ascii
 
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
+    text, delimiter = check_text_table(path)  # empty, binary, cut off, ragged, repeated names: named here
     try:
-        table = ascii.read(path, guess=True, fast_reader=False) if path.suffix.lower() != ".csv" else \
-            ascii.read(path, format="csv")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what astropy would warn about is checked above or below
+            table = ascii.read(text, format="csv", delimiter=delimiter) if delimiter else \
+                ascii.read(text, guess=True, fast_reader=False)
     except Exception as err:  # astropy raises many types for unreadable text; all mean the same to a user
         raise DataFormatError(path, f"not a readable table ({type(err).__name__}: {err})") from None
     if len(table) == 0:
@@ -110,6 +119,9 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
         complete &= ~np.isin(num[name], missing) & np.isfinite(num[name])
     n_missing = int((keep & ~complete).sum())
     rows = np.flatnonzero(keep & complete)
+    if len(rows) < 10:
+        raise DataFormatError(source, f"only {len(rows)} SNe remain after the cuts (need at least 10): "
+                              + _why_so_few(num, used, keep, missing, n_calibrators, z_range))
     cid = np.char.strip(columns["CID"].astype(str))
     # one row per SN: of the complete light curves of one CID keep the best measured (smallest mBERR)
     order = rows[np.lexsort((num["mBERR"][rows], cid[rows]))]
@@ -118,12 +130,20 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
     n_duplicates = int((keep & complete).sum() - len(rows))
     z = num["zHD"][rows]
     if len(rows) < 10:
-        raise DataFormatError(source, f"only {len(rows)} SNe remain after the cuts (need at least 10)")
+        raise DataFormatError(source, f"only {len(rows)} SNe remain after the cuts and one row per CID (need at "
+                              "least 10)")
 
     feats: dict[str, np.ndarray] = {name: num[name][rows] for name in physical if name != "PKMJD"}
+    constant = drop_constant(source, feats, required=("x1", "c"))
     if "HOST_LOGMASS" in feats:
-        feats["mass_step"] = (feats["HOST_LOGMASS"] > MASS_STEP_DEX).astype(float)
-    if "PKMJD" in num:  # the time of maximum: a trend and the season of the year
+        step = (feats["HOST_LOGMASS"] > MASS_STEP_DEX).astype(float)
+        if np.ptp(step) > 0:  # hosts on both sides of the step
+            feats["mass_step"] = step
+        else:
+            constant.append("mass_step")
+    if "PKMJD" in num and np.ptp(num["PKMJD"][rows]) == 0:
+        constant.append("PKMJD")
+    elif "PKMJD" in num:  # the time of maximum: a trend and the season of the year
         feats["PKMJD"] = num["PKMJD"][rows]
         phase = 2 * np.pi * num["PKMJD"][rows] / DAYS_PER_YEAR
         feats["season_sin"], feats["season_cos"] = np.sin(phase), np.cos(phase)
@@ -147,9 +167,33 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
         errors["COV_mB_c"] = dmb_dx0 * num["COV_c_x0"][rows]
     info = {"n_rows": n_rows, "n_calibrators": n_calibrators, "n_outside_z": n_outside_z,
             "n_duplicates": n_duplicates, "n_missing_dropped": n_missing, "n_sne": int(len(rows)),
-            "z_range": list(z_range), "format": "pantheon+"}
+            "z_range": list(z_range), "format": "pantheon+", "constant_columns_dropped": constant}
     return SNTable(np.column_stack(list(feats.values())), y, list(feats), errors,
                    {"zHD": z, "CID": cid[rows]}, info, str(source))
+
+
+def _why_so_few(num: dict[str, np.ndarray], used: list[str], keep: np.ndarray, missing, n_calibrators: int,
+                z_range) -> str:
+    """Which cut emptied the table: the column missing in most rows, else the redshift range."""
+    if not keep.any():
+        return (f"no non-calibrator SN has {z_range[0]} < zHD < {z_range[1]} ({n_calibrators} calibrators; "
+                "--set z_min / z_max)")
+    absent = {name: int((keep & (np.isin(num[name], missing) | ~np.isfinite(num[name]))).sum()) for name in used}
+    worst = max(absent, key=absent.get)
+    return f"column {worst} is missing (NaN, or {' or '.join(f'{m:g}' for m in missing)}) in {absent[worst]} of " \
+           f"the {int(keep.sum())} rows in the redshift range"
+
+
+def drop_constant(source, feats: dict[str, np.ndarray], required: tuple[str, ...] | list[str]) -> list[str]:
+    """A candidate with one value in every usable row carries nothing to select (and breaks the scaling): dropped
+    from ``feats`` and returned, or refused, named, when it is one the analysis needs (``required``)."""
+    constant = [name for name, values in feats.items() if len(values) and np.ptp(values) == 0]
+    for name in constant:
+        if name in required:
+            raise DataFormatError(source, f"column {name} has the same value ({feats[name][0]:g}) in every usable "
+                                  "row: nothing to learn from it")
+        del feats[name]
+    return constant
 
 
 def add_noise_columns(feats: dict[str, np.ndarray], n: int, n_noise: int, seed: int) -> None:
@@ -171,6 +215,7 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
     if target not in columns:
         raise DataFormatError(source, f"has no target column {target!r} (columns: {', '.join(columns)})")
     y = numeric_column(source, target, columns[target])
+    named_features = features is not None
     if features is None:  # every numeric column; a mostly-numeric text column is a broken numeric one
         features = [n for n in columns if n != target and (columns[n].dtype.kind in "iuf"
                                                            or _mostly_numeric(columns[n]))]
@@ -186,10 +231,14 @@ def prepare_generic(columns: dict[str, np.ndarray], target: str, features: list[
     for values in feats.values():
         complete &= np.isfinite(values) & ~np.isin(values, missing)
     n_missing = int((~complete).sum())
+    named = list(feats) if named_features else []
     feats = {k: v[complete] for k, v in feats.items()}
+    constant = drop_constant(source, feats, required=named)  # a feature the user named may not be constant
+    if not feats:
+        raise DataFormatError(source, f"every feature column is constant in the usable rows ({', '.join(constant)})")
     add_noise_columns(feats, int(complete.sum()), n_noise, seed)
     info = {"n_rows": len(y), "n_missing_dropped": n_missing, "n_sne": int(complete.sum()), "format": "generic",
-            "target": target}
+            "target": target, "constant_columns_dropped": constant}
     return SNTable(np.column_stack(list(feats.values())), y[complete], list(feats), {}, {}, info, str(source))
 
 
@@ -203,6 +252,11 @@ def load_sn_table(path: str | Path, target: str | None = None, features: list[st
         extra = tuple(n for n in columns if n.startswith("spec_"))  # the simulator's spectral features
         table = prepare_pantheon(columns, path, z_range, n_noise, seed, extra_physical=extra, missing=missing)
     elif target is None:
+        found = [c for c in PANTHEON_REQUIRED if c in columns]
+        if len(found) >= len(PANTHEON_REQUIRED) // 2:  # meant as a Pantheon+ table: name what is not there
+            lacking = [c for c in PANTHEON_REQUIRED if c not in columns]
+            raise DataFormatError(path, f"has Pantheon+ columns but lacks {', '.join(lacking)} (column names are "
+                                  "case-sensitive; the header has " + ", ".join(list(columns)[:30]) + ")")
         raise ConfigError(f"{path} is not a Pantheon+ table; name the target column with --set target=COLUMN")
     else:
         table = prepare_generic(columns, target, features, path, n_noise, seed, missing=missing)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from astrobench.core import plots
-from astrobench.core.io import ConfigError
+from astrobench.core.io import ConfigError, check_memory
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table, prepare_pantheon
 from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, nested_cv_rmse, ols_bootstrap, stability_selection
@@ -31,6 +31,7 @@ class SNLassoTask(Task):
     name = "sn_lasso"
     summary = "Which variables model SN Ia peak magnitudes: LASSO + cross-validation, relaxed and EIV refits"
     n_unit = "supernovae"
+    bytes_per_object = 1e3  # one table row
     anchors = {
         "relaxed.ols.alpha": {"value": "0.14-0.15 (target [0.12, 0.16])", "source": PUBLISHED},
         "relaxed.ols.beta": {"value": "3.0-3.1 (target [2.6, 3.3]; OLS biased low)", "source": PUBLISHED},
@@ -84,6 +85,8 @@ class SNLassoTask(Task):
                 fail(key, ">= 0")
         if options["n_subsamples"] < 1:
             fail("n_subsamples", ">= 1")
+        # the design matrix with its noise columns, and a few working copies of it (scaling, CV folds)
+        check_memory(f"n_noise={options['n_noise']}", 4 * 8.0 * options["n_sne"] * (options["n_noise"] + 20))
         if not 0 <= options["z_min"] < options["z_max"]:
             fail("z_max", "above z_min >= 0")
         if not 0.5 < options["stability_threshold"] <= 1:
