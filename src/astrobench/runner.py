@@ -115,8 +115,20 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
         "data": None if data is None else str(Path(data).resolve()),
         "progress": progress,
         "trainer": {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes, "strategy": strategy},
-        "options": task.check_options(apply_overrides(task.options(size), overrides, task_name)),
+        "options": _checked_options(task, task_name, size, overrides),
     }
+
+
+def _checked_options(task, task_name: str, size: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The task's options at ``size`` with ``overrides``: types, ranges, and whether the data they ask for fit in
+    memory (a run that would die of MemoryError half-way is refused before it starts, with the estimate)."""
+    from astrobench.core.io import check_memory
+
+    options = task.check_options(apply_overrides(task.options(size), overrides, task_name))
+    if task.bytes_per_object and task.count_options:
+        named = ", ".join(f"{k}={options[k]}" for k in task.count_options if k in options)
+        check_memory(named, task.objects_in_run(options) * task.bytes_per_object)
+    return options
 
 
 def check_run_name(name: str) -> str:
@@ -275,12 +287,14 @@ def follow_owner(task_name: str | None, out: str | Path, name: str | None, resum
     return run_dir
 
 
-def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True, size: str = "quick") -> Path:
-    """Every registered task at ``size`` (quick) on simulated data, then one HTML page over all runs."""
+def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True, size: str = "quick",
+         tasks: list[str] | None = None) -> Path:
+    """Every registered task (or ``tasks``) at ``size`` (quick) on simulated data, then one HTML page over all
+    runs."""
     out = Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dirs = [run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size}, progress=progress)
-                for name in task_names()]
+                for name in (tasks or task_names())]
     index = out / f"index-{stamp}.html"
     render_report(run_dirs, index, title="astrobench demo: every task, quick size, simulated data")
     summary = {d.parent.name: json.loads((d / "metrics.json").read_text())["seconds"]["total"] for d in run_dirs}

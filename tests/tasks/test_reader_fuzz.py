@@ -91,6 +91,9 @@ SN_CASES = {
     "dropped mB": lambda p: _column_edit(p, _drop_column("mB")).encode(),
     "text in a numeric column": lambda p: _column_edit(
         p, lambda h, b: b[3].__setitem__(h.index("x1"), "n/a")).encode(),
+    "a cell some parsers read as missing": lambda p: _column_edit(
+        p, lambda h, b: b[9].__setitem__(h.index("mB"), "NaNx")).encode(),
+    "a hexadecimal cell": lambda p: _column_edit(p, lambda h, b: b[2].__setitem__(h.index("cERR"), "0x1F")).encode(),
     "every mB missing": lambda p: _column_edit(p, _set_column("mB", "-999")).encode(),
     "every mB NaN": lambda p: _column_edit(p, _set_column("mB", "nan")).encode(),
     "x1 constant": lambda p: _column_edit(p, _set_column("x1", "0.5")).encode(),
@@ -352,7 +355,8 @@ def test_broken_camels_files_are_one_line_naming_the_file(camels_folder, tmp_pat
     _fails_cleanly("camels", broken, tmp_path, capsys, case)
 
 
-def test_the_clean_files_the_cases_start_from_load(sn_csv, photoz_cat, cluster_fits, allsky_folder, camels_folder):
+def test_the_clean_files_the_cases_start_from_load(sn_csv, photoz_cat, cluster_fits, allsky_folder, camels_folder,
+                                                  rings_folder, spectra_file):
     """The control: every broken case above differs from one of these files only by its corruption."""
     from astrobench.tasks.allsky.data import load_frames
     from astrobench.tasks.camels.data import load_camels
@@ -365,3 +369,99 @@ def test_the_clean_files_the_cases_start_from_load(sn_csv, photoz_cat, cluster_f
     assert len(load_cluster_fits(cluster_fits)) == 24
     assert len(load_frames(allsky_folder, image_size=32).labels) == 12
     assert {name: suite.n_sims for name, suite in load_camels(camels_folder).items()} == {"tng": 6, "simba": 6}
+    from astrobench.tasks.rings.data import load_rings
+    from astrobench.tasks.spectra.data import read_spectra
+
+    assert len(load_rings(rings_folder)) == 20
+    assert len(read_spectra(spectra_file).z) == 30
+
+
+# --- rings: a folder of ring_image_{i}.png with labels.txt --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rings_folder(tmp_path_factory) -> Path:
+    from astrobench.tasks.rings.simulate import simulate
+
+    return simulate(tmp_path_factory.mktemp("rings") / "n_ring", n=20, seed=4, mode="n_ring", max_rings=3)
+
+
+def _ring_file(name: str, change):
+    def edit(folder: Path) -> None:
+        (folder / name).write_bytes(change((folder / name).read_bytes()))
+    return edit
+
+
+RINGS_CASES = {
+    "one label too many": _ring_file("labels.txt", lambda raw: raw + b"2\n"),
+    "a label that is text": _ring_file("labels.txt", lambda raw: raw.replace(b"\n", b"\ntwo\n", 1)),
+    "a label of zero rings": _ring_file("labels.txt", lambda raw: b"0\n" + raw.split(b"\n", 1)[1]),
+    "an image of zero bytes": _ring_file("ring_image_7.png", lambda raw: b""),
+    "an image cut in half": _ring_file("ring_image_3.png", lambda raw: raw[: len(raw) // 2]),
+    "an image that is text": _ring_file("ring_image_5.png", lambda raw: b"ring\n" * 20),
+    "an image missing": lambda folder: (folder / "ring_image_11.png").unlink(),
+    "no labels": lambda folder: (folder / "labels.txt").unlink(),
+}
+
+
+@pytest.mark.parametrize("case", list(RINGS_CASES))
+def test_broken_ring_folders_are_one_line_naming_the_file(rings_folder, tmp_path, capsys, case):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(rings_folder, broken)
+    RINGS_CASES[case](broken)
+    _fails_cleanly("rings", broken, tmp_path, capsys, case)
+
+
+# --- spectra (and gan_latent): sdss_galaxy_spec.hdf5 ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spectra_file(tmp_path_factory) -> Path:
+    from astrobench.tasks.spectra.simulate import simulate
+
+    return simulate(tmp_path_factory.mktemp("spectra"), n=30, seed=5, n_jobs=1, progress=False)
+
+
+def _h5_edit(edit):
+    def corrupt(path: Path) -> bytes:
+        import shutil
+
+        import h5py
+
+        copy = path.with_name("edit.hdf5")
+        shutil.copy(path, copy)
+        with h5py.File(copy, "r+") as f:
+            edit(f["raw"])
+        raw = copy.read_bytes()
+        copy.unlink()
+        return raw
+    return corrupt
+
+
+def _replace(name, values):
+    def edit(raw):
+        data = values(raw)
+        del raw[name]
+        raw.create_dataset(name, data=data)
+    return edit
+
+
+SPECTRA_CASES = {
+    "empty": lambda p: b"",
+    "cut at 60 %": lambda p: p.read_bytes()[: int(0.6 * p.stat().st_size)],
+    "random bytes": lambda p: np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+    "no redshifts": _h5_edit(lambda raw: raw.__delitem__("z")),
+    "redshifts NaN": _h5_edit(_replace("z", lambda raw: np.full(raw["spec"].shape[0], np.nan))),
+    "wavelengths reversed": _h5_edit(_replace("wavelength", lambda raw: raw["wavelength"][()][::-1])),
+    "one spectrum short": _h5_edit(_replace("spec", lambda raw: raw["spec"][()][:-1])),
+    "spectra as text": _h5_edit(_replace("spec", lambda raw: np.full(raw["spec"].shape, b"x"))),
+}
+
+
+@pytest.mark.parametrize("case", list(SPECTRA_CASES))
+def test_broken_spectra_files_are_one_line_naming_the_file(spectra_file, tmp_path, capsys, case):
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(SPECTRA_CASES[case](spectra_file))
+    _fails_cleanly("spectra", broken, tmp_path, capsys, case)

@@ -234,6 +234,32 @@ def check_text_table(path: str | os.PathLike, comment: str = "#") -> tuple[str, 
     return text, delimiter
 
 
+def check_numeric_cells(path: str | os.PathLike, text: str, delimiter: str | None, columns: dict[str, np.ndarray],
+                        comment: str = "#") -> None:
+    """Every cell of a column a parser read as numbers must be a number or empty: some parsers turn a cell such as
+    ``NaNx`` or ``0x1F`` into a missing value, which would drop its row without a word. Names the first such cell."""
+    import csv
+
+    numeric = {name for name, values in columns.items() if values.dtype.kind == "f"}
+    lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
+    header_number, header = lines[0]
+    header = header.lstrip()
+    if header.startswith(comment):
+        header = header[len(comment):].lstrip(" ,;\t")
+    split = (lambda line: next(csv.reader([line], delimiter=delimiter))) if delimiter else str.split
+    names = [n.strip() for n in split(header)]
+    wanted = [(k, name) for k, name in enumerate(names) if name in numeric]
+    for number, line in lines[1:]:
+        if line.lstrip().startswith(comment):
+            continue
+        cells = split(line)
+        for k, name in wanted:
+            cell = cells[k].strip()
+            if cell and not is_number(cell):
+                raise DataFormatError(path, f"line {number}, column {name}: {cell!r} is not a number (leave the cell "
+                                      "empty, or write nan, for a missing value)")
+
+
 def table_columns(table) -> dict[str, np.ndarray]:
     """The columns of an astropy Table as plain arrays; empty (masked) cells become NaN in numeric columns and ''
     in text ones, never the masked column's fill value."""

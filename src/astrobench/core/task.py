@@ -120,7 +120,13 @@ class Task:
     name: str = ""
     summary: str = ""
     n_unit: str = ""  # what --n counts
-    bytes_per_object: float = 0  # memory the simulator holds per --n unit (0: it writes as it goes, no check)
+    bytes_per_object: float = 0  # memory held per --n unit, simulated or loaded (0: no check)
+    count_options: tuple[str, ...] = ()  # options that count --n units for a run (ints or lists of ints, summed)
+
+    def objects_in_run(self, options: dict[str, Any]) -> float:
+        """How many --n units a run with ``options`` simulates or loads (for the memory check before it starts)."""
+        return float(sum(sum(v) if isinstance(v, (list, tuple)) else v for k in self.count_options
+                         if isinstance(v := options.get(k, 0), (int, float, list, tuple))))
     anchors: dict[str, dict[str, Any]] = {}  # "experiment.method.metric" -> {"value": ..., "source": ...}
     sizes = ("smoke", "quick", "full")
 

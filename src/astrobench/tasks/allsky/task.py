@@ -79,6 +79,8 @@ class AllskyTask(Task):
     name = "allsky"
     summary = "sky-condition classification of all-sky camera frames: clear / partly cloudy / overcast + 33 sub-regions"
     n_unit = "frames"
+    bytes_per_object = 2e5  # a preprocessed frame and its features
+    count_options = ("n_frames",)
     anchors = {
         "classify.*.accuracy": {"value": ">= 0.95 (simulated test split, best method)", "source": TARGET},
         "classify.*.subregion_accuracy": {"value": ">= 0.95 (simulated test split); Mommert 2020: 0.95 boosting, "

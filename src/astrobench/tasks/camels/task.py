@@ -65,6 +65,7 @@ class CamelsTask(Task):
     summary = "Omega_m and sigma_8 from CAMELS Mtot / P maps: CMD CNN with error bars, IllustrisTNG vs SIMBA"
     n_unit = "simulations (15 maps each)"
     bytes_per_object = 1e6  # 15 maps of 64 x 64 in two fields, float32
+    count_options = ("n_sims",)
     anchors = {
         "tng_to_simba.mtot.omega_m.rel_err": {"value": "about 0.04 (Mtot, across suites)", "source": PAPER},
         "tng_to_simba.mtot.sigma_8.rel_err": {"value": "about 0.025 (Mtot, across suites)", "source": PAPER},

@@ -50,6 +50,7 @@ class ClusterMassTask(Task):
     summary = "Galaxy-cluster masses from mock Chandra images: L-M laws, the Ntampaka 2019 CNN, a D4-invariant CNN"
     n_unit = "clusters"
     bytes_per_object = 6e5  # 8 projections of 128 x 128 int32 counts
+    count_options = ("n_clusters",)
     sizes = ("smoke", "quick", "full", "paper")
     anchors = {
         "mass.cnn.scatter_pct": {"value": "12 (mean over folds), 8 (best fold)", "source": PAPER},

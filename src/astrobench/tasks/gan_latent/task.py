@@ -43,6 +43,7 @@ class GanLatentTask(Task):
     summary = "Interpreting GAN latent spaces of galaxy spectra: WGAN-GP, VAE, conditional GAN, InfoGAN; MIG/SAP/DCI"
     n_unit = "galaxies (spectra)"
     bytes_per_object = 1.5e5  # 3 float32 spectra and their float64 noise draws
+    count_options = ("n_galaxies",)
     anchors = {
         "control.cgan.r2_log_age_yr": {"value": ">= 0.9", "source": TARGET},
         "control.cgan.r2_log_metallicity": {"value": ">= 0.9", "source": TARGET},

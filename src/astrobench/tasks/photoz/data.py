@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from astrobench.core.io import DataFormatError, check_text_table, numeric_column, table_columns
+from astrobench.core.io import DataFormatError, check_numeric_cells, check_text_table, numeric_column, table_columns
 from astrobench.tasks.photoz.simulate import AB_ZERO_POINT, BANDS, MISSING
 
 HELLO_UNIVERSE_FEATURES = (
@@ -83,6 +83,7 @@ def read_catalogue(path: str | Path) -> Catalogue:
     if len(table) == 0:
         raise DataFormatError(path, "the catalogue has no rows")
     columns = table_columns(table)
+    check_numeric_cells(path, text, None, columns)
     for name in REQUIRED:
         if name == "field":
             columns[name] = columns[name].astype(str)

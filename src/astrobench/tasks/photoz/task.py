@@ -95,6 +95,7 @@ class PhotozTask(Task):
     summary = "Galaxy redshifts from 3D-HST photometry: the Hello Universe tree vs RF, GBM, kNN, SVR, MLP, PDFs"
     n_unit = "galaxies (catalogue rows)"
     bytes_per_object = 2e3  # one catalogue row
+    count_options = ("n_galaxies",)
     anchors = {
         "point.hello_universe.tree_default.mse": {"value": "0.2365 (real 3D-HST)", "source": NOTEBOOK},
         "point.hello_universe.tree_tuned.mse": {"value": "0.1556 (real 3D-HST)", "source": NOTEBOOK},

@@ -52,6 +52,7 @@ class RingsTask(Task):
     summary = "Cherenkov-ring images: count rings, regress ring parameters, generate rings from parameters"
     n_unit = "images"
     bytes_per_object = 8e3  # a 28 x 28 image and its labels
+    count_options = ("n_classify", "n_classify_n", "n_single", "n_generate_train")
     anchors = {
         "classify.cnn.accuracy": {"value": ">= 0.995", "source": TARGET},
         "regress.cnn.x.rmse": {"value": "<= 0.3 px", "source": TARGET},

@@ -21,6 +21,7 @@ import numpy as np
 from astrobench.core.io import (
     ConfigError,
     DataFormatError,
+    check_numeric_cells,
     check_text_table,
     is_number,
     numeric_column,
@@ -76,7 +77,9 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
         raise DataFormatError(path, f"not a readable table ({type(err).__name__}: {err})") from None
     if len(table) == 0:
         raise DataFormatError(path, "the table has no rows")
-    return table_columns(table)  # empty cells are NaN (and dropped later)
+    columns = table_columns(table)  # empty cells are NaN (and dropped later)
+    check_numeric_cells(path, text, delimiter, columns)
+    return columns
 
 
 def is_pantheon(columns: dict[str, np.ndarray]) -> bool:

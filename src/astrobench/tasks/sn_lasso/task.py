@@ -32,6 +32,7 @@ class SNLassoTask(Task):
     summary = "Which variables model SN Ia peak magnitudes: LASSO + cross-validation, relaxed and EIV refits"
     n_unit = "supernovae"
     bytes_per_object = 1e3  # one table row
+    count_options = ("n_sne",)
     anchors = {
         "relaxed.ols.alpha": {"value": "0.14-0.15 (target [0.12, 0.16])", "source": PUBLISHED},
         "relaxed.ols.beta": {"value": "3.0-3.1 (target [2.6, 3.3]; OLS biased low)", "source": PUBLISHED},
@@ -86,7 +87,8 @@ class SNLassoTask(Task):
         if options["n_subsamples"] < 1:
             fail("n_subsamples", ">= 1")
         # the design matrix with its noise columns, and a few working copies of it (scaling, CV folds)
-        check_memory(f"n_noise={options['n_noise']}", 4 * 8.0 * options["n_sne"] * (options["n_noise"] + 20))
+        check_memory(f"n_sne={options['n_sne']} with n_noise={options['n_noise']}",
+                     4 * 8.0 * options["n_sne"] * (options["n_noise"] + 20))
         if not 0 <= options["z_min"] < options["z_max"]:
             fail("z_max", "above z_min >= 0")
         if not 0.5 < options["stability_threshold"] <= 1:
