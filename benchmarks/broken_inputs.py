@@ -133,6 +133,14 @@ def _fits_cases(clean: Path, rng) -> list[tuple[str, str, bytes]]:
     return cases
 
 
+def _cut_file(name: str, fraction: float):
+    """An edit that keeps the first ``fraction`` of the file ``name`` in a data folder."""
+    def edit(folder: Path) -> None:
+        path = folder / name
+        path.write_bytes(path.read_bytes()[: int(fraction * path.stat().st_size)])
+    return edit
+
+
 def _folder_cases(task: str, clean: Path, rng) -> list[tuple[str, str, callable]]:
     """(kind, description, edit(folder)) for the folder formats."""
     cases = []
@@ -141,9 +149,7 @@ def _folder_cases(task: str, clean: Path, rng) -> list[tuple[str, str, callable]
         params = sorted(p.name for p in clean.glob("params_*.txt"))
         for _ in range(6):
             name, frac = str(rng.choice(maps)), float(rng.uniform(0.05, 0.95))
-            cases.append(("truncated", f"{name} cut at {frac:.0%}",
-                          lambda f, name=name, frac=frac: (f / name).write_bytes(
-                              (f / name).read_bytes()[: int(frac * (f / name).stat().st_size)])))
+            cases.append(("truncated", f"{name} cut at {frac:.0%}", _cut_file(name, frac)))
         for _ in range(4):
             name = str(rng.choice(params))
             cases.append(("truncated", f"{name} cut inside a value",
@@ -164,9 +170,7 @@ def _folder_cases(task: str, clean: Path, rng) -> list[tuple[str, str, callable]
         frames = sorted(str(p.relative_to(clean)) for p in clean.glob("frames/*.png"))
         for _ in range(6):
             name, frac = str(rng.choice(frames)), float(rng.uniform(0.05, 0.9))
-            cases.append(("truncated", f"{name} cut at {frac:.0%}",
-                          lambda f, name=name, frac=frac: (f / name).write_bytes(
-                              (f / name).read_bytes()[: int(frac * (f / name).stat().st_size)])))
+            cases.append(("truncated", f"{name} cut at {frac:.0%}", _cut_file(name, frac)))
         for _ in range(4):
             name = str(rng.choice(frames))
             cases.append(("missing file", f"{name} deleted", lambda f, name=name: (f / name).unlink()))

@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -167,24 +168,21 @@ def check_seed(seed: int) -> int:
     return seed
 
 
-def new_run_dir(out: str | Path, task: str, name: str | None) -> Path:
+def new_run_dir(out: str | Path, task: str, name: str | None) -> tuple[Path, list[Path]]:
+    """Make a new run's folder; returns it and the folders this made, deepest first (the run folder and any parents
+    that were not there), so that a failed run can remove exactly those."""
     run_dir = planned_run_dir(out, task, name)
+    made, folder = [], run_dir
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
     try:
         run_dir.mkdir(parents=True)
     except FileExistsError:
         raise ConfigError(f"{run_dir}: run folder exists; choose another --name or use --resume") from None
     except OSError as err:
         raise ConfigError(f"--out {out}: cannot make the run folder {run_dir} ({err.strerror})") from None
-    return run_dir
-
-
-def _made_folders(run_dir: Path) -> list[Path]:
-    """The folders ``new_run_dir`` would create for ``run_dir``, deepest first (those that do not exist yet)."""
-    made = []
-    while not run_dir.exists():
-        made.append(run_dir)
-        run_dir = run_dir.parent
-    return made
+    return run_dir, made
 
 
 def discard_failed_run(run_dir: Path, made: list[Path]) -> bool:
@@ -229,8 +227,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
             raise ConfigError("name a task to run")
         config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, accelerator, devices,
                                 num_nodes, strategy, progress)
-        made = _made_folders(planned_run_dir(out, task_name, name))
-        run_dir = new_run_dir(out, task_name, name)
+        run_dir, made = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
     dist.announce_owner(run_dir)  # the ranks Lightning starts at the first fit re-run this command: they follow it
     task = get_task(config["task"])
@@ -243,8 +240,6 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
         # a new run that failed leaves nothing behind (the same command, corrected, can use the same name), unless
         # it trained something worth continuing; an interrupted run (Ctrl-C, kill) is always kept for --resume
         if resume is None and not discard_failed_run(run_dir, made):
-            import sys
-
             print(f"{run_dir}: kept, it holds checkpoints; after fixing the cause, continue it with --resume "
                   f"{run_dir}", file=sys.stderr)
         raise

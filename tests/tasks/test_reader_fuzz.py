@@ -24,6 +24,16 @@ def _fails_cleanly(task: str, broken: Path, tmp_path: Path, capsys, case: str) -
     assert "Traceback" not in err and "WARNING" not in err, (case, err)
     assert not out.exists(), case
 
+
+def _broken_copy(folder: Path, edit, tmp_path: Path) -> Path:
+    """A copy of the data folder ``folder`` with ``edit(copy)`` applied."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    edit(broken)
+    return broken
+
 # --- text tables: sn_lasso (a CSV in the Pantheon+ column names) ---------------------------------------------
 
 
@@ -284,12 +294,7 @@ ALLSKY_CASES = {
 
 @pytest.mark.parametrize("case", list(ALLSKY_CASES))
 def test_broken_allsky_data_are_one_line_naming_the_file(allsky_folder, tmp_path, capsys, case):
-    import shutil
-
-    broken = tmp_path / "broken"
-    shutil.copytree(allsky_folder, broken)
-    ALLSKY_CASES[case](broken)
-    _fails_cleanly("allsky", broken, tmp_path, capsys, case)
+    _fails_cleanly("allsky", _broken_copy(allsky_folder, ALLSKY_CASES[case], tmp_path), tmp_path, capsys, case)
 
 
 # --- camels: Maps_*.npy and params_*.txt ------------------------------------------------------------------------
@@ -347,12 +352,7 @@ CAMELS_CASES = {
 
 @pytest.mark.parametrize("case", list(CAMELS_CASES))
 def test_broken_camels_files_are_one_line_naming_the_file(camels_folder, tmp_path, capsys, case):
-    import shutil
-
-    broken = tmp_path / "broken"
-    shutil.copytree(camels_folder, broken)
-    CAMELS_CASES[case](broken)
-    _fails_cleanly("camels", broken, tmp_path, capsys, case)
+    _fails_cleanly("camels", _broken_copy(camels_folder, CAMELS_CASES[case], tmp_path), tmp_path, capsys, case)
 
 
 def test_the_clean_files_the_cases_start_from_load(sn_csv, photoz_cat, cluster_fits, allsky_folder, camels_folder,
@@ -406,12 +406,7 @@ RINGS_CASES = {
 
 @pytest.mark.parametrize("case", list(RINGS_CASES))
 def test_broken_ring_folders_are_one_line_naming_the_file(rings_folder, tmp_path, capsys, case):
-    import shutil
-
-    broken = tmp_path / "broken"
-    shutil.copytree(rings_folder, broken)
-    RINGS_CASES[case](broken)
-    _fails_cleanly("rings", broken, tmp_path, capsys, case)
+    _fails_cleanly("rings", _broken_copy(rings_folder, RINGS_CASES[case], tmp_path), tmp_path, capsys, case)
 
 
 # --- spectra (and gan_latent): sdss_galaxy_spec.hdf5 ---------------------------------------------------------------

@@ -182,16 +182,34 @@ def check_readable_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _split_text_table(text: str, comment: str = "#") -> tuple[str | None, list[str], list[tuple[int, list[str]]]]:
+    """(delimiter, header names, [(line number, fields)] of the data lines) of a text table with one header line.
+
+    The delimiter is ',' or ';' or a tab when the header holds one, else None (whitespace). Blank lines and lines
+    starting with ``comment`` are skipped, except a commented header as the first line (``# id ra dec ...``)."""
+    import csv
+
+    numbered = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
+    if not numbered:
+        return None, [], []
+    header = numbered[0][1].lstrip()
+    if header.startswith(comment):
+        header = header[len(comment):].lstrip(" ,;\t")
+    delimiter = next((d for d in (",", ";", "\t") if d in header), None)
+
+    def fields(line: str) -> list[str]:
+        return next(csv.reader([line], delimiter=delimiter)) if delimiter else line.split()
+
+    rows = [(i, fields(line)) for i, line in numbered[1:] if not line.lstrip().startswith(comment)]
+    return delimiter, [n.strip() for n in fields(header)], rows
+
+
 def check_text_table(path: str | os.PathLike, comment: str = "#") -> tuple[str, str | None]:
     """Check a text table with one header line before any parser sees it; return (text, delimiter).
 
-    The text is decoded as UTF-8 (a byte-order mark is dropped); the delimiter is ',' or ';' or a tab when the
-    header holds one, else None (whitespace). Refused with the problem named: an empty or binary file, a repeated
-    column name, and any line whose number of fields differs from the header's (a file cut off mid-row, a stray
-    separator, a second header). Lines starting with ``comment`` are skipped, except a commented header as the
-    first line (``# id ra dec ...``)."""
-    import csv
-
+    The text is decoded as UTF-8 (a byte-order mark is dropped); the delimiter is found as :func:`_split_text_table`
+    says. Refused with the problem named: an empty or binary file, an empty or repeated column name, and any line
+    whose number of fields differs from the header's (a file cut off mid-row, a stray separator, a second header)."""
     path = check_readable_file(path)
     raw = path.read_bytes()
     try:
@@ -199,20 +217,9 @@ def check_text_table(path: str | os.PathLike, comment: str = "#") -> tuple[str, 
     except UnicodeDecodeError as err:
         raise DataFormatError(path, f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}): a binary "
                               "file, or text in another encoding") from None
-    lines = text.splitlines()
-    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
-    if not numbered:
+    delimiter, names, rows = _split_text_table(text, comment)
+    if not names:
         raise DataFormatError(path, "holds only blank lines")
-    header_line = numbered[0][1].lstrip()
-    if header_line.startswith(comment):
-        header_line = header_line[len(comment):].lstrip(" ,;\t")
-    data = [(i, line) for i, line in numbered[1:] if not line.lstrip().startswith(comment)]
-    delimiter = next((d for d in (",", ";", "\t") if d in header_line), None)
-
-    def fields(line: str) -> list[str]:
-        return next(csv.reader([line], delimiter=delimiter)) if delimiter else line.split()
-
-    names = [n.strip() for n in fields(header_line)]
     seen: set[str] = set()
     for name in names:
         if not name:
@@ -220,39 +227,27 @@ def check_text_table(path: str | os.PathLike, comment: str = "#") -> tuple[str, 
         if name in seen:
             raise DataFormatError(path, f"column name {name!r} appears more than once in the header")
         seen.add(name)
-    if not data:
+    if not rows:
         raise DataFormatError(path, "has a header but no rows")
-    for number, line in data:
-        row = fields(line)
+    for number, row in rows:
         if [f.strip() for f in row] == names:
             raise DataFormatError(path, f"line {number} repeats the header")
         if len(row) != len(names):
-            if number == data[-1][0] and not text.endswith(("\n", "\r")):
+            if number == rows[-1][0] and not text.endswith(("\n", "\r")):
                 raise DataFormatError(path, f"line {number}, the last, has {len(row)} of the header's {len(names)} "
                                       "fields and no line end: the file looks cut off")
             raise DataFormatError(path, f"line {number} has {len(row)} fields, the header {len(names)}")
     return text, delimiter
 
 
-def check_numeric_cells(path: str | os.PathLike, text: str, delimiter: str | None, columns: dict[str, np.ndarray],
+def check_numeric_cells(path: str | os.PathLike, text: str, columns: dict[str, np.ndarray],
                         comment: str = "#") -> None:
     """Every cell of a column a parser read as numbers must be a number or empty: some parsers turn a cell such as
-    ``NaNx`` or ``0x1F`` into a missing value, which would drop its row without a word. Names the first such cell."""
-    import csv
-
-    numeric = {name for name, values in columns.items() if values.dtype.kind == "f"}
-    lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()]
-    header_number, header = lines[0]
-    header = header.lstrip()
-    if header.startswith(comment):
-        header = header[len(comment):].lstrip(" ,;\t")
-    split = (lambda line: next(csv.reader([line], delimiter=delimiter))) if delimiter else str.split
-    names = [n.strip() for n in split(header)]
-    wanted = [(k, name) for k, name in enumerate(names) if name in numeric]
-    for number, line in lines[1:]:
-        if line.lstrip().startswith(comment):
-            continue
-        cells = split(line)
+    ``NaNx`` or ``0x1F`` into a missing value, which would drop its row without a word. Names the first such cell.
+    ``text`` is what :func:`check_text_table` returned."""
+    _, names, rows = _split_text_table(text, comment)
+    wanted = [(k, name) for k, name in enumerate(names) if name in columns and columns[name].dtype.kind == "f"]
+    for number, cells in rows:
         for k, name in wanted:
             cell = cells[k].strip()
             if cell and not is_number(cell):

@@ -73,8 +73,7 @@ def load_suite(folder: str | Path, suite: str, n_sims: int | None = None) -> Sui
     for field in ("mtot", "p"):
         if not present[field]:
             continue
-        if paths[field].stat().st_size == 0:
-            raise DataFormatError(paths[field], "is empty (0 bytes)")
+        check_readable_file(paths[field])
         try:
             m = np.load(paths[field], mmap_mode="r")
         except (ValueError, OSError, EOFError) as err:
@@ -102,7 +101,7 @@ def _first_non_finite(maps: np.ndarray, chunk: int = 256) -> int | None:
     """Index of the first map with a NaN or infinite pixel, read ``chunk`` maps at a time (the real files are
     memory-mapped and several GB)."""
     for start in range(0, len(maps), chunk):
-        finite = np.isfinite(maps[start:start + chunk]).reshape(len(maps[start:start + chunk]), -1).all(axis=1)
+        finite = np.isfinite(maps[start:start + chunk]).all(axis=(1, 2))
         if not finite.all():
             return start + int(np.argmin(finite))
     return None

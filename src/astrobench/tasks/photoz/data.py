@@ -83,7 +83,7 @@ def read_catalogue(path: str | Path) -> Catalogue:
     if len(table) == 0:
         raise DataFormatError(path, "the catalogue has no rows")
     columns = table_columns(table)
-    check_numeric_cells(path, text, None, columns)
+    check_numeric_cells(path, text, columns)
     for name in REQUIRED:
         if name == "field":
             columns[name] = columns[name].astype(str)

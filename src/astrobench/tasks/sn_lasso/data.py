@@ -78,7 +78,7 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
     if len(table) == 0:
         raise DataFormatError(path, "the table has no rows")
     columns = table_columns(table)  # empty cells are NaN (and dropped later)
-    check_numeric_cells(path, text, delimiter, columns)
+    check_numeric_cells(path, text, columns)
     return columns
 
 
