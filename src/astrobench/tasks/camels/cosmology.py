@@ -2,6 +2,7 @@
 shipped as ``cosmology_tables.npz``:
 
 - the non-linear matter power spectrum P(k) at z = 0: halofit (Takahashi et al. 2012) through CAMB;
+- the linear matter power spectrum at z = 0 (CAMB), the initial conditions of the N-body boxes;
 - the halo mass function dn/dlnM of M200c at z = 0: Tinker et al. 2008 through colossus.
 
 The simulator interpolates the logs bilinearly in (Omega_m, sigma_8) and linearly in log k or log M.
@@ -25,8 +26,9 @@ LOG_M_MIN, LOG_M_MAX, N_M = 11.0, 15.5, 46  # log10 M200c [Msun/h]
 TABLE = Path(__file__).with_name("cosmology_tables.npz")
 
 
-def camb_power(omega_m: float, sigma_8: float, k: np.ndarray) -> np.ndarray:
-    """Non-linear P(k) [(Mpc/h)^3] at z = 0 from CAMB's halofit, normalised to ``sigma_8`` (linear)."""
+def camb_power(omega_m: float, sigma_8: float, k: np.ndarray, linear: bool = False) -> np.ndarray:
+    """Non-linear P(k) [(Mpc/h)^3] at z = 0 from CAMB's halofit, normalised to ``sigma_8`` (linear); with
+    ``linear`` the linear P(k)."""
     import camb
 
     params = camb.CAMBparams()
@@ -38,7 +40,7 @@ def camb_power(omega_m: float, sigma_8: float, k: np.ndarray) -> np.ndarray:
     params.NonLinear = camb.model.NonLinear_none
     sigma_8_at_as = camb.get_results(params).get_sigma8_0()
     params.InitPower.set_params(ns=N_S, As=2e-9 * (sigma_8 / sigma_8_at_as) ** 2)  # sigma_8 scales as sqrt(A_s)
-    params.NonLinear = camb.model.NonLinear_both
+    params.NonLinear = camb.model.NonLinear_none if linear else camb.model.NonLinear_both
     params.NonLinearModel.set_params(halofit_version="takahashi")  # CAMB's default is HMcode-2020, not halofit
     k_camb, _, pk = camb.get_results(params).get_matter_power_spectrum(minkh=K_MIN, maxkh=K_MAX, npoints=N_K)
     return np.exp(np.interp(np.log(k), np.log(k_camb), np.log(pk[0])))
@@ -60,8 +62,10 @@ def build_table(path: Path = TABLE) -> Path:
     grid = [(om, s8) for om in OMEGA_M_GRID for s8 in SIGMA_8_GRID]
     shape = (len(OMEGA_M_GRID), len(SIGMA_8_GRID))
     log_p = np.array([np.log(camb_power(om, s8, k)) for om, s8 in grid]).reshape(*shape, -1)
+    log_p_lin = np.array([np.log(camb_power(om, s8, k, linear=True)) for om, s8 in grid]).reshape(*shape, -1)
     log_n = np.array([np.log(halo_mass_function(om, s8, log_m)) for om, s8 in grid]).reshape(*shape, -1)
-    np.savez_compressed(path, k=k, omega_m=OMEGA_M_GRID, sigma_8=SIGMA_8_GRID, log_p=log_p, log_m=log_m,
+    np.savez_compressed(path, k=k, omega_m=OMEGA_M_GRID, sigma_8=SIGMA_8_GRID, log_p=log_p, log_p_lin=log_p_lin,
+                        log_m=log_m,
                         log_dndlnm=log_n)
     return path
 
@@ -86,9 +90,10 @@ def _bilinear(key: str, omega_m: float, sigma_8: float) -> np.ndarray:
         + u * v * rows[i + 1, j + 1]
 
 
-def power_spectrum(omega_m: float, sigma_8: float, k: np.ndarray) -> np.ndarray:
-    """Tabulated non-linear P(k) [(Mpc/h)^3] at ``k`` [h/Mpc]; a power law beyond the table's k range."""
-    lp = _bilinear("log_p", omega_m, sigma_8)
+def power_spectrum(omega_m: float, sigma_8: float, k: np.ndarray, linear: bool = False) -> np.ndarray:
+    """Tabulated non-linear (or, with ``linear``, linear) P(k) [(Mpc/h)^3] at ``k`` [h/Mpc]; a power law beyond
+    the table's k range."""
+    lp = _bilinear("log_p_lin" if linear else "log_p", omega_m, sigma_8)
     log_k = np.log(_table()["k"])
     x = np.log(np.clip(np.asarray(k, dtype=float), 1e-8, None))
     out = np.interp(x, log_k, lp)

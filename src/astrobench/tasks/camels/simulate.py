@@ -1,22 +1,26 @@
 """A CAMELS-multifield-like simulator: Mtot and P maps of two feedback "suites" over the CAMELS parameter space,
 written in the CMD file format (docs/tasks/camels.md gives every choice with its source and its limits).
 
-Per simulation (one row of the Latin hypercube):
+Per simulation (one row of the Latin hypercube), version 3:
 
-1. A 3-D lognormal density field (Coles & Jones 1991) in a periodic (25 Mpc/h)^3 box whose power spectrum is the
-   non-linear (halofit) matter P(k) of (Omega_m, sigma_8) (``power.py``) times a baryonic suppression
-   S(k) = 1 - f k^2 / (k^2 + k_b^2). Its depth f and scale k_b follow the feedback parameters; the SIMBA-like suite
-   suppresses more and from larger scales (smaller k_b) than the TNG-like one, as the CAMELS papers found.
-   The Gaussian field's spectrum is the one whose exponential has the target spectrum (xi_G = ln(1 + xi)).
-2. Halos: Poisson numbers from the Tinker et al. 2008 mass function of (Omega_m, sigma_8) above 10^11.5 Msun/h
-   in the box, placed in cells drawn with probability proportional to the lognormal density, with projected NFW
-   profiles (Duffy et al. 2008 concentrations, lowered by the feedback's suppression depth). They carry their
-   mass; the lognormal field carries the rest.
-3. 3 axes x 5 slabs of 5 Mpc/h projected into surface-density maps Mtot [(Msun/h) / (Mpc/h)^2]; the box mean is
-   exactly Omega_m rho_crit, so a map's mean is about 1.39e12 Omega_m, as in the real files.
-4. A pressure map P (arbitrary fixed units): projected GNFW profiles (Arnaud et al. 2010) of the halos above
-   10^12.5 Msun/h in the slab, amplitude ~ (Omega_b / Omega_m) M times a feedback factor, on a diffuse floor
-   P ~ rho^1.6 (IGM with T ~ rho^0.6; Hui & Gnedin 1997) raised by faster SN winds (A_SN2).
+1. Gravity: Gaussian initial conditions with the linear P(k) of (Omega_m, sigma_8) (CAMB, tabulated) for 64^3
+   dark-matter particles in a periodic (25 Mpc/h)^3 box, 2LPT to z = 9, then 10 particle-mesh steps in the FastPM
+   scheme to z = 0 (``nbody.py``).
+2. Haloes: friends-of-friends groups (linking length 0.2 of the mean particle spacing, at least 20 particles,
+   ~1e11 Msun/h at Omega_m = 0.3), their FoF mass taken as M200c.
+3. Baryonic feedback by baryonification (``baryons.py``; Schneider & Teyssier 2015, Schneider et al. 2019): the
+   particles around each halo are moved so that its profile changes from NFW to central galaxy + gas pushed
+   out by feedback + collisionless matter. The four feedback amplitudes set where haloes start to lose gas (M_c),
+   how far it goes (theta_ej) and the stellar fraction, by a law per suite; the SIMBA-like suite ejects gas
+   farther than the TNG-like one, as in the CAMELS papers.
+4. 3 axes x 5 slabs of 5 Mpc/h: the baryonified particles deposited (CIC, smoothed adaptively where particles are
+   sparse, as the CMD maps smooth each particle over its neighbours) on a map_size^3 mesh and projected into
+   surface-density maps Mtot [(Msun/h) / (Mpc/h)^2]; the box mean is exactly Omega_m rho_crit, so a map's mean
+   is about 1.39e12 Omega_m, as in the real files.
+5. A pressure map P (arbitrary fixed units): projected GNFW profiles (Arnaud et al. 2010) of the FoF haloes above
+   10^12.5 Msun/h in the slab, amplitude ~ M500 times the gas fraction the baryonification left inside R500 and
+   stretched by the ejection radius, on a diffuse floor P ~ rho^1.6 (IGM with T ~ rho^0.6; Hui & Gnedin 1997)
+   raised by faster SN winds (A_SN2).
 """
 
 from __future__ import annotations
@@ -29,9 +33,14 @@ import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
 from astrobench.core.parallel import executor
+from astrobench.tasks.camels import baryons, nbody
 
-SIMULATOR_VERSION = "2"  # 2: exact 5 Mpc/h slabs, pressure energy-conserving and ~ Omega_b / Omega_m, A_SN2 acts
-HALO_LOG_M_MIN = 11.5  # log10 M200c [Msun/h]: ~300 particles of a CAMELS L25n256 run (particle mass ~1e9 Msun/h)
+SIMULATOR_VERSION = "3"  # 3: particle-mesh gravity, FoF haloes, baryonification (2: lognormal field + Tinker halos)
+PARTICLES_PER_SIDE = 64  # 64^3 particles: 5e9 (Omega_m / 0.3) Msun/h each, spacing 0.39 Mpc/h
+PM_STEPS = 10  # FastPM steps from a = 0.1; force mesh = particle lattice (a finer mesh did not add power here)
+A_START = 0.1
+FOF_LINKING = 0.2  # of the mean particle spacing (Davis et al. 1985)
+FOF_MIN_MEMBERS = 20
 PRESSURE_LOG_M_MIN = 12.5  # halos whose gas pressure is painted
 M500_OVER_M200 = 0.69  # NFW with c200 ~ 5
 BOX_MPC_H = 25.0
@@ -49,29 +58,6 @@ LOG_UNIFORM = (False, False, True, True, True, True)
 GNFW = {"P0": 8.403, "c500": 1.177, "gamma": 0.3081, "alpha": 1.0510, "beta": 5.4905}
 
 
-@dataclass(frozen=True)
-class Feedback:
-    """Baryonic effects of one suite (phenomenological; fixed before any training, see docs/tasks/camels.md)."""
-
-    depth: float  # power suppression f at A = 1 (k >> k_b)
-    k_b: float  # h/Mpc, scale where the suppression sets in, at A_AGN2 = 1
-    depth_agn: float  # exponent of A_AGN1 in f
-    depth_sn: float  # exponent of A_SN1 in f
-    pressure_agn: float  # exponent of A_AGN1 in the pressure amplitude
-    pressure_sn: float  # exponent of A_SN1 in the pressure amplitude
-    extent: float  # GNFW scale radius stretch (1: Arnaud), times A_AGN2^extent_agn2
-    extent_agn2: float
-    floor_sn2: float = 0.3  # exponent of A_SN2 in the diffuse pressure
-
-
-FEEDBACK = {
-    "tng": Feedback(depth=0.12, k_b=8.0, depth_agn=0.15, depth_sn=0.25, pressure_agn=-0.15, pressure_sn=-0.1,
-                    extent=1.0, extent_agn2=0.2),
-    "simba": Feedback(depth=0.25, k_b=1.5, depth_agn=0.40, depth_sn=0.10, pressure_agn=-0.35, pressure_sn=-0.05,
-                      extent=1.6, extent_agn2=0.5),
-}
-
-
 def latin_hypercube(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 6) parameters: one point in each of n equal strata per dimension, strata paired at random."""
     u = (np.argsort(rng.uniform(size=(len(PARAM_RANGES), n)), axis=1).T + rng.uniform(size=(n, 6))) / n
@@ -79,56 +65,6 @@ def latin_hypercube(n: int, rng: np.random.Generator) -> np.ndarray:
     for j, ((lo, hi), log) in enumerate(zip(PARAM_RANGES, LOG_UNIFORM)):
         out[:, j] = lo * (hi / lo) ** u[:, j] if log else lo + (hi - lo) * u[:, j]
     return out
-
-
-def suppression(k: np.ndarray, params: np.ndarray, suite: str) -> np.ndarray:
-    """S(k) = P_hydro / P_dark-matter-only of one simulation."""
-    k_b = FEEDBACK[suite].k_b / np.sqrt(params[5])  # stronger jets (A_AGN2) push the suppression to larger scales
-    return 1.0 - suppression_depth(params, suite) * k**2 / (k**2 + k_b**2)
-
-
-def suppression_depth(params: np.ndarray, suite: str) -> float:
-    """f of S(k): the fraction of small-scale power feedback removes (also how much it puffs up halos)."""
-    fb = FEEDBACK[suite]
-    _, _, a_sn1, a_agn1, _, _ = params
-    return min(fb.depth * a_agn1**fb.depth_agn * a_sn1**fb.depth_sn, 0.6)
-
-
-@lru_cache(maxsize=4)
-def _k_grid(n: int) -> np.ndarray:
-    kf = 2 * np.pi / BOX_MPC_H
-    k1 = np.fft.fftfreq(n, 1.0 / n) * kf
-    kz = np.fft.rfftfreq(n, 1.0 / n) * kf
-    return np.sqrt(k1[:, None, None] ** 2 + k1[None, :, None] ** 2 + kz[None, None, :] ** 2)
-
-
-def lognormal_spectra(params: np.ndarray, suite: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(target P(k), Gaussian-field P_G(k)) on the rfft grid of an n^3 box [(Mpc/h)^3].
-
-    The target is the tabulated non-linear spectrum times the suppression. P_G is the transform of
-    xi_G = ln(1 + xi), xi the grid correlation function of the target, so that exp(G) has correlation xi; the
-    few negative P_G values that a strongly non-linear xi produces are set to zero."""
-    from astrobench.tasks.camels.cosmology import power_spectrum
-
-    k = _k_grid(n)
-    pk = np.zeros_like(k)
-    nonzero = k > 0
-    pk[nonzero] = power_spectrum(params[0], params[1], k[nonzero]) * suppression(k[nonzero], params, suite)
-    volume, cells, axes = BOX_MPC_H**3, n**3, (0, 1, 2)
-    xi = np.fft.irfftn(pk, s=(n, n, n), axes=axes) * cells / volume  # correlation function on the grid
-    pk_gauss = np.clip(np.fft.rfftn(np.log1p(np.maximum(xi, -0.99)), axes=axes).real * volume / cells, 0.0, None)
-    pk_gauss.flat[0] = 0.0
-    return pk, pk_gauss
-
-
-def lognormal_density(params: np.ndarray, suite: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(n, n, n) density in units of the box mean, 1 + delta = exp(G) / mean(exp(G)): the box mean is exactly 1."""
-    _, pk_gauss = lognormal_spectra(params, suite, n)
-    axes = (0, 1, 2)
-    white = np.fft.rfftn(rng.standard_normal((n, n, n)), axes=axes)
-    gauss = np.fft.irfftn(white * np.sqrt(pk_gauss * n**3 / BOX_MPC_H**3), s=(n, n, n), axes=axes)
-    rho = np.exp(gauss - gauss.max())
-    return rho / rho.mean()
 
 
 @dataclass
@@ -143,33 +79,6 @@ class Halos:
         return 10.0**self.log_m
 
 
-def draw_halos(params: np.ndarray, rho: np.ndarray, rng: np.random.Generator) -> Halos:
-    """Poisson halo numbers from the mass function in bins of 0.1 dex above HALO_LOG_M_MIN, placed in cells drawn
-    in proportion to the density ``rho`` (so halos sit where the matter is), uniformly inside the cell."""
-    from astrobench.tasks.camels.cosmology import LOG_M_MAX, mass_function
-
-    edges = np.arange(HALO_LOG_M_MIN, LOG_M_MAX + 1e-9, 0.1)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    expected = mass_function(params[0], params[1], centres) * np.log(10) * 0.1 * BOX_MPC_H**3
-    counts = rng.poisson(expected)
-    log_m = np.repeat(edges[:-1], counts) + 0.1 * rng.uniform(size=counts.sum())
-    n = rho.shape[0]
-    cells = rng.choice(rho.size, size=len(log_m), p=(rho / rho.sum()).ravel())
-    position = (np.column_stack(np.unravel_index(cells, rho.shape)) + rng.uniform(size=(len(log_m), 3))) * (
-        BOX_MPC_H / n)
-    return Halos(position, log_m)
-
-
-def r200c(mass: np.ndarray) -> np.ndarray:
-    """R200c [Mpc/h] of M200c [Msun/h]."""
-    return (3 * mass / (4 * np.pi * 200 * RHO_CRIT)) ** (1 / 3)
-
-
-def concentration(mass: np.ndarray) -> np.ndarray:
-    """c200c at z = 0, Duffy et al. 2008 (full sample): 5.71 (M / 2e12 Msun/h)^-0.084."""
-    return 5.71 * (mass / 2e12) ** -0.084
-
-
 def _projected(profile, x_max: float) -> tuple[np.ndarray, np.ndarray]:
     """(X grid, the 3-D profile(r) integrated along the line of sight out to r = x_max), X = R / scale."""
     x = np.geomspace(1e-3, x_max, 300)
@@ -178,14 +87,6 @@ def _projected(profile, x_max: float) -> tuple[np.ndarray, np.ndarray]:
     values = profile(r)
     values[r > x_max] = 0.0
     return x, 2 * np.trapezoid(values, los, axis=1)
-
-
-@lru_cache(maxsize=1)
-def _projected_nfw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(c grid, X = R / R200 grid, projected NFW truncated at R200 for each c)."""
-    cs = np.geomspace(1.0, 20.0, 16)
-    rows = [_projected(lambda r, c=c: 1 / (c * r * (1 + c * r) ** 2), 1.0) for c in cs]
-    return cs, rows[0][0], np.array([row[1] for row in rows])
 
 
 @lru_cache(maxsize=1)
@@ -220,26 +121,17 @@ def _deposit(out: np.ndarray, centre: tuple[float, float], scale: float, x: np.n
     np.add.at(out, np.ix_(rows % n, cols % n), values)  # a profile wider than the map wraps onto itself
 
 
-def slab_maps(rho: np.ndarray, omega_m: float, halos: Halos | None = None, puff: float = 0.0) -> np.ndarray:
-    """(15, n, n) surface densities [(Msun/h)/(Mpc/h)^2]; map 5 * axis + slab. Halos carry their mass and the
-    lognormal field the rest, so the box mean stays exactly Omega_m rho_crit. Feedback lowers the halos'
-    concentrations by the factor (1 - puff)."""
+def slab_maps(rho: np.ndarray, omega_m: float) -> np.ndarray:
+    """(15, n, n) surface densities [(Msun/h)/(Mpc/h)^2] of the (n, n, n) density ``rho`` in units of the box mean;
+    map 5 * axis + slab. The box mean is exactly Omega_m rho_crit."""
     n = rho.shape[0]
     cell = BOX_MPC_H / n
     weights = slab_weights(n)
-    box_mass = omega_m * RHO_CRIT * BOX_MPC_H**3
-    smooth = 1.0
-    if halos is not None and len(halos.log_m):
-        smooth = max(1.0 - halos.mass.sum() / box_mass, 0.05)
     maps = []
     for axis in range(N_AXES):
         moved = np.moveaxis(rho, axis, 0)
-        others = [a for a in range(3) if a != axis]
         for s in range(N_SLABS):
-            sigma = np.tensordot(weights[s], moved, axes=(0, 0)) * cell * omega_m * RHO_CRIT * smooth
-            if halos is not None:
-                _paint_halos(sigma, halos, axis, others, slab_bounds(s), cell, 1.0 - puff)
-            maps.append(sigma)
+            maps.append(np.tensordot(weights[s], moved, axes=(0, 0)) * cell * omega_m * RHO_CRIT)
     return np.array(maps, dtype=np.float32)
 
 
@@ -264,42 +156,31 @@ def _in_slab(halos: Halos, axis: int, bounds: tuple[float, float]) -> np.ndarray
     return (halos.position[:, axis] >= bounds[0]) & (halos.position[:, axis] < bounds[1])
 
 
-def _paint_halos(sigma: np.ndarray, halos: Halos, axis: int, others: list[int], bounds, cell: float,
-                 c_factor: float = 1.0) -> None:
-    cs, x, table = _projected_nfw()
-    for k in np.flatnonzero(_in_slab(halos, axis, bounds)):
-        mass = halos.mass[k]
-        c_index = int(np.argmin(np.abs(np.log(cs) - np.log(c_factor * concentration(mass)))))
-        centre = halos.position[k, others] / cell
-        _deposit(sigma, centre, r200c(mass) / cell, x, table[c_index], mass / cell**2, 1.0)
-
-
 @lru_cache(maxsize=1)
 def r500_of_1e14() -> float:
     return (3 * 1e14 / (4 * np.pi * 500 * RHO_CRIT)) ** (1 / 3)
 
 
-def pressure_map(sigma: np.ndarray, params: np.ndarray, suite: str, halos: Halos, axis: int,
-                 bounds: tuple[float, float]) -> np.ndarray:
-    """Thermal-pressure-like map of one slab: GNFW profiles of its halos above PRESSURE_LOG_M_MIN (amplitude
-    ~ P500 R500 ~ M, times a feedback factor) on a diffuse floor ~ (Sigma / mean)^1.6 (periodic)."""
-    fb = FEEDBACK[suite]
+def pressure_map(sigma: np.ndarray, params: np.ndarray, halos: Halos, gas_fraction: np.ndarray, stretch: float,
+                 axis: int, bounds: tuple[float, float]) -> np.ndarray:
+    """Thermal-pressure-like map of one slab: GNFW profiles of its halos above PRESSURE_LOG_M_MIN on a diffuse
+    floor ~ (Sigma / mean)^1.6 (periodic). A halo's projected amplitude is P500 R500 ~ M500^(2/3) R500 times
+    ``gas_fraction`` (its gas mass inside R500 over Omega_b / Omega_m M500 after baryonification) times
+    Omega_b / Omega_m; its profile is stretched by ``stretch`` at fixed thermal energy."""
     n = sigma.shape[0]
     cell = BOX_MPC_H / n
-    _, _, a_sn1, a_agn1, a_sn2, a_agn2 = params
-    baryons = (OMEGA_B / params[0]) / (OMEGA_B / 0.3)  # P500 ~ f_b = Omega_b / Omega_m (Arnaud et al. 2010)
+    omega_m, a_sn2 = float(params[0]), float(params[4])
+    baryons = (OMEGA_B / omega_m) / (OMEGA_B / 0.3)  # P500 ~ f_b = Omega_b / Omega_m (Arnaud et al. 2010)
     # diffuse gas: P ~ rho T with T ~ rho^0.6; faster SN winds (A_SN2) heat it
-    out = 1e-3 * baryons * a_sn2**fb.floor_sn2 * (sigma / sigma.mean()) ** 1.6
+    out = 1e-3 * baryons * a_sn2**0.3 * (sigma / sigma.mean()) ** 1.6
     x, profile = _projected_gnfw()
-    amplitude = baryons * a_agn1**fb.pressure_agn * a_sn1**fb.pressure_sn
-    stretch = fb.extent * a_agn2**fb.extent_agn2
     others = [a for a in range(3) if a != axis]
     for k in np.flatnonzero(_in_slab(halos, axis, bounds) & (halos.log_m >= PRESSURE_LOG_M_MIN)):
         m500 = M500_OVER_M200 * halos.mass[k]
         r500 = (3 * m500 / (4 * np.pi * 500 * RHO_CRIT)) ** (1 / 3)  # Mpc/h
         # projected P500 R500 ~ M500 [in units of a 1e14 Msun/h halo's]; a profile stretched by s keeps its
         # thermal energy, so its 3-D amplitude falls as s^-3 and its projected one as s^-2
-        peak = amplitude * (m500 / 1e14) ** (2 / 3) * (r500 / r500_of_1e14()) / stretch**2
+        peak = baryons * gas_fraction[k] * (m500 / 1e14) ** (2 / 3) * (r500 / r500_of_1e14()) / stretch**2
         _deposit(out, halos.position[k, others] / cell, r500 * stretch / cell, x, profile, None, 5.0, peak)
     return out.astype(np.float32)
 
@@ -320,13 +201,42 @@ def simulate_suite(n_sims: int, suite: str, map_size: int, seed: int, n_jobs: in
             yield params[i], mtot, pressure
 
 
+def particles_per_side(map_size: int) -> int:
+    """Particles per box side: 64, or the map size when maps are smaller (quick and smoke sizes)."""
+    return min(PARTICLES_PER_SIDE, map_size)
+
+
+def gravity_only(params: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n^3, 3) dark-matter particle positions [Mpc/h] at z = 0 of a box with the cosmology of ``params``."""
+    from astrobench.tasks.camels.cosmology import power_spectrum
+
+    omega_m, sigma_8 = float(params[0]), float(params[1])
+    delta_k = nbody.gaussian_field(lambda k: power_spectrum(omega_m, sigma_8, k, linear=True), n, BOX_MPC_H, rng)
+    return nbody.evolve(omega_m, delta_k, n, BOX_MPC_H, n_mesh=n, n_steps=PM_STEPS, a_start=A_START)
+
+
+def find_halos(pos: np.ndarray, omega_m: float, n: int) -> Halos:
+    """FoF haloes of a box of n^3 particles; FoF mass [Msun/h] taken as M200c."""
+    groups = nbody.friends_of_friends(pos, BOX_MPC_H, FOF_LINKING * BOX_MPC_H / n, FOF_MIN_MEMBERS)
+    particle_mass = omega_m * RHO_CRIT * BOX_MPC_H**3 / n**3
+    return Halos(groups.centre, np.log10(groups.members * particle_mass))
+
+
 def _one_simulation(job) -> tuple[np.ndarray, np.ndarray]:
     params, suite, map_size, seed, i = job
-    field_rng = np.random.default_rng([seed, list(SUITES).index(suite), i])
-    rho = lognormal_density(params, suite, map_size, field_rng)
-    halos = draw_halos(params, rho, field_rng)
-    mtot = slab_maps(rho, params[0], halos, puff=suppression_depth(params, suite))
-    pressure = np.array([pressure_map(mtot[5 * a + s], params, suite, halos, a, slab_bounds(s))
+    rng = np.random.default_rng([seed, list(SUITES).index(suite), i])
+    n, omega_m = particles_per_side(map_size), float(params[0])
+    pos = gravity_only(params, n, rng)
+    halos = find_halos(pos, omega_m, n)
+    bp = baryons.suite_parameters(params, suite)
+    pos = baryons.baryonify(pos, halos.position, halos.mass, omega_m, bp, BOX_MPC_H)
+    mtot = slab_maps(nbody.adaptive_density(pos, map_size, BOX_MPC_H), omega_m)
+    hot = halos.log_m >= PRESSURE_LOG_M_MIN
+    gas = np.zeros(len(halos.log_m))
+    if hot.any():
+        gas[hot] = baryons.bound_gas_fraction(halos.mass[hot], omega_m, bp)
+    stretch = (bp.theta_ej / 3.0) ** 0.5  # gas pushed farther puffs the hot atmosphere too
+    pressure = np.array([pressure_map(mtot[5 * a + s], params, halos, gas, stretch, a, slab_bounds(s))
                          for a in range(N_AXES) for s in range(N_SLABS)])
     return mtot, pressure
 

@@ -69,11 +69,14 @@ class CamelsTask(Task):
     anchors = {
         "tng_to_simba.mtot.omega_m.rel_err": {"value": "about 0.04 (Mtot, across suites)", "source": PAPER},
         "tng_to_simba.mtot.sigma_8.rel_err": {"value": "about 0.025 (Mtot, across suites)", "source": PAPER},
-        "tng_to_tng.mtot.omega_m.r2": {"value": ">= 0.9", "source": TARGET},
-        "tng_to_tng.mtot.sigma_8.r2": {"value": ">= 0.9", "source": TARGET},
+        "tng_to_tng.mtot.omega_m.r2": {"value": ">= 0.95", "source": TARGET},
+        "tng_to_tng.mtot.sigma_8.r2": {"value": ">= 0.90", "source": TARGET},
+        "tng_to_tng.mtot.omega_m.rel_err": {"value": "<= 0.06", "source": TARGET},
+        "tng_to_tng.mtot.sigma_8.rel_err": {"value": "<= 0.05", "source": TARGET},
         "tng_to_tng.mtot.omega_m.chi2": {"value": "0.7-1.5", "source": TARGET},
-        "tng_to_tng.mtot_nomean.sigma_8.r2": {"value": ">= 0.9", "source": TARGET},
-        "tng_to_tng.mtot_nomean.omega_m.r2": {"value": ">= 0.8", "source": TARGET},
+        "tng_to_tng.mtot.sigma_8.chi2": {"value": "0.7-1.5", "source": TARGET},
+        "tng_to_tng.mtot_nomean.omega_m.r2": {"value": ">= 0.85", "source": TARGET},
+        "tng_to_tng.mtot_nomean.sigma_8.r2": {"value": ">= 0.85", "source": TARGET},
     }
 
     def options(self, size: str) -> dict[str, Any]:
