@@ -40,6 +40,7 @@ def test_particle_mesh_conserves_mass_and_grows_large_scales_linearly():
     rng = np.random.default_rng(1)
     delta_k = N.gaussian_field(lambda k: 1e-3 * 2e4 * k ** -1.0 / (1 + (k / 0.05) ** 2), n, box, rng)
     pos = N.evolve(0.3, delta_k, n, box, n_mesh=n, n_steps=5, a_start=0.1, a_end=0.5)
+    assert pos.dtype == np.float32 and (pos >= 0).all() and (pos < box).all()  # float32 x % box can give box
     rho = N.paint(pos, n, box)
     assert rho.mean() == pytest.approx(1.0, rel=1e-5) and (rho >= 0).all()
     edges = np.array([0.06, 0.1, 0.2])  # the fundamental mode is 0.063 h/Mpc

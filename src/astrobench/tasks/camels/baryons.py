@@ -157,8 +157,10 @@ def baryonify(pos: np.ndarray, centres: np.ndarray, mass: np.ndarray, omega_m: f
         return pos.copy()
     x, disp = displacement_tables(mass, omega_m, bp)
     radius = r200c(mass)
-    tree = cKDTree(pos.astype(np.float64), boxsize=box)
-    neighbours = tree.query_ball_point(np.asarray(centres, dtype=np.float64) % box, radius * bp.reach)
+    from astrobench.tasks.camels.nbody import wrap
+
+    tree = cKDTree(wrap(pos.astype(np.float64), box), boxsize=box)
+    neighbours = tree.query_ball_point(wrap(np.asarray(centres, dtype=np.float64), box), radius * bp.reach)
     shift = np.zeros_like(pos, dtype=np.float64)
     for h, idx in enumerate(neighbours):
         if not idx:
@@ -169,7 +171,7 @@ def baryonify(pos: np.ndarray, centres: np.ndarray, mass: np.ndarray, omega_m: f
         r = np.sqrt((offset**2).sum(1))
         d = np.interp(r / radius[h], x, disp[h], left=disp[h, 0], right=0.0) * radius[h]
         shift[idx] += offset * (d / np.maximum(r, 1e-6))[:, None]
-    return ((pos + shift) % box).astype(pos.dtype)
+    return wrap((pos + shift).astype(pos.dtype), box)
 
 
 def bound_gas_fraction(mass: np.ndarray, omega_m: float, bp: BaryonParameters, x500: float = 0.65) -> np.ndarray:

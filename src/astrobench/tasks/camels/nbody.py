@@ -60,6 +60,13 @@ def momentum_growth(omega_m: float, a: float | np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ the mesh
+def wrap(pos: np.ndarray, box: float) -> np.ndarray:
+    """Positions folded into [0, box): in float32, x % box can round up to box itself for x just below 0."""
+    pos = np.mod(pos, box)
+    pos[pos >= box] = 0.0
+    return pos
+
+
 @lru_cache(maxsize=8)
 def wavevectors(n: int, box: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """kx, ky, kz [h/Mpc] of an n^3 real FFT (rfftn layout), broadcastable to (n, n, n // 2 + 1), float32."""
@@ -213,7 +220,7 @@ def evolve(omega_m: float, delta_k: np.ndarray, n: int, box: float, n_mesh: int,
     psi1 = psi1.reshape(3, -1).T
     psi2 = psi2.reshape(3, -1).T
     d0 = float(growth_factor(omega_m, a_start))
-    pos = (lattice(n, box) + d0 * psi1 - 3.0 / 7.0 * d0**2 * psi2) % box
+    pos = wrap(lattice(n, box) + d0 * psi1 - 3.0 / 7.0 * d0**2 * psi2, box)
     mom = float(momentum_growth(omega_m, a_start)) * (psi1 - 6.0 / 7.0 * d0 * psi2)  # p = a^3 E dx/da
     del psi1, psi2
     steps = np.linspace(a_start, a_end, n_steps + 1)
@@ -224,10 +231,9 @@ def evolve(omega_m: float, delta_k: np.ndarray, n: int, box: float, n_mesh: int,
         mom += force * float((momentum_growth(omega_m, a_mid) - momentum_growth(omega_m, a_mom))
                              / growth_factor(omega_m, a0))
         a_mom = a_mid
-        pos += mom * float((growth_factor(omega_m, a1) - growth_factor(omega_m, a0))
-                           / momentum_growth(omega_m, a_mid))
-        pos %= box
-    return pos.astype(np.float32)
+        pos = wrap(pos + mom * float((growth_factor(omega_m, a1) - growth_factor(omega_m, a0))
+                                     / momentum_growth(omega_m, a_mid)), box)
+    return wrap(pos.astype(np.float32), box)
 
 
 # -------------------------------------------------------------------------------------------- measurements
@@ -281,7 +287,7 @@ def friends_of_friends(pos: np.ndarray, box: float, linking_length: float, min_m
     from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
-    tree = cKDTree(pos.astype(np.float64), boxsize=box)
+    tree = cKDTree(wrap(pos.astype(np.float64), box), boxsize=box)
     pairs = tree.query_pairs(linking_length, output_type="ndarray")
     n = len(pos)
     graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
@@ -299,5 +305,5 @@ def friends_of_friends(pos: np.ndarray, box: float, linking_length: float, min_m
     offset = pos[member] - pos[first[label[member]]]
     offset -= box * np.round(offset / box)
     mean_offset = np.stack([np.bincount(label[member], offset[:, j], minlength=len(big)) for j in range(3)], 1)
-    centre = (pos[first] + mean_offset / sizes[big][:, None]) % box
+    centre = wrap(pos[first] + mean_offset / sizes[big][:, None], box)
     return FoFGroups(label, centre.astype(np.float32), sizes[big])
