@@ -9,6 +9,16 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker():
+    """Under pytest-xdist every core already runs a worker: torch's intra-op threads would only fight them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Tests never read or fill the user's cache."""
     old = os.environ.get("ASTROBENCH_CACHE")

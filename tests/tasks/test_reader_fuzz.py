@@ -347,6 +347,8 @@ CAMELS_CASES = {
                                                for i, r in enumerate(t.splitlines()))),
     "params a column short": _params(lambda t: "\n".join(" ".join(r.split()[:5]) for r in t.splitlines())),
     "params negative": _params(lambda t: "\n".join("-" + r if i == 1 else r for i, r in enumerate(t.splitlines()))),
+    "params a row more than the maps": _params(lambda t: t + t.splitlines()[-1] + "\n"),
+    "params a row fewer than the maps": _params(lambda t: "\n".join(t.splitlines()[:-1]) + "\n"),
 }
 
 
