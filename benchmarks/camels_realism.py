@@ -48,8 +48,8 @@ def main() -> None:
     out: dict = {}
     t0 = time.time()
 
-    ratios = np.array([box_power(64, 25.0, s)[1] for s in range(8)])
-    k = box_power(16, 25.0, 0)[0]
+    boxes = [box_power(64, 25.0, s) for s in range(8)]
+    k, ratios = boxes[0][0], np.array([ratio for _, ratio in boxes])
     out["gravity_only_25mpc_64cubed"] = {"k": k.round(3).tolist(), "p_over_halofit": ratios.mean(0).round(3).tolist(),
                                          "scatter_of_mean": (ratios.std(0) / np.sqrt(8)).round(3).tolist()}
     print("P / halofit, 8 boxes of 25 Mpc/h, 64^3:", dict(zip(k.round(2), ratios.mean(0).round(2))))
@@ -77,13 +77,13 @@ def main() -> None:
     for suite in ("tng", "simba"):
         params = S.latin_hypercube(24, rng)
         rows = []
+        edges = np.array([0.9, 1.1, 4.5, 5.5, 9.0, 11.0])  # shells around k = 1, 5, 10 h/Mpc
         for i, p in enumerate(params):
             g_rng = np.random.default_rng([7, i])
             pos = S.gravity_only(p, 64, g_rng)
             halos = S.find_halos(pos, float(p[0]), 64)
             moved = baryons.baryonify(pos, halos.position, halos.mass, float(p[0]),
                                       baryons.suite_parameters(p, suite), S.BOX_MPC_H)
-            edges = np.array([0.9, 1.1, 4.5, 5.5, 9.0, 11.0])
             p0 = nbody.particle_power_spectrum(pos, S.BOX_MPC_H, 128, edges)[1]
             p1 = nbody.particle_power_spectrum(moved, S.BOX_MPC_H, 128, edges)[1]
             rows.append((p1 / p0)[[0, 2, 4]])

@@ -22,32 +22,30 @@ from astrobench.tasks.transfer import grid as G
 from astrobench.tasks.transfer.targets import MLPBackbone, MobileNetBackbone
 
 
-class _Module:
-    """Built lazily so Lightning is imported only when measured."""
+def _lightning_cell(model: nn.Module, lr: float, steps: int):
+    """The model as a LightningModule with the own loop's loss, optimiser and schedule (Lightning imported here, so
+    only when measured)."""
+    import lightning.pytorch as pl
 
-    @staticmethod
-    def make(model: nn.Module, lr: float, steps: int):
-        import lightning.pytorch as pl
+    class Cell(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class Cell(pl.LightningModule):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        def training_step(self, batch, _):
+            x, y = batch
+            return nn.functional.mse_loss(self.model(x)[:, 0], y)
 
-            def training_step(self, batch, _):
-                x, y = batch
-                return nn.functional.mse_loss(self.model(x)[:, 0], y)
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.log("val_loss", nn.functional.mse_loss(self.model(x)[:, 0], y))
 
-            def validation_step(self, batch, _):
-                x, y = batch
-                self.log("val_loss", nn.functional.mse_loss(self.model(x)[:, 0], y))
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            return [opt], [{"scheduler": sched, "interval": "step"}]
 
-            def configure_optimizers(self):
-                opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-4)
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-                return [opt], [{"scheduler": sched, "interval": "step"}]
-
-        return Cell()
+    return Cell()
 
 
 def hand_written(model: nn.Module, x: np.ndarray, y: np.ndarray, steps: int) -> float:
@@ -66,7 +64,7 @@ def lightning(model: nn.Module, x: np.ndarray, y: np.ndarray, steps: int, val_ev
     trainer = pl.Trainer(max_steps=steps, val_check_interval=val_every, check_val_every_n_epoch=None,
                          accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    module = _Module.make(model, 1e-3, steps)
+    module = _lightning_cell(model, 1e-3, steps)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -25,6 +25,13 @@ def _fails_cleanly(task: str, broken: Path, tmp_path: Path, capsys, case: str) -
     assert not out.exists(), case
 
 
+def _broken_file(contents: bytes, name: str, tmp_path: Path) -> Path:
+    """A file ``name`` holding the broken ``contents``."""
+    path = tmp_path / name
+    path.write_bytes(contents)
+    return path
+
+
 def _broken_copy(folder: Path, edit, tmp_path: Path) -> Path:
     """A copy of the data folder ``folder`` with ``edit(copy)`` applied."""
     import shutil
@@ -115,8 +122,7 @@ SN_CASES = {
 
 @pytest.mark.parametrize("case", list(SN_CASES))
 def test_broken_sn_tables_are_one_line_naming_the_file(sn_csv, tmp_path, capsys, case):
-    broken = tmp_path / "broken.csv"
-    broken.write_bytes(SN_CASES[case](sn_csv))
+    broken = _broken_file(SN_CASES[case](sn_csv), "broken.csv", tmp_path)
     _fails_cleanly("sn_lasso", broken, tmp_path, capsys, case)
 
 
@@ -179,8 +185,7 @@ PHOTOZ_CASES = {
 
 @pytest.mark.parametrize("case", list(PHOTOZ_CASES))
 def test_broken_photoz_catalogues_are_one_line_naming_the_file(photoz_cat, tmp_path, capsys, case):
-    broken = tmp_path / "broken.cat"
-    broken.write_bytes(PHOTOZ_CASES[case](photoz_cat))
+    broken = _broken_file(PHOTOZ_CASES[case](photoz_cat), "broken.cat", tmp_path)
     _fails_cleanly("photoz", broken, tmp_path, capsys, case)
 
 
@@ -231,8 +236,7 @@ CLUSTER_CASES = {
 
 @pytest.mark.parametrize("case", list(CLUSTER_CASES))
 def test_broken_cluster_files_are_one_line_naming_the_file(cluster_fits, tmp_path, capsys, case):
-    broken = tmp_path / "broken.fits"
-    broken.write_bytes(CLUSTER_CASES[case](cluster_fits))
+    broken = _broken_file(CLUSTER_CASES[case](cluster_fits), "broken.fits", tmp_path)
     _fails_cleanly("cluster_mass", broken, tmp_path, capsys, case)
 
 
@@ -459,6 +463,5 @@ SPECTRA_CASES = {
 
 @pytest.mark.parametrize("case", list(SPECTRA_CASES))
 def test_broken_spectra_files_are_one_line_naming_the_file(spectra_file, tmp_path, capsys, case):
-    broken = tmp_path / "broken.hdf5"
-    broken.write_bytes(SPECTRA_CASES[case](spectra_file))
+    broken = _broken_file(SPECTRA_CASES[case](spectra_file), "broken.hdf5", tmp_path)
     _fails_cleanly("spectra", broken, tmp_path, capsys, case)

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
+from astrobench.tasks.camels.cosmology import OMEGA_B
+
 RHO_CRIT = 2.775e11  # (Msun/h) / (Mpc/h)^3
-OMEGA_B = 0.049
 TRUNCATION = 4.0  # eps: DMO profile truncation radius / R200c (Schneider et al. 2019)
 THETA_CO = 0.1
 R_H = 0.015  # central-galaxy half-light radius / R200c

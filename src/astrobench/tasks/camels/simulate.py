@@ -34,6 +34,7 @@ import numpy as np
 from astrobench.core.io import ConfigError, atomic_path
 from astrobench.core.parallel import executor
 from astrobench.tasks.camels import baryons, nbody
+from astrobench.tasks.camels.baryons import OMEGA_B, RHO_CRIT  # (Msun/h) / (Mpc/h)^3
 
 SIMULATOR_VERSION = "3"  # 3: particle-mesh gravity, FoF haloes, baryonification (2: lognormal field + Tinker halos)
 PARTICLES_PER_SIDE = 64  # 64^3 particles: 5e9 (Omega_m / 0.3) Msun/h each, spacing 0.39 Mpc/h
@@ -46,8 +47,6 @@ M500_OVER_M200 = 0.69  # NFW with c200 ~ 5
 BOX_MPC_H = 25.0
 N_AXES, N_SLABS = 3, 5
 MAPS_PER_SIM = N_AXES * N_SLABS
-RHO_CRIT = 2.775e11  # (Msun/h) / (Mpc/h)^3
-OMEGA_B = 0.049
 SUITES = {"tng": "IllustrisTNG", "simba": "SIMBA"}
 FIELDS = {"mtot": "Mtot", "p": "P"}
 PARAM_NAMES = ("omega_m", "sigma_8", "a_sn1", "a_agn1", "a_sn2", "a_agn2")
@@ -170,9 +169,9 @@ def pressure_map(sigma: np.ndarray, params: np.ndarray, halos: Halos, gas_fracti
     n = sigma.shape[0]
     cell = BOX_MPC_H / n
     omega_m, a_sn2 = float(params[0]), float(params[4])
-    baryons = (OMEGA_B / omega_m) / (OMEGA_B / 0.3)  # P500 ~ f_b = Omega_b / Omega_m (Arnaud et al. 2010)
+    baryon_ratio = (OMEGA_B / omega_m) / (OMEGA_B / 0.3)  # P500 ~ f_b = Omega_b / Omega_m (Arnaud et al. 2010)
     # diffuse gas: P ~ rho T with T ~ rho^0.6; faster SN winds (A_SN2) heat it
-    out = 1e-3 * baryons * a_sn2**0.3 * (sigma / sigma.mean()) ** 1.6
+    out = 1e-3 * baryon_ratio * a_sn2**0.3 * (sigma / sigma.mean()) ** 1.6
     x, profile = _projected_gnfw()
     others = [a for a in range(3) if a != axis]
     for k in np.flatnonzero(_in_slab(halos, axis, bounds) & (halos.log_m >= PRESSURE_LOG_M_MIN)):
@@ -180,7 +179,7 @@ def pressure_map(sigma: np.ndarray, params: np.ndarray, halos: Halos, gas_fracti
         r500 = (3 * m500 / (4 * np.pi * 500 * RHO_CRIT)) ** (1 / 3)  # Mpc/h
         # projected P500 R500 ~ M500 [in units of a 1e14 Msun/h halo's]; a profile stretched by s keeps its
         # thermal energy, so its 3-D amplitude falls as s^-3 and its projected one as s^-2
-        peak = baryons * gas_fraction[k] * (m500 / 1e14) ** (2 / 3) * (r500 / r500_of_1e14()) / stretch**2
+        peak = baryon_ratio * gas_fraction[k] * (m500 / 1e14) ** (2 / 3) * (r500 / r500_of_1e14()) / stretch**2
         _deposit(out, halos.position[k, others] / cell, r500 * stretch / cell, x, profile, None, 5.0, peak)
     return out.astype(np.float32)
 
