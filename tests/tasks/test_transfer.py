@@ -1,5 +1,7 @@
-"""transfer: the grid's pieces with known answers (fixed-step training, a pre-trained representation that must help
-on a related task, data efficiency and crossover on made-up curves) and a smoke run that resumes per cell."""
+"""transfer: the grid's pieces with known answers (training to convergence that keeps the best state, a pre-trained
+representation that must help on a related task, data efficiency and crossover on made-up curves with bootstrap
+errors, disjoint training / validation / test indices, distinct sets per seed) and a smoke run that resumes per
+cell."""
 
 from __future__ import annotations
 
@@ -11,29 +13,110 @@ import torch
 
 from astrobench.core.io import ConfigError
 from astrobench.tasks.transfer import grid as G
+from astrobench.tasks.transfer import task as T
 from astrobench.tasks.transfer.targets import MLPBackbone, metrics
 from astrobench.tasks.transfer.task import TransferTask
 
 
-def _curve(values, errs=None, key="sigma_nmad"):
-    errs = errs or [0.0] * len(values)
-    return {f"n_{n}": {key: v, f"{key}_err": e} for n, v, e in zip((32, 128, 512, 2048), values, errs)}
+SIZES = [32, 128, 512, 2048]
 
 
-def test_data_efficiency_and_crossover_have_known_answers():
-    sizes = [32, 128, 512, 2048]
-    scratch = _curve([0.4, 0.3, 0.2, 0.1], [0.01] * 4)
-    eff = TransferTask._efficiency(scratch, _curve([0.2, 0.2, 0.15, 0.1], [0.01] * 4), "sigma_nmad", sizes)
-    assert eff["data_efficiency"] == pytest.approx(4.0)  # scratch reaches 0.2 at 512 = 4 x 128
-    assert eff["crossover_n"] == 2048  # equal at 2048, better below
-    halfway = TransferTask._efficiency(scratch, _curve([0.2, 0.25, 0.2, 0.1]), "sigma_nmad", sizes)
-    assert halfway["data_efficiency"] == pytest.approx(2.0)  # 0.25: halfway in log n between 128 and 512
-    never = TransferTask._efficiency(scratch, _curve([0.05, 0.05, 0.05, 0.05], [0.01] * 4), "sigma_nmad", sizes)
+def test_crossing_interpolates_in_log_n_and_reports_bounds():
+    assert T.crossing(SIZES, np.array([0.4, 0.3, 0.2, 0.1]), 0.2) == (512.0, "inside")
+    n, bound = T.crossing(SIZES, np.array([0.4, 0.3, 0.2, 0.1]), 0.25)  # halfway in log n between 128 and 512
+    assert bound == "inside" and n == pytest.approx(256.0)
+    assert T.crossing(SIZES, np.array([0.1, 0.1, 0.1, 0.1]), 0.2) == (32.0, "at_or_below")
+    n, bound = T.crossing(SIZES, np.array([0.4, 0.3, 0.3, 0.3]), 0.2)
+    assert np.isnan(n) and bound == "above"
+
+
+def _runs(values, spread=0.0, seeds=5):
+    """Per-seed values {n: array} around the given means (a symmetric spread, so the mean is exact)."""
+    offsets = np.linspace(-spread, spread, seeds)
+    return {n: v + offsets for n, v in zip(SIZES, values)}
+
+
+def test_efficiency_compares_finetune_with_the_better_scratch_model():
+    big = _runs([0.6, 0.6, 0.3, 0.1])  # a large network that only learns with many examples
+    small = _runs([0.5, 0.4, 0.2, 0.15])  # a small one, better at 32-512
+    finetune = _runs([0.3, 0.2, 0.15, 0.12])
+    out = T.efficiency({"scratch": big, "scratch_small": small}, finetune, SIZES, n_boot=50)
+    # the better scratch curve is (0.5, 0.4, 0.2, 0.1): it reaches finetune's 0.2 at 128 exactly at n = 512
+    assert out["data_efficiency"] == pytest.approx(4.0) and out["data_efficiency_bound"] == "inside"
+    assert out["scratch_best"] == {"n_32": "scratch_small", "n_128": "scratch_small", "n_512": "scratch_small",
+                                   "n_2048": "scratch"}
+    # gain of finetune: 0.2, 0.2, 0.05, -0.02 -> zero between 512 and 2048 (log-linear)
+    expected = np.exp(np.log(512) + 0.05 / 0.07 * (np.log(2048) - np.log(512)))
+    assert out["crossover_n"] == pytest.approx(expected) and out["crossover_n_bound"] == "inside"
+    assert out["crossover_n_err"] == 0.0  # no seed scatter: every bootstrap replicate is the same
+
+
+def test_efficiency_bounds_and_bootstrap_errors():
+    scratch = {"scratch": _runs([0.4, 0.3, 0.2, 0.1], spread=0.02)}
+    never = T.efficiency(scratch, _runs([0.05] * 4, spread=0.01), SIZES, n_boot=200)
     assert np.isnan(never["data_efficiency"]) and never["data_efficiency_at_least"] == 16
-    assert np.isnan(never["crossover_n"])  # finetune helps at every size
-    one_seed = TransferTask._efficiency(_curve([0.4, 0.3, 0.2, 0.1], [np.nan] * 4), _curve([0.2] * 4), "sigma_nmad",
-                                        sizes)
-    assert np.isnan(one_seed["crossover_n"]) and one_seed["gain_by_n"]["n_32"] == pytest.approx(0.2)
+    assert np.isnan(never["crossover_n"]) and never["crossover_n_at_least"] == 2048
+    assert never["crossover_n_inside_fraction"] == 0.0
+    noisy = T.efficiency(scratch, _runs([0.3, 0.25, 0.15, 0.12], spread=0.04), SIZES, n_boot=300)
+    assert 0 < noisy["data_efficiency_err"] < noisy["data_efficiency"]  # seed scatter -> a finite, sane error
+    assert noisy["data_efficiency_inside_fraction"] > 0.5
+    # the words say what the numbers say
+    words = T._helps_words(never, SIZES)
+    assert "every size up to n = 2048" in words and "data_efficiency > 16" in words
+
+
+def test_cells_hold_out_validation_and_seeds_draw_their_own_sets():
+    n_pool, opts = 4 * 2048, {"n_seeds": 3, "n_seeds_small": 5}
+    assert T.seeds_for(32, opts, 10) == [10, 11, 12, 13, 14] and T.seeds_for(512, opts, 10) == [10, 11, 12]
+    for n in SIZES:
+        sets = []
+        for seed in T.seeds_for(n, opts, 0):
+            train, val = T.cell_indices(n_pool, n, seed)
+            assert len(train) + len(val) == n and len(val) == max(8, round(0.2 * n))
+            assert not set(train) & set(val)
+            sets.append(frozenset(train))
+            smaller = [m for m in SIZES if m < n]
+            if smaller:  # nested within a seed
+                assert set(np.r_[T.cell_indices(n_pool, smaller[-1], seed)]) <= set(np.r_[train, val])
+        assert len(set(sets)) == len(sets)  # every seed its own training set, at every size
+    with pytest.raises(ConfigError, match="the pool holds 100"):
+        T.cell_indices(100, 128, 0)
+
+
+def test_target_pool_and_test_set_are_disjoint(tmp_path):
+    from astrobench.core.task import RunContext
+
+    task = TransferTask()
+    opts = task.check_options(task.options("smoke"))
+    ctx = RunContext(tmp_path, {"options": opts, "seed": 0, "data": None, "progress": False})
+    for name in ("photoz", "allsky"):
+        data = task._target(ctx, name)
+        assert len(data.y_pool) == opts["pool_factor"] * max(opts["sizes"]) == len(data.pool_ids)
+        assert not set(data.pool_ids) & set(data.test_ids)
+        for seed in T.seeds_for(32, opts, 0):
+            train, val = T.cell_indices(len(data.y_pool), 32, seed)
+            assert not set(data.pool_ids[train]) & set(data.test_ids)
+            assert not set(data.pool_ids[val]) & set(data.test_ids)
+
+
+def test_fit_small_stops_on_validation_and_restores_the_best_state():
+    """A one-weight model y = w x trained towards w = 2 while validation wants w = 1: the validation loss falls
+    until w passes 1 (about step 1 / lr with Adam's unit-size steps) and rises after. The best state is kept."""
+    from astrobench.core.training import SmallDataConfig, fit_small
+
+    x = np.linspace(-1, 1, 16, dtype=np.float32)[:, None]
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    cfg = SmallDataConfig(batch_size=16, lr=0.01, weight_decay=0.0, patience=20, val_every=1, max_epochs=1000,
+                          min_steps=1, max_steps=1000)
+    fit = fit_small(model, x, 2 * x[:, 0], x, x[:, 0], "regression", cfg)
+    assert 85 <= fit.best_step <= 115
+    assert fit.steps == fit.best_step + 20 and not fit.capped  # stopped by the patience, 20 checks after the best
+    assert model.weight.item() == pytest.approx(1.0, abs=0.03)  # the best state, not the last (w ~ 1.2)
+    assert fit.history["val_loss"][-1] > fit.best_val_loss
+    capped = fit_small(torch.nn.Linear(1, 1, bias=False), x, 2 * x[:, 0], x, 2 * x[:, 0], "regression",
+                       SmallDataConfig(batch_size=16, lr=0.01, val_every=1, max_epochs=50, min_steps=1))
+    assert capped.capped and capped.steps == capped.cap_steps == 50  # still improving when the cap came
 
 
 def test_fixed_step_training_learns_a_linear_relation():
@@ -89,16 +172,22 @@ def test_smoke_run_resumes_cell_by_cell(tmp_path):
     run_dir = run("transfer", out=tmp_path, name="smoke", seed=0, progress=False, overrides={"size": "smoke"})
     res = json.loads((run_dir / "metrics.json").read_text())["results"]
     assert set(res) == {"photoz", "allsky", "summary"}
-    assert set(res["photoz"]) == {"none", "in_domain"}  # no ImageNet model reads photometry
-    assert set(res["allsky"]) == {"none", "imagenet", "in_domain"}
+    assert set(res["photoz"]) == {"none", "in_domain", "budget"}  # no ImageNet model reads photometry
+    assert set(res["allsky"]) == {"none", "imagenet", "in_domain", "budget"}
     for strategy in ("linear_probe", "finetune", "finetune_discriminative", "frozen_knn"):
         assert 0 <= res["allsky"]["imagenet"][strategy]["n_32"]["error_rate"] <= 1
         assert res["photoz"]["in_domain"][strategy]["n_32"]["sigma_nmad"] > 0
-    assert "no crossover_n with one seed" in res["summary"]["when_transfer_helps"]["allsky.imagenet"]
+    assert set(res["allsky"]["none"]) == {"scratch", "scratch_small"}  # MobileNetV2 from random and a small CNN
+    answers = res["summary"]["answers"]
+    assert set(answers) == {"when_finetuning_helps", "when_frozen_features_suffice", "in_domain_vs_imagenet"}
+    assert "allsky" in answers["in_domain_vs_imagenet"]
+    budget = res["allsky"]["budget"]
+    assert budget["cells_trained"] == 6 and 0 <= budget["capped_fraction"] <= 1
+    assert (run_dir / "figures" / "training_curves_allsky.png").stat().st_size > 1000
     assert (run_dir / "checkpoints" / "allsky.in_domain.pt").exists()
     assert (run_dir / "figures" / "learning_curves_allsky.png").stat().st_size > 1000
     cells = sorted((run_dir / "cells").glob("*.json"))
-    assert len(cells) == 2 * (1 + 2 * 4) - 4  # photoz: scratch + 4 in_domain; allsky: scratch + 2 x 4
+    assert len(cells) == (1 + 4) + (2 + 2 * 4)  # photoz: scratch + 4 in_domain; allsky: 2 scratch + 2 x 4
 
     # interrupted: one cell lost, the rest kept; the resumed run recomputes only that one, with the same result
     (run_dir / "metrics.json").unlink()
@@ -117,3 +206,17 @@ def test_transfer_rejects_data_and_unknown_strategies(tmp_path):
         run("transfer", data=tmp_path, out=tmp_path, name="d", progress=False, overrides={"size": "smoke"})
     with pytest.raises(ConfigError, match="strategies"):
         run("transfer", out=tmp_path, name="s", progress=False, overrides={"size": "smoke", "strategies": ["magic"]})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"sizes": [0]}, "option sizes must be a non-empty list of integers >= 16"),
+    ({"n_seeds": 0}, "option n_seeds must be an integer >= 1"),
+    ({"sizes": [32, 100000]}, "needs a pool of 4 x 100000 = 400000 examples, more than max_pool"),
+    ({"sizes": [1024], "targets": ["photoz"]}, "the catalogue has"),  # the smoke catalogue: too few z >= 1 galaxies
+])
+def test_transfer_rejects_bad_grids_in_one_line(tmp_path, overrides, message):
+    from astrobench.runner import run
+
+    with pytest.raises(ConfigError, match=message) as err:
+        run("transfer", out=tmp_path, name="bad", progress=False, overrides={"size": "smoke", **overrides})
+    assert "\n" not in str(err.value)

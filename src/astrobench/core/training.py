@@ -358,6 +358,158 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     return FitResult(history.history, len(history.history["epoch"]), resumed=ckpt_path is not None)
 
 
+# --- small training sets: a budget by convergence -------------------------------------------------------------
+
+@dataclass
+class SmallDataConfig:
+    """Budget of :func:`fit_small`: train until the validation loss has not improved for ``patience`` validation
+    checks, or until a cap; then keep the best state.
+
+    - Validation runs every ``val_every`` optimiser steps, but never more often than once per epoch (a set of 24
+      examples in batches of 32 is one step per epoch; 1,638 examples are 51).
+    - The cap is ``max_epochs`` epochs, so its step count grows with the training set, but at least ``min_steps``
+      and at most ``max_steps`` steps (:meth:`cap_steps`).
+    - ``backbone_lr_factor`` scales the learning rate of a model's ``backbone`` (a model with a ``backbone`` and a
+      ``head``; 1: every parameter at ``lr``). AdamW with a constant learning rate: the stopping point, not a
+      schedule, ends training.
+    """
+
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    backbone_lr_factor: float = 1.0
+    patience: int = 6
+    val_every: int = 10
+    max_epochs: int = 200
+    min_steps: int = 300
+    max_steps: int = 4000
+    seed: int = 0
+
+    def cap_steps(self, steps_per_epoch: int) -> int:
+        """The cap in optimiser steps for a training set of ``steps_per_epoch`` batches."""
+        return int(min(self.max_steps, max(self.min_steps, self.max_epochs * steps_per_epoch)))
+
+
+@dataclass
+class SmallFitResult:
+    """What :func:`fit_small` did: optimiser ``steps`` and ``epochs`` run, the step of the best validation loss
+    (the state kept), whether a cap (rather than the patience) ended training, and the validation curve
+    (``history``: ``step``, ``val_loss``)."""
+
+    steps: int
+    epochs: int
+    best_step: int
+    best_val_loss: float
+    capped: bool
+    cap_steps: int
+    history: dict[str, list[float]]
+
+
+class SmallDataModule(L.LightningModule):
+    """A model trained on (x, y): cross-entropy on class logits (``kind="classification"``) or MSE on a single
+    regression output (``kind="regression"``, targets standardised by the caller). ``augment`` transforms the
+    inputs of training batches."""
+
+    def __init__(self, model: nn.Module, kind: str, cfg: SmallDataConfig, augment=None):
+        super().__init__()
+        if kind not in ("classification", "regression"):
+            raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
+        self.model, self.kind, self.cfg, self.augment = model, kind, cfg, augment
+
+    def forward(self, x):
+        return self.model(x)
+
+    def loss(self, out, y):
+        if self.kind == "classification":
+            return F.cross_entropy(out, y.long())
+        return F.mse_loss(out[:, 0], y)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.augment is not None:
+            x = self.augment(x)
+        return self.loss(self(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", self.loss(self(x), y), on_step=False, on_epoch=True, batch_size=len(x))
+
+    def configure_optimizers(self):
+        cfg, model = self.cfg, self.model
+        if hasattr(model, "backbone") and hasattr(model, "head") and cfg.backbone_lr_factor != 1.0:
+            groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_factor},
+                      {"params": model.head.parameters(), "lr": cfg.lr}]
+        else:
+            groups = [{"params": model.parameters(), "lr": cfg.lr}]
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+
+class BestState(Callback):
+    """Keeps an in-memory copy of the weights at the lowest ``val_loss`` and the validation curve (no file per
+    improvement: a transfer grid fits hundreds of small models)."""
+
+    def __init__(self):
+        self.best, self.best_step, self.state = math.inf, 0, None
+        self.history: dict[str, list[float]] = {"step": [], "val_loss": []}
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics["val_loss"])
+        self.history["step"].append(trainer.global_step)
+        self.history["val_loss"].append(value)
+        if value < self.best:
+            self.best, self.best_step = value, trainer.global_step
+            self.state = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+
+def validation_split(n: int, seed: int, fraction: float = 0.2, minimum: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(train, val)`` of a set of ``n`` examples: ``max(minimum, round(fraction * n))`` drawn for
+    validation (from ``seed``), the rest for training. Raises ``ValueError`` when fewer than ``minimum`` training
+    examples would be left."""
+    n_val = max(minimum, int(round(fraction * n)))
+    if n - n_val < minimum:
+        raise ValueError(f"{n} examples cannot hold {n_val} for validation and {minimum} for training")
+    order = np.random.default_rng([seed, 61]).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def fit_small(model: nn.Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, kind: str,
+              cfg: SmallDataConfig, augment=None) -> SmallFitResult:
+    """Train ``model`` in place on (x, y) with Lightning, validating on (x_val, y_val) (see
+    :class:`SmallDataConfig` for the budget); afterwards ``model`` holds the state of the best validation check, in
+    eval mode, on the CPU. Regression targets ``y`` should be standardised. One process, no files written:
+    the caller saves what it needs (the transfer grid resumes per trained model, not inside one)."""
+    if len(x) == 0 or len(x_val) == 0:
+        raise ValueError("fit_small needs at least one training and one validation example")
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    y_dtype = torch.long if kind == "classification" else torch.float32
+    train = as_dataset(x, y, dtypes=(torch.float32, y_dtype))
+    val = as_dataset(x_val, y_val, dtypes=(torch.float32, y_dtype))
+    batch = min(cfg.batch_size, len(x))
+    loader = DataLoader(train, batch_size=batch, shuffle=True, drop_last=len(x) > batch,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    steps_per_epoch = len(loader)
+    cap = cfg.cap_steps(steps_per_epoch)
+    early = EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min")
+    best = BestState()
+    trainer = L.Trainer(
+        max_epochs=-1, max_steps=cap, accelerator="cpu", devices=1, logger=False,
+        callbacks=[best, early], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, check_val_every_n_epoch=None,
+        val_check_interval=min(cap, max(cfg.val_every, steps_per_epoch)), deterministic="warn")
+    module = SmallDataModule(model, kind, cfg, augment)
+    trainer.fit(module, loader, DataLoader(val, batch_size=256))
+    if best.state is not None:
+        model.load_state_dict(best.state)
+    from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+
+    capped = early.stopping_reason != EarlyStoppingReason.PATIENCE_EXHAUSTED
+    return SmallFitResult(steps=int(trainer.global_step), epochs=int(trainer.current_epoch), best_step=best.best_step,
+                          best_val_loss=float(best.best), capped=bool(capped), cap_steps=cap, history=best.history)
+
+
 def _quiet_lightning() -> None:
     """Keep Lightning's start-up chatter (hardware lines, tips) out of the user's terminal."""
     import logging

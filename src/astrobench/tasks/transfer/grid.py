@@ -12,10 +12,10 @@ Strategies (``STRATEGIES``):
 - ``frozen_knn``: no training at all: the pre-trained features and k nearest neighbours (the "use it directly"
   question).
 
-Trained strategies take a fixed number of optimisation steps (AdamW, cosine decay), not epochs, so a cell with 32
-examples costs what a cell with 2,048 costs. A cell is a few hundred steps on sets as small as 32 examples, where
-Lightning's per-epoch validation and checkpointing would cost more than the steps; the loop is therefore written
-out here (``train_steps``), and the grid is resumable per cell instead (``task.py``).
+Trained strategies are trained to convergence by :func:`astrobench.core.training.fit_small` (the transfer task
+calls it; it holds out part of each cell's examples and stops on their validation loss). ``train_steps`` below is a
+fixed number of optimiser steps: the allsky task's few-shot adaptation on ten real frames uses it, where no
+validation split can be spared.
 """
 
 from __future__ import annotations

@@ -2,11 +2,17 @@
 from-scratch models on a 1-D target (photoz, z < 1 -> z > 1) and an image target (allsky, camera A -> camera B)
 (docs/tasks/transfer.md).
 
+Every trained cell (a strategy, a training-set size n, a seed) holds out part of its own n examples for validation
+and trains until the validation loss stops improving, or until a cap; it keeps its best state
+(:func:`astrobench.core.training.fit_small`). Each seed draws its own training sets from a pool four times the
+largest size (nested in n within a seed); the test set is never part of the pool.
+
 ``results.<target>.<source>.<strategy>.n_<size>.<metric>``: the mean over seeds, ``_err`` the standard deviation
-over seeds; ``scratch`` is listed under the source ``none``. Per target and source: ``data_efficiency`` (how many
-times more target examples ``scratch`` needs to match ``finetune`` at 128) and ``crossover_n`` (the size above
-which ``finetune`` no longer beats ``scratch`` by more than the seed scatter). ``results.summary``: the answer to
-"when does transfer help?" in words, from these numbers.
+over seeds, ``steps`` the mean optimiser steps, ``capped_fraction`` the share of seeds stopped by the cap. Both
+from-scratch models are listed under the source ``none``. Per target and source: ``data_efficiency`` (how many
+times more target examples the better scratch model needs to match ``finetune`` at 128) and ``crossover_n`` (the
+size at which the better scratch model catches up with ``finetune``), each with a bootstrap error over seeds.
+``results.summary.answers``: the answers in words, from these numbers.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ import torch
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task
+from astrobench.core.training import SmallDataConfig, fit_small, validation_split
 from astrobench.tasks.transfer import grid as G
 from astrobench.tasks.transfer.targets import PRIMARY, TARGETS, TargetData, allsky_target, metrics, photoz_target
 
 SOURCES = ("imagenet", "in_domain")
 REFERENCE_N = 128  # data_efficiency compares at this target size (the issue's choice)
+SMALL_N = 128  # sizes up to this one get n_seeds_small seeds
 MCCABE = "McCabe et al. 2023 (arXiv:2310.02994), Fig. 5: pre-trained models reach from-scratch error with far fewer samples"
+SCRATCH = ("scratch", "scratch_small")
 
 
 class TransferTask(Task):
@@ -40,12 +49,15 @@ class TransferTask(Task):
 
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
-            "smoke": dict(sizes=[32], n_seeds=1, steps=5, image_steps=2, source_steps=5, image_source_steps=2,
-                          n_test_photoz=100, n_test_allsky=40, n_source_frames=90, n_galaxies=1500, n_templates=150),
-            "quick": dict(sizes=[32, 128], n_seeds=1, steps=150, image_steps=12, source_steps=600,
-                          image_source_steps=25, n_test_photoz=500, n_test_allsky=150, n_source_frames=800,
-                          n_galaxies=8000, n_templates=800),
-            "full": dict(sizes=[32, 128, 512, 2048], n_seeds=3, steps=300, image_steps=40, source_steps=3000,
+            "smoke": dict(sizes=[32], n_seeds=1, n_seeds_small=1, max_steps=20, image_max_steps=3, min_steps=3,
+                          image_min_steps=2, source_steps=5, image_source_steps=2, n_test_photoz=100,
+                          n_test_allsky=40, n_source_frames=90, n_galaxies=1500, n_templates=150),
+            "quick": dict(sizes=[32, 128], n_seeds=1, n_seeds_small=1, max_steps=1500, image_max_steps=40,
+                          min_steps=300, image_min_steps=40, source_steps=600, image_source_steps=25,
+                          n_test_photoz=500, n_test_allsky=150, n_source_frames=800, n_galaxies=8000,
+                          n_templates=800),
+            "full": dict(sizes=[32, 128, 512, 2048], n_seeds=3, n_seeds_small=5, max_steps=6000,
+                         image_max_steps=1500, min_steps=500, image_min_steps=200, source_steps=3000,
                          image_source_steps=300, n_test_photoz=1000, n_test_allsky=600, n_source_frames=6000,
                          n_galaxies=30000, n_templates=3000),
         }[size]
@@ -54,9 +66,18 @@ class TransferTask(Task):
             "targets": list(TARGETS),
             "sources": list(SOURCES),
             "strategies": list(G.STRATEGIES),
+            "pool_factor": 4,  # the target pool holds pool_factor x the largest size
+            "max_pool": 20000,  # the largest pool a run may simulate
+            "val_fraction": 0.2,  # of each cell's n examples held out for early stopping (at least 8)
+            "patience": 10,  # validation checks without improvement (1-D target)
+            "image_patience": 6,
+            "val_every": 10,  # optimiser steps between validation checks (at least one epoch)
+            "max_epochs": 300,  # the cap: max_epochs epochs, at least min_steps, at most max_steps steps
+            "image_max_epochs": 40,
             "batch_size": 32,
             "lr": 1e-3,
             "backbone_lr_factor": 0.1,
+            "n_bootstrap": 2000,  # resamplings of the seeds for the errors of data_efficiency and crossover_n
             "z_split": 1.0,  # photoz: source z < z_split, target z >= z_split
             "image_size": 64,
             "frame_format": "fits",
@@ -69,12 +90,21 @@ class TransferTask(Task):
         def fail(key, expected):
             raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
 
-        if not options["sizes"] or not all(isinstance(s, int) and s >= 8 for s in options["sizes"]):
-            fail("sizes", "a non-empty list of integers >= 8")
-        for key in ("n_seeds", "steps", "image_steps", "source_steps", "image_source_steps", "batch_size",
-                    "n_test_photoz", "n_test_allsky", "n_source_frames", "n_jobs"):
-            if not isinstance(options[key], int) or options[key] < 1:
+        sizes = options["sizes"]
+        if not isinstance(sizes, list) or not sizes or not all(isinstance(s, int) and s >= 16 for s in sizes):
+            fail("sizes", "a non-empty list of integers >= 16 (8 validation + 8 training examples at least)")
+        for key in ("n_seeds", "n_seeds_small", "max_steps", "image_max_steps", "min_steps", "image_min_steps",
+                    "source_steps", "image_source_steps", "batch_size", "n_test_photoz", "n_test_allsky",
+                    "n_source_frames", "n_jobs", "patience", "image_patience", "val_every", "max_epochs",
+                    "image_max_epochs", "pool_factor", "max_pool", "n_bootstrap"):
+            if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
                 fail(key, "an integer >= 1")
+        if not 0 < options["val_fraction"] < 0.5:
+            fail("val_fraction", "a fraction in (0, 0.5)")
+        if options["pool_factor"] * max(sizes) > options["max_pool"]:
+            raise ConfigError(f"option sizes: the largest size {max(sizes)} needs a pool of {options['pool_factor']} "
+                              f"x {max(sizes)} = {options['pool_factor'] * max(sizes)} examples, more than max_pool "
+                              f"({options['max_pool']}); lower sizes or raise max_pool")
         for key, allowed in (("targets", TARGETS), ("sources", SOURCES), ("strategies", G.STRATEGIES)):
             if not options[key] or set(options[key]) - set(allowed):
                 fail(key, f"a non-empty list from {list(allowed)}")
@@ -99,26 +129,33 @@ class TransferTask(Task):
             with ctx.timer("simulate"):
                 targets[target] = self._target(ctx, target)
             ctx.data_info[target] = targets[target].info
+        raw = {}
         for target, data in targets.items():
-            results[target] = self._run_target(ctx, data)
+            results[target], raw[target] = self._run_target(ctx, data)
         results["summary"] = self._summary(results, opts)
-        self._figures(ctx, results, opts)
+        self._figures(ctx, results, raw, opts)
         return results
 
     def _target(self, ctx: RunContext, target: str) -> TargetData:
         opts = ctx.options
-        pool = max(opts["sizes"])
+        pool = opts["pool_factor"] * max(opts["sizes"])
         if target == "photoz":
             return photoz_target(ctx, pool, opts["n_test_photoz"])
         return allsky_target(ctx, pool, opts["n_test_allsky"])
 
-    def _step_config(self, ctx: RunContext, data: TargetData, pretraining: bool = False) -> G.StepConfig:
+    def _fit_config(self, ctx: RunContext, data: TargetData, seed: int, backbone_lr_factor: float = 1.0,
+                    pretraining: bool = False) -> SmallDataConfig:
         opts = ctx.options
-        image = data.name == "allsky"
-        key = ("image_source_steps" if pretraining else "image_steps") if image else \
-            ("source_steps" if pretraining else "steps")
-        batch = 256 if pretraining and not image else opts["batch_size"]  # the photoz source has 12,000 galaxies
-        return G.StepConfig(steps=opts[key], batch_size=batch, lr=opts["lr"], backbone_lr_factor=opts["backbone_lr_factor"])
+        p = "image_" if data.x_pool.ndim == 4 else ""
+        if pretraining:  # a large source set: the step budget caps it; validation once per epoch
+            batch = opts["batch_size"] if p else 256
+            return SmallDataConfig(batch_size=batch, lr=opts["lr"], patience=opts[f"{p}patience"],
+                                   val_every=1, max_epochs=10**6, min_steps=1,
+                                   max_steps=opts[f"{p}source_steps"], seed=seed)
+        return SmallDataConfig(batch_size=opts["batch_size"], lr=opts["lr"], backbone_lr_factor=backbone_lr_factor,
+                               patience=opts[f"{p}patience"], val_every=opts["val_every"],
+                               max_epochs=opts[f"{p}max_epochs"], min_steps=opts[f"{p}min_steps"],
+                               max_steps=opts[f"{p}max_steps"], seed=seed)
 
     def _pretrained(self, ctx: RunContext, data: TargetData, source: str) -> dict[str, torch.Tensor]:
         """The backbone weights of a source: ImageNet from its local file, or in-domain pre-training (saved under
@@ -136,15 +173,21 @@ class TransferTask(Task):
             return torch.load(path, map_location="cpu", weights_only=True)
         if given:
             raise ConfigError(f"in_domain_checkpoint: no file at {path}")
+        torch.manual_seed(ctx.seed)
         backbone, dim = data.make_backbone()
-        if data.name == "allsky":  # in-domain pre-training starts from ImageNet, as it is done in practice
+        if "imagenet" in data.sources:  # in-domain pre-training starts from ImageNet, as it is done in practice
             backbone.load_state_dict(self._pretrained(ctx, data, "imagenet"))
         model = G.Predictor(backbone, dim, data.n_outputs)
-        y, scale = self._scaled(data, data.y_source)
-        cfg = self._step_config(ctx, data, pretraining=True)
-        ctx.log(f"{data.name}: in-domain pre-training on {len(data.y_source)} source examples ({cfg.steps} steps)")
+        y, _ = self._scaled(data, data.y_source)
+        train, val = validation_split(len(y), ctx.seed, fraction=0.1)
+        cfg = self._fit_config(ctx, data, ctx.seed, pretraining=True)
+        ctx.log(f"{data.name}: in-domain pre-training on {len(train)} source examples (at most {cfg.max_steps} "
+                f"steps; {len(val)} for validation)")
         with ctx.timer("pretrain"):
-            G.train_steps(model, data.x_source, y, data.kind, cfg, ctx.seed, augment=data.augment)
+            fit = fit_small(model, data.x_source[train], y[train], data.x_source[val], y[val], data.kind, cfg,
+                            augment=data.augment)
+        ctx.data_info[data.name]["in_domain_pretraining"] = {"steps": fit.steps, "best_step": fit.best_step,
+                                                             "capped": fit.capped}
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.backbone.state_dict(), path)
         return model.backbone.state_dict()
@@ -157,6 +200,12 @@ class TransferTask(Task):
         mean, std = float(np.mean(y)), float(np.std(y) + 1e-6)
         return ((y - mean) / std).astype(np.float32), (mean, std)
 
+    def _cells(self, data: TargetData, opts: dict[str, Any], sources: list[str]) -> list[tuple[str, str]]:
+        cells = [("none", "scratch")] if "scratch" in opts["strategies"] else []
+        if "scratch" in opts["strategies"] and data.make_small is not None:
+            cells.append(("none", "scratch_small"))
+        return cells + [(s, st) for s in sources for st in opts["strategies"] if st != "scratch"]
+
     def _run_target(self, ctx: RunContext, data: TargetData):
         opts = ctx.options
         sources = [s for s in opts["sources"] if s in data.sources]
@@ -168,176 +217,347 @@ class TransferTask(Task):
                 backbone.load_state_dict(pretrained[s])
                 with ctx.timer("features"):
                     features[s] = (G.predict(backbone, data.x_pool), G.predict(backbone, data.x_test))
-        cells = [("none", "scratch")] if "scratch" in opts["strategies"] else []
-        cells += [(s, st) for s in sources for st in opts["strategies"] if st != "scratch"]
-        seeds = [ctx.seed + k for k in range(opts["n_seeds"])]
+        cells = self._cells(data, opts, sources)
+        sizes = sorted(opts["sizes"])
         cell_dir = ctx.run_dir / "cells"
         raw: dict[tuple[str, str, int], list[dict]] = {}
         from rich.progress import Progress
 
-        total = len(cells) * len(seeds) * len(opts["sizes"])
+        total = len(cells) * sum(len(seeds_for(n, opts, ctx.seed)) for n in sizes)
         with Progress(transient=True, disable=not ctx.progress) as bar:
             task = bar.add_task(f"transfer {data.name}: grid cells", total=total)
-            for n in sorted(opts["sizes"]):
-                for seed in seeds:
-                    idx = np.random.default_rng([seed, 59]).permutation(len(data.y_pool))[:n]  # nested in n
+            for n in sizes:
+                for seed in seeds_for(n, opts, ctx.seed):
+                    train, val = cell_indices(len(data.y_pool), n, seed, opts["val_fraction"])
                     for source, strategy in cells:
                         path = cell_dir / f"{data.name}.{source}.{strategy}.n{n}.s{seed}.json"
                         if path.exists():  # written when finished: a resumed run skips it
                             cell = read_json(path)
                         else:
                             with ctx.timer("cells"):
-                                cell = self._cell(ctx, data, source, strategy, idx, seed,
-                                                  pretrained.get(source), features.get(source))
+                                cell = self._cell(ctx, data, strategy, train, val, seed, pretrained.get(source),
+                                                  features.get(source))
                             write_json_atomic(path, cell)
                         raw.setdefault((source, strategy, n), []).append(cell)
                         bar.advance(task)
         out: dict[str, Any] = {}
         for (source, strategy, n), runs in raw.items():
-            entry = out.setdefault(source, {}).setdefault(strategy, {})
-            entry[f"n_{n}"] = {k: v for key in runs[0] for k, v in ((key, float(np.mean([r[key] for r in runs]))),
-                                                                     (f"{key}_err", float(np.std([r[key] for r in runs],
-                                                                                                 ddof=1)) if len(runs) > 1 else float("nan")))}
+            out.setdefault(source, {}).setdefault(strategy, {})[f"n_{n}"] = _aggregate(runs)
         primary = PRIMARY[data.kind]
+        per_seed = {(source, strategy): {n: np.array([c["metrics"][primary] for c in raw[(source, strategy, n)]])
+                                         for n in sizes} for source, strategy in cells}
+        scratch = {st: per_seed[("none", st)] for st in SCRATCH if ("none", st) in per_seed}
         for source in sources:
-            if "none" in out and "finetune" in out.get(source, {}):
-                out[source].update(self._efficiency(out["none"]["scratch"], out[source]["finetune"], primary,
-                                                    sorted(opts["sizes"])))
+            if scratch and (source, "finetune") in per_seed:
+                out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
+                                              n_boot=opts["n_bootstrap"], seed=ctx.seed))
+        fits = [c["fit"] for runs in raw.values() for c in runs if c.get("fit")]
+        out["budget"] = {"cells_trained": len(fits), "cells_capped": int(sum(f["capped"] for f in fits)),
+                         "capped_fraction": float(np.mean([f["capped"] for f in fits])) if fits else float("nan"),
+                         "steps_median": float(np.median([f["steps"] for f in fits])) if fits else float("nan"),
+                         "steps_max": int(max(f["steps"] for f in fits)) if fits else 0}
         for source, strategies in out.items():
             for strategy, by_n in strategies.items():
-                if not _is_curve(by_n, opts["sizes"]):
+                if not _is_curve(by_n, sizes):
                     continue
                 ctx.log(f"{data.name} {source:9s} {strategy:24s} {primary} " + "  ".join(
-                    f"n={n}: {by_n[f'n_{n}'][primary]:.3f}" for n in sorted(opts["sizes"])))
-        return out
+                    f"n={n}: {by_n[f'n_{n}'][primary]:.3f}" for n in sizes))
+        ctx.log(f"{data.name}: {out['budget']['cells_capped']} of {out['budget']['cells_trained']} trained cells "
+                f"stopped by the cap")
+        return out, raw
 
-    def _cell(self, ctx, data: TargetData, source, strategy, idx, seed, weights, features) -> dict[str, float]:
-        y, scale = self._scaled(data, data.y_pool[idx])
+    def _cell(self, ctx, data: TargetData, strategy, train, val, seed, weights, features) -> dict[str, Any]:
+        """One cell: ``train`` / ``val`` are positions in the pool. Feature-based strategies fit on all n examples
+        (their regularisation is chosen by internal cross-validation); trained ones hold ``val`` out for early
+        stopping."""
+        every = np.sort(np.r_[train, val])
         if strategy in G.FEATURE_BASED:
             import warnings
 
             f_pool, f_test = features
-            model = G.feature_model(data.kind, len(idx), seed, strategy)
+            model = G.feature_model(data.kind, len(every), seed, strategy)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model.fit(f_pool[idx], data.y_pool[idx])
+                model.fit(f_pool[every], data.y_pool[every])
                 pred = model.predict(f_test)
             output = np.eye(data.n_outputs)[pred.astype(int)] if data.kind == "classification" else pred
+            return {"metrics": metrics(data.kind, data.y_test, output), "fit": None}
+        torch.manual_seed(seed)  # the new head (and scratch's backbone) start the same whatever ran before
+        if strategy == "scratch_small":
+            model = data.make_small()
         else:
-            torch.manual_seed(seed)  # the new head (and scratch's backbone) start the same whatever ran before
             backbone, dim = data.make_backbone()
             if strategy != "scratch":
                 backbone.load_state_dict(weights)
             model = G.Predictor(backbone, dim, data.n_outputs)
-            cfg = self._step_config(ctx, data)
-            factor = cfg.backbone_lr_factor if strategy == "finetune_discriminative" else 1.0
-            G.train_steps(model, data.x_pool[idx], y, data.kind, cfg, seed, backbone_lr_factor=factor,
-                          augment=data.augment)
-            output = G.predict(model, data.x_test)
-            if scale is not None:
-                output = output[:, 0] * scale[1] + scale[0]
-        return metrics(data.kind, data.y_test, output)
-
-    @staticmethod
-    def _efficiency(scratch: dict, finetune: dict, primary: str, sizes: list[int]) -> dict[str, Any]:
-        """``data_efficiency``: the scratch curve (log n, linear interpolation) crosses finetune's value at
-        REFERENCE_N at n*; returns n* / REFERENCE_N (NaN with ``data_efficiency_at_least`` when scratch never gets
-        there on the grid). ``crossover_n``: the smallest size from which on finetune's gain over scratch stays
-        within the seed scatter (NaN when it helps at every size)."""
-        out: dict[str, Any] = {}
-        s = np.array([scratch[f"n_{n}"][primary] for n in sizes])
-        if f"n_{REFERENCE_N}" in finetune:
-            goal = finetune[f"n_{REFERENCE_N}"][primary]
-            log_n = np.log(sizes)
-            value = float("nan")
-            for i in range(len(sizes)):
-                if s[i] <= goal:
-                    if i == 0:
-                        value = sizes[0] / REFERENCE_N  # scratch is already as good at the smallest size
-                    else:
-                        t = (s[i - 1] - goal) / (s[i - 1] - s[i])
-                        value = float(np.exp(log_n[i - 1] + t * (log_n[i] - log_n[i - 1]))) / REFERENCE_N
-                    break
-            out["data_efficiency"] = value
-            if np.isnan(value):
-                out["data_efficiency_at_least"] = sizes[-1] / REFERENCE_N
-        gain = np.array([scratch[f"n_{n}"][primary] - finetune[f"n_{n}"][primary] for n in sizes])
-        out["gain_by_n"] = {f"n_{n}": float(g) for n, g in zip(sizes, gain)}
-        if np.isnan(scratch[f"n_{sizes[0]}"][f"{primary}_err"]):  # one seed: no scatter to compare the gain with
-            out["crossover_n"] = float("nan")
-            return out
-        scatter = np.array([np.hypot(np.nan_to_num(scratch[f"n_{n}"][f"{primary}_err"]),
-                                     np.nan_to_num(finetune[f"n_{n}"][f"{primary}_err"])) for n in sizes])
-        helps = gain > scatter
-        crossover = float("nan")
-        for i in range(len(sizes)):
-            if not helps[i:].any():
-                crossover = float(sizes[i])
-                break
-        out["crossover_n"] = crossover
-        return out
+        y, scale = self._scaled(data, data.y_pool[train])
+        y_val = data.y_pool[val] if scale is None else ((data.y_pool[val] - scale[0]) / scale[1]).astype(np.float32)
+        factor = ctx.options["backbone_lr_factor"] if strategy == "finetune_discriminative" else 1.0
+        cfg = self._fit_config(ctx, data, seed, backbone_lr_factor=factor)
+        fit = fit_small(model, data.x_pool[train], y, data.x_pool[val], y_val, data.kind, cfg, augment=data.augment)
+        output = G.predict(model, data.x_test)
+        if scale is not None:
+            output = output[:, 0] * scale[1] + scale[0]
+        return {"metrics": metrics(data.kind, data.y_test, output),
+                "fit": {"n_train": len(train), "n_val": len(val), "steps": fit.steps, "epochs": fit.epochs,
+                        "best_step": fit.best_step, "best_val_loss": fit.best_val_loss, "capped": fit.capped,
+                        "cap_steps": fit.cap_steps, "history": fit.history}}
 
     @staticmethod
     def _summary(results: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
-        words = {}
+        """The answers in words, built from the numbers (never from expectations)."""
+        sizes = sorted(opts["sizes"])
+        helps, features_suffice, in_domain_vs_imagenet = {}, {}, {}
         for target, by_source in results.items():
-            if target == "summary" or "none" not in by_source:
+            if target == "summary":
                 continue
+            primary = PRIMARY["classification" if target == "allsky" else "regression"]
             for source, entry in by_source.items():
-                if source == "none" or "crossover_n" not in entry:
+                if source in ("none", "budget"):
                     continue
-                eff, cross = entry.get("data_efficiency"), entry["crossover_n"]
-                if eff is None:
-                    eff_txt = f"no data_efficiency (the grid has no {REFERENCE_N}-example point)"
-                elif np.isfinite(eff):
-                    eff_txt = f"scratch needs {eff:.1f}x the examples to match finetune at {REFERENCE_N}"
-                else:
-                    eff_txt = (f"scratch does not reach finetune's {REFERENCE_N}-example score even with "
-                               f"{max(opts['sizes'])} examples")
-                if opts["n_seeds"] < 2:
-                    cross_txt = "no crossover_n with one seed (no scatter to compare the gain with)"
-                elif np.isfinite(cross):
-                    cross_txt = f"from n = {cross:.0f} on, finetune's gain is within the seed scatter"
-                else:
-                    cross_txt = "finetune beats scratch beyond the seed scatter at every size"
-                words[f"{target}.{source}"] = f"{eff_txt}; {cross_txt}."
-        return {"when_transfer_helps": words}
+                if "crossover_n" in entry:
+                    helps[f"{target}.{source}"] = _helps_words(entry, sizes)
+                if "finetune" in entry and _is_curve(entry["finetune"], sizes):
+                    features_suffice[f"{target}.{source}"] = _features_words(entry, sizes, primary)
+            if {"imagenet", "in_domain"} <= set(by_source):
+                in_domain_vs_imagenet[target] = _sources_words(by_source, sizes, primary)
+        capped = [r["budget"] for t, r in results.items() if t != "summary" and "budget" in r]
+        trained = sum(b["cells_trained"] for b in capped)
+        return {"answers": {"when_finetuning_helps": helps, "when_frozen_features_suffice": features_suffice,
+                            "in_domain_vs_imagenet": in_domain_vs_imagenet},
+                "cells_trained": trained,
+                "capped_fraction": float(sum(b["cells_capped"] for b in capped) / trained) if trained else float("nan")}
 
-    def _figures(self, ctx: RunContext, results: dict[str, Any], opts: dict[str, Any]) -> None:
+    def _figures(self, ctx: RunContext, results: dict[str, Any], raw: dict, opts: dict[str, Any]) -> None:
         plt = plots.plt
         sizes = sorted(opts["sizes"])
         for target, by_source in results.items():
             if target == "summary":
                 continue
-            sources = [s for s in by_source if s != "none"] or ["none"]
-            primary = "error_rate" if target == "allsky" else "sigma_nmad"
+            sources = [s for s in by_source if s not in ("none", "budget")] or ["none"]
+            primary = PRIMARY["classification" if target == "allsky" else "regression"]
             fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 3.8), squeeze=False, sharey=True)
             for ax, source in zip(axes[0], sources):
-                curves = dict(by_source.get(source, {}))
-                if "none" in by_source:
-                    curves = {"scratch": by_source["none"]["scratch"], **curves}
+                curves = {st: by_source["none"][st] for st in SCRATCH if st in by_source.get("none", {})}
+                if source != "none":
+                    curves.update({k: v for k, v in by_source.get(source, {}).items() if _is_curve(v, sizes)})
                 for j, (strategy, by_n) in enumerate(curves.items()):
-                    if not _is_curve(by_n, sizes):
-                        continue
                     mean = np.array([by_n[f"n_{n}"][primary] for n in sizes])
                     err = np.nan_to_num(np.array([by_n[f"n_{n}"][f"{primary}_err"] for n in sizes]))
-                    style = "k--" if strategy == "scratch" else f"C{j}-"
-                    ax.plot(sizes, mean, style, marker="o", ms=4, label=strategy)
-                    ax.fill_between(sizes, mean - err, mean + err, color="k" if strategy == "scratch" else f"C{j}",
-                                    alpha=0.15, lw=0)
+                    color = {"scratch": "k", "scratch_small": "0.5"}.get(strategy, f"C{j}")
+                    ls = "--" if strategy in SCRATCH else "-"
+                    ax.plot(sizes, mean, ls, color=color, marker="o", ms=4, label=strategy)
+                    ax.fill_between(sizes, mean - err, mean + err, color=color, alpha=0.15, lw=0)
                 ax.set_xscale("log")
                 ax.set_xticks(sizes, [str(n) for n in sizes])
-                ax.set_xlabel("target training examples")
+                ax.set_xlabel("target training examples n")
                 ax.set_title(f"{target}: source {source}", fontsize=9)
                 ax.grid(alpha=0.3)
-            axes[0, 0].set_ylabel(f"{primary} (test; band: sd over {opts['n_seeds']} seeds)")
+            axes[0, 0].set_ylabel(f"{primary} (test; band: sd over seeds)")
             axes[0, 0].legend(fontsize=7)
             fig.tight_layout()
             plots.save_figure(fig, ctx.figures / f"learning_curves_{target}.png")
+            self._training_figure(ctx, target, raw[target], sizes)
+
+    @staticmethod
+    def _training_figure(ctx: RunContext, target: str, raw: dict, sizes: list[int]) -> None:
+        """Validation loss against optimiser steps of the from-scratch models (and finetune) at the largest size:
+        where each seed's best state was (dot) and whether the cap stopped it (cross)."""
+        plt = plots.plt
+        n = sizes[-1]
+        shown = [(src, st) for (src, st, m) in raw if m == n and (st in SCRATCH or st == "finetune")]
+        if not shown:
+            return
+        fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 3.3), squeeze=False)
+        for ax, (source, strategy) in zip(axes[0], shown):
+            for k, cell in enumerate(raw[(source, strategy, n)]):
+                fit = cell["fit"]
+                ax.plot(fit["history"]["step"], fit["history"]["val_loss"], color=f"C{k}", lw=1)
+                best = fit["history"]["step"].index(fit["best_step"]) if fit["best_step"] in fit["history"]["step"] \
+                    else None
+                if best is not None:
+                    ax.plot(fit["best_step"], fit["history"]["val_loss"][best], "o", color=f"C{k}", ms=4)
+                if fit["capped"] and fit["history"]["step"]:
+                    ax.plot(fit["history"]["step"][-1], fit["history"]["val_loss"][-1], "x", color=f"C{k}", ms=7)
+            ax.set_yscale("log")
+            ax.set_xlabel("optimiser steps")
+            ax.set_title(f"{target} n={n}: {strategy}" + ("" if source == "none" else f" ({source})"), fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[0, 0].set_ylabel("validation loss")
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / f"training_curves_{target}.png")
 
     def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
         raise ConfigError("transfer is a study of learning curves; it has no predict (its models are one per grid "
                           "cell). The in-domain backbones are saved under checkpoints/ for other runs")
+
+
+# --- the grid's pieces (module level: tested with known answers) ---------------------------------------------
+
+def seeds_for(n: int, opts: dict[str, Any], base_seed: int) -> list[int]:
+    """The seeds of size ``n``: ``n_seeds_small`` of them up to SMALL_N examples, ``n_seeds`` above."""
+    count = opts["n_seeds_small"] if n <= SMALL_N else opts["n_seeds"]
+    return [base_seed + k for k in range(count)]
+
+
+def cell_indices(n_pool: int, n: int, seed: int, val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in the pool of a cell's training and validation examples. Each seed permutes the pool its own
+    way and takes the first ``n`` (so a seed's sets are nested in n and two seeds' sets differ); of those,
+    ``max(8, val_fraction * n)`` are held out for validation."""
+    if n > n_pool:
+        raise ConfigError(f"option sizes: {n} examples asked for, the pool holds {n_pool}")
+    chosen = np.random.default_rng([seed, 59]).permutation(n_pool)[:n]
+    train, val = validation_split(n, seed, fraction=val_fraction)
+    return chosen[train], chosen[val]
+
+
+def _aggregate(runs: list[dict]) -> dict[str, float]:
+    """Mean and standard deviation over seeds of a cell's metrics; mean steps and the share stopped by the cap."""
+    out: dict[str, float] = {}
+    for key in runs[0]["metrics"]:
+        values = [r["metrics"][key] for r in runs]
+        out[key] = float(np.mean(values))
+        out[f"{key}_err"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    fits = [r["fit"] for r in runs if r.get("fit")]
+    if fits:
+        out["steps"] = float(np.mean([f["steps"] for f in fits]))
+        out["capped_fraction"] = float(np.mean([f["capped"] for f in fits]))
+    out["n_seeds"] = len(runs)
+    return out
+
+
+def crossing(sizes: list[int], curve: np.ndarray, goal: float) -> tuple[float, str]:
+    """Where a decreasing error ``curve`` (one value per size) first reaches ``goal``: linear in log n between grid
+    points. Returns (n, "inside"), (sizes[0], "at_or_below") when it is already there at the smallest size, or
+    (NaN, "above") when it never gets there on the grid."""
+    for i, value in enumerate(curve):
+        if value <= goal:
+            if i == 0:
+                return float(sizes[0]), "at_or_below"
+            if value == goal:
+                return float(sizes[i]), "inside"
+            t = (curve[i - 1] - goal) / (curve[i - 1] - value)
+            log_n = np.log(sizes[i - 1]) + t * (np.log(sizes[i]) - np.log(sizes[i - 1]))
+            return float(np.exp(log_n)), "inside"
+    return float("nan"), "above"
+
+
+def _point(scratch_means: dict[str, np.ndarray], finetune_means: np.ndarray, sizes: list[int]):
+    best = np.min(np.stack(list(scratch_means.values())), axis=0)
+    eff = crossing(sizes, best, finetune_means[sizes.index(REFERENCE_N)]) if REFERENCE_N in sizes else None
+    cross = crossing(sizes, best - finetune_means, 0.0)  # the gain of finetune over the better scratch model
+    return best, eff, cross
+
+
+def efficiency(scratch: dict[str, dict[int, np.ndarray]], finetune: dict[int, np.ndarray], sizes: list[int],
+               n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """``data_efficiency`` and ``crossover_n`` of finetune against the better from-scratch model at each size.
+
+    ``scratch``: {model: {n: per-seed primary metric}} (lower is better); ``finetune``: {n: per-seed values}.
+
+    - ``data_efficiency``: n* / REFERENCE_N, where n* is the size at which the better scratch curve reaches
+      finetune's value at REFERENCE_N (:func:`crossing`); ``data_efficiency_bound`` says "inside" the grid,
+      "at_or_below" (scratch is already as good at the smallest size: the value is an upper bound) or "above"
+      (never on the grid: NaN, ``data_efficiency_at_least`` = largest size / REFERENCE_N).
+    - ``crossover_n``: the size at which finetune's gain over the better scratch model reaches zero (same rules;
+      ``crossover_n_at_least`` when it stays positive on the grid).
+    - ``_err``: the standard deviation over bootstrap resamplings of each curve's seeds (per size, with
+      replacement) of the replicates that fall inside the grid; ``_inside_fraction``: how many do.
+    """
+    mean = {m: np.array([np.mean(by_n[n]) for n in sizes]) for m, by_n in scratch.items()}
+    f_mean = np.array([np.mean(finetune[n]) for n in sizes])
+    best, eff, cross = _point(mean, f_mean, sizes)
+    rng = np.random.default_rng([seed, 67])
+    reps_eff, reps_cross = [], []
+    for _ in range(n_boot):
+        resample = lambda v: float(np.mean(v[rng.integers(0, len(v), len(v))]))  # noqa: E731
+        m_b = {m: np.array([resample(by_n[n]) for n in sizes]) for m, by_n in scratch.items()}
+        f_b = np.array([resample(finetune[n]) for n in sizes])
+        _, e_b, c_b = _point(m_b, f_b, sizes)
+        if e_b is not None:
+            reps_eff.append(e_b[0] / REFERENCE_N if e_b[1] == "inside" else np.nan)
+        reps_cross.append(c_b[0] if c_b[1] == "inside" else np.nan)
+
+    def spread(reps):
+        reps = np.asarray(reps, dtype=float)
+        inside = reps[np.isfinite(reps)]
+        return (float(np.std(inside)) if len(inside) > 1 else float("nan")), float(len(inside) / max(1, len(reps)))
+
+    out: dict[str, Any] = {"scratch_best": {f"n_{n}": min(scratch, key=lambda m: mean[m][i])
+                                            for i, n in enumerate(sizes)},
+                           "gain_by_n": {f"n_{n}": float(b - f) for n, b, f in zip(sizes, best, f_mean)}}
+    if eff is not None:
+        out["data_efficiency"] = eff[0] / REFERENCE_N
+        out["data_efficiency_bound"] = eff[1]
+        out["data_efficiency_err"], out["data_efficiency_inside_fraction"] = spread(reps_eff)
+        if eff[1] == "above":
+            out["data_efficiency_at_least"] = sizes[-1] / REFERENCE_N
+    out["crossover_n"] = cross[0]
+    out["crossover_n_bound"] = cross[1]
+    out["crossover_n_err"], out["crossover_n_inside_fraction"] = spread(reps_cross)
+    if cross[1] == "above":
+        out["crossover_n_at_least"] = float(sizes[-1])
+    return out
+
+
+def _helps_words(entry: dict[str, Any], sizes: list[int]) -> str:
+    cross, bound, err = entry["crossover_n"], entry["crossover_n_bound"], entry["crossover_n_err"]
+    if bound == "above":
+        txt = f"fine-tuning beats the better from-scratch model at every size up to n = {sizes[-1]}"
+    elif bound == "at_or_below":
+        txt = f"fine-tuning does not beat the better from-scratch model even at n = {sizes[0]}"
+    else:
+        pm = f" ± {err:.0f}" if np.isfinite(err) else ""
+        txt = f"fine-tuning beats the better from-scratch model up to n ≈ {cross:.0f}{pm}, not beyond"
+    eff = entry.get("data_efficiency")
+    if eff is None:
+        return txt + "."
+    e_bound, e_err = entry["data_efficiency_bound"], entry["data_efficiency_err"]
+    if e_bound == "above":
+        txt += (f"; scratch does not reach fine-tuning's {REFERENCE_N}-example score even with {sizes[-1]} "
+                f"examples (data_efficiency > {entry['data_efficiency_at_least']:.0f})")
+    elif e_bound == "at_or_below":
+        txt += f"; scratch matches fine-tuning's {REFERENCE_N}-example score already with {sizes[0]} examples"
+    else:
+        pm = f" ± {e_err:.1f}" if np.isfinite(e_err) else ""
+        txt += f"; scratch needs {eff:.1f}{pm} x the examples to match fine-tuning at n = {REFERENCE_N}"
+    return txt + "."
+
+
+def _features_words(entry: dict[str, Any], sizes: list[int], primary: str) -> str:
+    """Sizes at which a frozen-feature method (linear probe or kNN) is within the seed scatter of fine-tuning, or
+    better."""
+    enough = []
+    for n in sizes:
+        f = entry["finetune"][f"n_{n}"]
+        for strategy in G.FEATURE_BASED:
+            if strategy in entry and _is_curve(entry[strategy], sizes):
+                c = entry[strategy][f"n_{n}"]
+                scatter = np.hypot(np.nan_to_num(f[f"{primary}_err"]), np.nan_to_num(c[f"{primary}_err"]))
+                if c[primary] <= f[primary] + scatter:
+                    enough.append((n, strategy, c[primary], f[primary]))
+                    break
+    if not enough:
+        return "fine-tuning beats both frozen-feature methods at every size."
+    parts = [f"n = {n}: {st} {v:.3f} vs finetune {fv:.3f}" for n, st, v, fv in enough]
+    return "frozen features suffice (within the seed scatter of fine-tuning, or better) at " + "; ".join(parts) + "."
+
+
+def _sources_words(by_source: dict[str, Any], sizes: list[int], primary: str) -> str:
+    def best(source, n):
+        curves = {st: v for st, v in by_source[source].items() if _is_curve(v, sizes)}
+        st = min(curves, key=lambda k: curves[k][f"n_{n}"][primary])
+        return st, curves[st][f"n_{n}"][primary]
+
+    parts, wins = [], 0
+    for n in sizes:
+        (si, vi), (sm, vm) = best("in_domain", n), best("imagenet", n)
+        wins += vi < vm
+        parts.append(f"n = {n}: {vi:.3f} ({si}) vs {vm:.3f} ({sm})")
+    verdict = {len(sizes): "in-domain pre-training beats ImageNet at every size",
+               0: "ImageNet beats in-domain pre-training at every size"}.get(
+        wins, f"in-domain pre-training beats ImageNet at {wins} of {len(sizes)} sizes")
+    return f"{verdict} (best strategy of each; {primary}): " + "; ".join(parts) + "."
 
 
 def _is_curve(node: Any, sizes: list[int]) -> bool:
