@@ -405,6 +405,25 @@ class SmallFitResult:
     history: dict[str, list[float]]
 
 
+def small_data_loss(kind: str):
+    """The loss of a model trained on (x, y): cross-entropy on class logits (``"classification"``), or MSE on the
+    first output column (``"regression"``)."""
+    if kind == "classification":
+        return lambda out, y: F.cross_entropy(out, y.long())
+    if kind == "regression":
+        return lambda out, y: F.mse_loss(out[:, 0], y)
+    raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = 1.0) -> list[dict]:
+    """Optimiser groups: a model with a ``backbone`` and a ``head`` gets the backbone at ``lr * backbone_lr_factor``
+    (discriminative fine-tuning, Howard & Ruder 2018); any other model trains every parameter at ``lr``."""
+    if hasattr(model, "backbone") and hasattr(model, "head"):
+        return [{"params": model.backbone.parameters(), "lr": lr * backbone_lr_factor},
+                {"params": model.head.parameters(), "lr": lr}]
+    return [{"params": model.parameters(), "lr": lr}]
+
+
 class SmallDataModule(L.LightningModule):
     """A model trained on (x, y): cross-entropy on class logits (``kind="classification"``) or MSE on a single
     regression output (``kind="regression"``, targets standardised by the caller). ``augment`` transforms the
@@ -412,17 +431,11 @@ class SmallDataModule(L.LightningModule):
 
     def __init__(self, model: nn.Module, kind: str, cfg: SmallDataConfig, augment=None):
         super().__init__()
-        if kind not in ("classification", "regression"):
-            raise ValueError(f"kind must be 'classification' or 'regression', got {kind!r}")
-        self.model, self.kind, self.cfg, self.augment = model, kind, cfg, augment
+        self.model, self.cfg, self.augment = model, cfg, augment
+        self.loss = small_data_loss(kind)
 
     def forward(self, x):
         return self.model(x)
-
-    def loss(self, out, y):
-        if self.kind == "classification":
-            return F.cross_entropy(out, y.long())
-        return F.mse_loss(out[:, 0], y)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -435,13 +448,8 @@ class SmallDataModule(L.LightningModule):
         self.log("val_loss", self.loss(self(x), y), on_step=False, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self):
-        cfg, model = self.cfg, self.model
-        if hasattr(model, "backbone") and hasattr(model, "head") and cfg.backbone_lr_factor != 1.0:
-            groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * cfg.backbone_lr_factor},
-                      {"params": model.head.parameters(), "lr": cfg.lr}]
-        else:
-            groups = [{"params": model.parameters(), "lr": cfg.lr}]
-        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        cfg = self.cfg
+        return torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.backbone_lr_factor), weight_decay=cfg.weight_decay)
 
 
 class BestState(Callback):

@@ -26,8 +26,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from astrobench.core.training import param_groups, small_data_loss
 
 STRATEGIES = ("scratch", "linear_probe", "finetune", "finetune_discriminative", "frozen_knn")
 TRAINED = ("scratch", "finetune", "finetune_discriminative")
@@ -54,12 +55,6 @@ class Predictor(nn.Module):
         return self.head(self.backbone(x))
 
 
-def loss_fn(kind: str) -> Callable:
-    if kind == "classification":
-        return lambda out, y: F.cross_entropy(out, y.long())
-    return lambda out, y: F.mse_loss(out[:, 0], y)
-
-
 def train_steps(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, cfg: StepConfig, seed: int,
                 backbone_lr_factor: float = 1.0, augment: Callable | None = None, loss: Callable | None = None,
                 augment_pair: Callable | None = None, freeze_norm: bool = False) -> nn.Module:
@@ -70,14 +65,9 @@ def train_steps(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, cfg: 
     statistics as they are (a few-shot set is too small to re-estimate them)."""
     torch.manual_seed(seed)
     gen = np.random.default_rng([seed, 43])
-    if hasattr(model, "head") and hasattr(model, "backbone"):
-        groups = [{"params": model.backbone.parameters(), "lr": cfg.lr * backbone_lr_factor},
-                  {"params": model.head.parameters(), "lr": cfg.lr}]
-    else:
-        groups = [{"params": model.parameters(), "lr": cfg.lr}]
-    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, backbone_lr_factor), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-    loss = loss or loss_fn(kind)
+    loss = loss or small_data_loss(kind)
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.float32)
     batch = min(cfg.batch_size, len(x))
