@@ -172,22 +172,25 @@ def test_smoke_run_resumes_cell_by_cell(tmp_path):
     run_dir = run("transfer", out=tmp_path, name="smoke", seed=0, progress=False, overrides={"size": "smoke"})
     res = json.loads((run_dir / "metrics.json").read_text())["results"]
     assert set(res) == {"photoz", "allsky", "summary"}
-    assert set(res["photoz"]) == {"none", "in_domain", "budget"}  # no ImageNet model reads photometry
-    assert set(res["allsky"]) == {"none", "imagenet", "in_domain", "budget"}
+    assert set(res["photoz"]) == {"none", "in_domain", "budget", "grid"}  # no ImageNet model reads photometry
+    assert set(res["allsky"]) == {"none", "imagenet", "in_domain", "budget", "grid"}
     for strategy in ("linear_probe", "finetune", "finetune_discriminative", "frozen_knn"):
-        assert 0 <= res["allsky"]["imagenet"][strategy]["n_32"]["error_rate"] <= 1
         assert res["photoz"]["in_domain"][strategy]["n_32"]["sigma_nmad"] > 0
+        if strategy != "finetune_discriminative":  # left out of the image grid (image_strategies)
+            assert 0 <= res["allsky"]["imagenet"][strategy]["n_32"]["error_rate"] <= 1
+    assert "finetune_discriminative" not in res["allsky"]["imagenet"]
+    assert res["allsky"]["grid"]["sizes"] == [32] and res["allsky"]["grid"]["seeds"] == {"n_32": 1}
     assert set(res["allsky"]["none"]) == {"scratch", "scratch_small"}  # MobileNetV2 from random and a small CNN
     answers = res["summary"]["answers"]
     assert set(answers) == {"when_finetuning_helps", "when_frozen_features_suffice", "in_domain_vs_imagenet"}
     assert "allsky" in answers["in_domain_vs_imagenet"]
     budget = res["allsky"]["budget"]
-    assert budget["cells_trained"] == 6 and 0 <= budget["capped_fraction"] <= 1
+    assert budget["cells_trained"] == 4 and 0 <= budget["capped_fraction"] <= 1
     assert (run_dir / "figures" / "training_curves_allsky.png").stat().st_size > 1000
     assert (run_dir / "checkpoints" / "allsky.in_domain.pt").exists()
     assert (run_dir / "figures" / "learning_curves_allsky.png").stat().st_size > 1000
     cells = sorted((run_dir / "cells").glob("*.json"))
-    assert len(cells) == (1 + 4) + (2 + 2 * 4)  # photoz: scratch + 4 in_domain; allsky: 2 scratch + 2 x 4
+    assert len(cells) == (1 + 4) + (2 + 2 * 3)  # photoz: scratch + 4 in_domain; allsky: 2 scratch + 2 x 3
 
     # interrupted: one cell lost, the rest kept; the resumed run recomputes only that one, with the same result
     (run_dir / "metrics.json").unlink()
@@ -210,6 +213,8 @@ def test_transfer_rejects_data_and_unknown_strategies(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"sizes": [0]}, "option sizes must be a non-empty list of integers >= 16"),
+    ({"image_sizes": [32, 8]}, "option image_sizes must be a non-empty list of integers >= 16"),
+    ({"image_strategies": ["magic"]}, "option image_strategies must be a non-empty list"),
     ({"n_seeds": 0}, "option n_seeds must be an integer >= 1"),
     ({"sizes": [32, 100000]}, "needs a pool of 4 x 100000 = 400000 examples, more than max_pool"),
     ({"sizes": [1024], "targets": ["photoz"]}, "the catalogue has"),  # the smoke catalogue: too few z >= 1 galaxies
@@ -220,3 +225,15 @@ def test_transfer_rejects_bad_grids_in_one_line(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message) as err:
         run("transfer", out=tmp_path, name="bad", progress=False, overrides={"size": "smoke", **overrides})
     assert "\n" not in str(err.value)
+
+
+def test_target_grid_image_options_override_and_narrow():
+    from astrobench.tasks.transfer.task import target_grid
+
+    opts = {"sizes": [128, 32], "image_sizes": None, "strategies": ["scratch", "finetune", "frozen_knn"],
+            "image_strategies": ["scratch", "finetune", "finetune_discriminative"]}
+    assert target_grid(opts, image=False) == ([32, 128], ["scratch", "finetune", "frozen_knn"])
+    # image_sizes None: the same sizes; an image strategy not in strategies is dropped (strategies narrows both)
+    assert target_grid(opts, image=True) == ([32, 128], ["scratch", "finetune"])
+    assert target_grid({**opts, "image_sizes": [64, 16]}, image=True)[0] == [16, 64]
+    assert target_grid({**opts, "image_strategies": None}, image=True)[1] == opts["strategies"]

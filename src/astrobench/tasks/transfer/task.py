@@ -35,6 +35,7 @@ REFERENCE_N = 128  # data_efficiency compares at this target size (the issue's c
 SMALL_N = 128  # sizes up to this one get n_seeds_small seeds
 MCCABE = "McCabe et al. 2023 (arXiv:2310.02994), Fig. 5: pre-trained models reach from-scratch error with far fewer samples"
 SCRATCH = ("scratch", "scratch_small")
+NOT_SOURCES = ("budget", "grid")  # the per-target entries beside the sources
 
 
 class TransferTask(Task):
@@ -59,13 +60,18 @@ class TransferTask(Task):
             "full": dict(sizes=[32, 128, 512, 2048], n_seeds=3, n_seeds_small=5, max_steps=6000,
                          image_max_steps=1500, min_steps=500, image_min_steps=200, source_steps=3000,
                          image_source_steps=300, n_test_photoz=1000, n_test_allsky=600, n_source_frames=6000,
-                         n_galaxies=30000, n_templates=3000),
+                         n_galaxies=30000, n_templates=3000, image_sizes=[32, 128, 512, 1024]),
         }[size]
         return {
             **sizes,
             "targets": list(TARGETS),
             "sources": list(SOURCES),
             "strategies": list(G.STRATEGIES),
+            # the image target's grid (None: the same as sizes / strategies). The full run stops the images at
+            # 1,024 examples and leaves out finetune_discriminative there: a MobileNetV2 cell trained to
+            # convergence costs 100-200 s at 2,048 examples on 2 CPU cores (RESULTS.md)
+            "image_sizes": sizes.pop("image_sizes", None),
+            "image_strategies": ["scratch", "linear_probe", "finetune", "frozen_knn"],
             "pool_factor": 4,  # the target pool holds pool_factor x the largest size
             "max_pool": 20000,  # the largest pool a run may simulate
             "val_fraction": 0.2,  # of each cell's n examples held out for early stopping (at least 8)
@@ -90,9 +96,13 @@ class TransferTask(Task):
         def fail(key, expected):
             raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
 
-        sizes = options["sizes"]
-        if not isinstance(sizes, list) or not sizes or not all(isinstance(s, int) and s >= 16 for s in sizes):
-            fail("sizes", "a non-empty list of integers >= 16 (8 validation + 8 training examples at least)")
+        for key in ("sizes", "image_sizes"):
+            sizes = options[key]
+            if key == "image_sizes" and sizes is None:
+                continue
+            if not isinstance(sizes, list) or not sizes or not all(isinstance(s, int) and s >= 16 for s in sizes):
+                fail(key, "a non-empty list of integers >= 16 (8 validation + 8 training examples at least)")
+        sizes = options["sizes"] + (options["image_sizes"] or [])
         for key in ("n_seeds", "n_seeds_small", "max_steps", "image_max_steps", "min_steps", "image_min_steps",
                     "source_steps", "image_source_steps", "batch_size", "n_test_photoz", "n_test_allsky",
                     "n_source_frames", "n_jobs", "patience", "image_patience", "val_every", "max_epochs",
@@ -105,9 +115,15 @@ class TransferTask(Task):
             raise ConfigError(f"option sizes: the largest size {max(sizes)} needs a pool of {options['pool_factor']} "
                               f"x {max(sizes)} = {options['pool_factor'] * max(sizes)} examples, more than max_pool "
                               f"({options['max_pool']}); lower sizes or raise max_pool")
-        for key, allowed in (("targets", TARGETS), ("sources", SOURCES), ("strategies", G.STRATEGIES)):
+        for key, allowed in (("targets", TARGETS), ("sources", SOURCES), ("strategies", G.STRATEGIES),
+                             ("image_strategies", G.STRATEGIES)):
+            if key == "image_strategies" and options[key] is None:
+                continue
             if not options[key] or set(options[key]) - set(allowed):
                 fail(key, f"a non-empty list from {list(allowed)}")
+        if not target_grid(options, image=True)[1]:
+            raise ConfigError(f"option image_strategies: none of {options['image_strategies']} is in strategies "
+                              f"{options['strategies']}; the image target would train nothing")
         if options["in_domain_checkpoint"] is not None and not isinstance(options["in_domain_checkpoint"], dict):
             fail("in_domain_checkpoint", "None or a dict {target: path}")
         return options
@@ -138,7 +154,8 @@ class TransferTask(Task):
 
     def _target(self, ctx: RunContext, target: str) -> TargetData:
         opts = ctx.options
-        pool = opts["pool_factor"] * max(opts["sizes"])
+        sizes, _ = target_grid(opts, image=target != "photoz")
+        pool = opts["pool_factor"] * max(sizes)
         if target == "photoz":
             return photoz_target(ctx, pool, opts["n_test_photoz"])
         return allsky_target(ctx, pool, opts["n_test_allsky"])
@@ -201,24 +218,26 @@ class TransferTask(Task):
         return ((y - mean) / std).astype(np.float32), (mean, std)
 
     def _cells(self, data: TargetData, opts: dict[str, Any], sources: list[str]) -> list[tuple[str, str]]:
-        cells = [("none", "scratch")] if "scratch" in opts["strategies"] else []
-        if "scratch" in opts["strategies"] and data.make_small is not None:
+        _, strategies = target_grid(opts, image=data.x_pool.ndim == 4)
+        cells = [("none", "scratch")] if "scratch" in strategies else []
+        if "scratch" in strategies and data.make_small is not None:
             cells.append(("none", "scratch_small"))
-        return cells + [(s, st) for s in sources for st in opts["strategies"] if st != "scratch"]
+        return cells + [(s, st) for s in sources for st in strategies if st != "scratch"]
 
     def _run_target(self, ctx: RunContext, data: TargetData):
         opts = ctx.options
         sources = [s for s in opts["sources"] if s in data.sources]
         pretrained = {s: self._pretrained(ctx, data, s) for s in sources}
         features = {}
-        if set(opts["strategies"]) & set(G.FEATURE_BASED):
+        sizes, strategies = target_grid(opts, image=data.x_pool.ndim == 4)
+        if set(strategies) & set(G.FEATURE_BASED):
             for s in sources:  # frozen features, computed once per source for the pool and the test set
                 backbone, _ = data.make_backbone()
                 backbone.load_state_dict(pretrained[s])
                 with ctx.timer("features"):
                     features[s] = (G.predict(backbone, data.x_pool), G.predict(backbone, data.x_test))
         cells = self._cells(data, opts, sources)
-        sizes = sorted(opts["sizes"])
+        sizes = sorted(sizes)
         cell_dir = ctx.run_dir / "cells"
         raw: dict[tuple[str, str, int], list[dict]] = {}
         from rich.progress import Progress
@@ -252,6 +271,8 @@ class TransferTask(Task):
                 out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
                                               n_boot=opts["n_bootstrap"], seed=ctx.seed))
         fits = [c["fit"] for runs in raw.values() for c in runs if c.get("fit")]
+        out["grid"] = {"sizes": sizes, "strategies": list(strategies),
+                       "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
         out["budget"] = {"cells_trained": len(fits), "cells_capped": int(sum(f["capped"] for f in fits)),
                          "capped_fraction": float(np.mean([f["capped"] for f in fits])) if fits else float("nan"),
                          "steps_median": float(np.median([f["steps"] for f in fits])) if fits else float("nan"),
@@ -306,14 +327,14 @@ class TransferTask(Task):
     @staticmethod
     def _summary(results: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any]:
         """The answers in words, built from the numbers (never from expectations)."""
-        sizes = sorted(opts["sizes"])
         helps, features_suffice, in_domain_vs_imagenet = {}, {}, {}
         for target, by_source in results.items():
             if target == "summary":
                 continue
+            sizes = by_source["grid"]["sizes"]
             primary = PRIMARY["classification" if target == "allsky" else "regression"]
             for source, entry in by_source.items():
-                if source in ("none", "budget"):
+                if source in ("none", *NOT_SOURCES):
                     continue
                 if "crossover_n" in entry:
                     helps[f"{target}.{source}"] = _helps_words(entry, sizes)
@@ -330,11 +351,11 @@ class TransferTask(Task):
 
     def _figures(self, ctx: RunContext, results: dict[str, Any], raw: dict, opts: dict[str, Any]) -> None:
         plt = plots.plt
-        sizes = sorted(opts["sizes"])
         for target, by_source in results.items():
             if target == "summary":
                 continue
-            sources = [s for s in by_source if s not in ("none", "budget")] or ["none"]
+            sizes = by_source["grid"]["sizes"]
+            sources = [s for s in by_source if s not in ("none", *NOT_SOURCES)] or ["none"]
             primary = PRIMARY["classification" if target == "allsky" else "regression"]
             fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 3.8), squeeze=False, sharey=True)
             for ax, source in zip(axes[0], sources):
@@ -393,6 +414,17 @@ class TransferTask(Task):
 
 
 # --- the grid's pieces (module level: tested with known answers) ---------------------------------------------
+
+def target_grid(opts: dict[str, Any], image: bool) -> tuple[list[int], list[str]]:
+    """The training-set sizes and the strategies of a target: ``image_sizes`` / ``image_strategies`` for an image
+    target where they are set, ``sizes`` / ``strategies`` otherwise."""
+    sizes = opts["image_sizes"] if image and opts.get("image_sizes") is not None else opts["sizes"]
+    strategies = opts["image_strategies"] if image and opts.get("image_strategies") is not None \
+        else opts["strategies"]
+    if image:  # an image strategy must also be asked for in strategies (--set strategies=[...] narrows both)
+        strategies = [s for s in strategies if s in opts["strategies"]]
+    return sorted(sizes), list(strategies)
+
 
 def seeds_for(n: int, opts: dict[str, Any], base_seed: int) -> list[int]:
     """The seeds of size ``n``: ``n_seeds_small`` of them up to SMALL_N examples, ``n_seeds`` above."""
