@@ -232,8 +232,61 @@ def test_target_grid_image_options_override_and_narrow():
 
     opts = {"sizes": [128, 32], "image_sizes": None, "strategies": ["scratch", "finetune", "frozen_knn"],
             "image_strategies": ["scratch", "finetune", "finetune_discriminative"]}
-    assert target_grid(opts, image=False) == ([32, 128], ["scratch", "finetune", "frozen_knn"])
+    assert target_grid(opts, "photoz") == ([32, 128], ["scratch", "finetune", "frozen_knn"])
     # image_sizes None: the same sizes; an image strategy not in strategies is dropped (strategies narrows both)
-    assert target_grid(opts, image=True) == ([32, 128], ["scratch", "finetune"])
-    assert target_grid({**opts, "image_sizes": [64, 16]}, image=True)[0] == [16, 64]
-    assert target_grid({**opts, "image_strategies": None}, image=True)[1] == opts["strategies"]
+    assert target_grid(opts, "allsky") == ([32, 128], ["scratch", "finetune"])
+    assert target_grid({**opts, "image_sizes": [64, 16]}, "allsky")[0] == [16, 64]
+    assert target_grid({**opts, "image_strategies": None}, "allsky")[1] == opts["strategies"]
+    assert target_grid({**opts, "camels_sizes": [32, 16]}, "camels") == ([16, 32], ["scratch", "finetune"])
+
+
+def test_example_rows_expand_whole_groups_in_order():
+    from astrobench.tasks.transfer.targets import example_rows
+
+    assert example_rows(np.array([2, 0]), 3).tolist() == [6, 7, 8, 0, 1, 2]
+    assert example_rows(np.array([4, 1]), 1).tolist() == [4, 1]
+
+
+def test_camels_target_splits_by_simulation_and_runs(tmp_path):
+    """The camels target (opt in): one example is one simulation; its maps never straddle train / validation /
+    test. A smoke run with a pool of 16 simulations trains every cell and scores Omega_m."""
+    from astrobench.core.task import RunContext
+    from astrobench.runner import run
+
+    task = TransferTask()
+    opts = task.check_options({**task.options("smoke"), "targets": ["camels"], "pool_factor": 1})
+    ctx = RunContext(tmp_path, {"options": opts, "seed": 0, "data": None, "progress": False})
+    data = task._target(ctx, "camels")
+    k = opts["camels_maps_per_sim"]
+    assert data.group_size == k and data.n_pool == 16 and len(data.y_pool) == 16 * k
+    assert data.x_pool.shape == (16 * k, 3, opts["camels_map_size"], opts["camels_map_size"])
+    assert not set(data.pool_ids) & set(data.test_ids) and len(data.y_test) == opts["camels_n_test"] * k
+    for e in range(data.n_pool):  # the maps of one simulation share its Omega_m
+        assert np.ptp(data.y_pool[data.rows([e])]) == 0
+    train, val = T.cell_indices(data.n_pool, 16, 0)
+    assert not set(data.rows(train)) & set(data.rows(val)) and len(data.rows(val)) == 8 * k
+
+    run_dir = run("transfer", out=tmp_path, name="camels", seed=0, progress=False,
+                  overrides={"size": "smoke", "targets": ["camels"], "pool_factor": 1})
+    res = json.loads((run_dir / "metrics.json").read_text())["results"]["camels"]
+    assert res["grid"]["primary"] == "rel_err" and res["grid"]["unit"].startswith("simulations")
+    assert set(res["none"]) == {"scratch", "scratch_small"}
+    for source in ("imagenet", "in_domain"):
+        assert res[source]["finetune"]["n_16"]["rel_err"] > 0
+        probe = res[source]["linear_probe"]["n_16"]  # four test simulations: r2 is defined but noisy
+        assert np.isfinite(probe["rel_err"]) and probe["rmse"] > 0 and probe["r2"] <= 1
+    assert (run_dir / "figures" / "learning_curves_camels.png").stat().st_size > 1000
+
+
+def test_feature_model_cross_validates_by_whole_groups():
+    """With rows grouped by example (the maps of one simulation), the probe's regularisation is chosen on held-out
+    groups: no group is on both sides of any internal fold."""
+    from astrobench.tasks.transfer import grid as G
+
+    groups = np.repeat(np.arange(8), 5)
+    model = G.feature_model("regression", len(groups), 0, "linear_probe", groups)
+    folds = model[-1].cv
+    assert len(folds) == 5
+    for fit_rows, held_rows in folds:
+        assert not set(groups[fit_rows]) & set(groups[held_rows])
+    assert G.feature_model("regression", 40, 0, "linear_probe")[-1].cv is None

@@ -1,5 +1,9 @@
-"""CAMELS multifield maps: Omega_m and sigma_8 (and feedback) with the CMD CNN, across IllustrisTNG and SIMBA."""
+"""CAMELS multifield maps: Omega_m and sigma_8 (and feedback) with the CMD CNN, across IllustrisTNG and SIMBA.
 
-from astrobench.tasks.camels.simulate import simulate
+Public for other tasks: ``simulate`` (write the CMD files), ``simulated_folder`` (the cached simulated files),
+``load_camels`` and ``channel_values`` (read them)."""
 
-__all__ = ["simulate"]
+from astrobench.tasks.camels.data import channel_values, load_camels, simulated_folder
+from astrobench.tasks.camels.simulate import MAPS_PER_SIM, simulate
+
+__all__ = ["MAPS_PER_SIM", "channel_values", "load_camels", "simulate", "simulated_folder"]

@@ -119,6 +119,23 @@ def load_camels(folder: str | Path, n_sims: int | None = None) -> dict[str, Suit
     return suites
 
 
+def simulated_folder(n_sims: int, map_size: int, seed: int, n_jobs: int = 1, progress: bool = False) -> Path:
+    """The folder of both suites' simulated CMD files (``n_sims`` simulations each, ``map_size`` px maps),
+    simulated once and cached under the camels task: the camels task and the transfer task's camels target share
+    it when they ask for the same ``n_sims``, ``map_size`` and ``seed``."""
+    from astrobench.core.io import write_json_atomic
+    from astrobench.core.task import cached
+    from astrobench.tasks.camels.simulate import SIMULATOR_VERSION, simulate
+
+    key = {"n_sims": n_sims, "map_size": map_size, "seed": seed}
+
+    def build(folder: Path) -> None:
+        simulate(folder, n_sims=n_sims, seed=seed, map_size=map_size, progress=progress, n_jobs=n_jobs)
+        write_json_atomic(folder / "done.json", key)
+
+    return cached("camels", SIMULATOR_VERSION, key, build, "done.json").parent
+
+
 def split_sims(n_sims: int, fractions=(0.9, 0.05, 0.05), seed: int = 0) -> tuple[np.ndarray, ...]:
     """(train, val, test) simulation ids: a seeded permutation cut by ``fractions``; never split by map."""
     if n_sims < 3:

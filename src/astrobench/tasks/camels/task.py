@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from astrobench.core import metrics as M
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import RunContext, Task
 from astrobench.core.training import RegressionTask, fit, load_weights, random_d4
 from astrobench.tasks.camels.data import (
     FIELD_CHANNELS,
@@ -28,11 +28,12 @@ from astrobench.tasks.camels.data import (
     Suite,
     channel_stats,
     load_camels,
+    simulated_folder,
     split_sims,
     targets,
 )
 from astrobench.tasks.camels.models import cmd_cnn
-from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SIMULATOR_VERSION, SUITES
+from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SUITES
 from astrobench.tasks.camels.simulate import simulate as simulate_camels
 
 PAPER = "Villaescusa-Navarro et al. 2022 (arXiv:2109.10360), Mtot tested across suites"
@@ -141,11 +142,9 @@ class CamelsTask(Task):
     def _load(self, ctx: RunContext) -> dict[str, Suite]:
         opts = ctx.options
         if ctx.config["data"] is None:
-            key = {"n_sims": opts["n_sims"], "map_size": opts["map_size"], "seed": ctx.seed}
             with ctx.timer("simulate"):
-                marker = cached(self.name, SIMULATOR_VERSION, key, lambda folder: self._simulate_into(folder, key, ctx),
-                                "done.json")
-            folder, n_sims = marker.parent, None
+                folder = simulated_folder(opts["n_sims"], opts["map_size"], ctx.seed, opts["n_jobs"], ctx.progress)
+            n_sims = None
             ctx.data_info.update(source="simulated", path=str(folder))
         else:
             folder = Path(ctx.config["data"])
@@ -172,12 +171,6 @@ class CamelsTask(Task):
         ctx.log(f"{', '.join(f'{SUITES[s]}: {v.n_sims} simulations' for s, v in suites.items())}, "
                 f"{next(iter(suites.values())).map_size} px maps")
         return suites
-
-    @staticmethod
-    def _simulate_into(folder: Path, key: dict[str, Any], ctx: RunContext) -> None:
-        simulate_camels(folder, n_sims=key["n_sims"], seed=key["seed"], map_size=key["map_size"],
-                        progress=ctx.progress, n_jobs=ctx.options["n_jobs"])
-        write_json_atomic(folder / "done.json", key)
 
     # -- training and scoring -----------------------------------------------------------------------------------
     def _module(self, channels: int, map_size: int, y_train: np.ndarray, opts: dict[str, Any],

@@ -101,9 +101,12 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarra
                            for i in range(0, len(x), batch_size)])
 
 
-def feature_model(kind: str, n: int, seed: int, strategy: str):
-    """The scikit-learn model behind ``linear_probe`` / ``frozen_knn`` (standardised features)."""
+def feature_model(kind: str, n: int, seed: int, strategy: str, groups: np.ndarray | None = None):
+    """The scikit-learn model behind ``linear_probe`` / ``frozen_knn`` (standardised features). ``groups`` (one
+    label per row) makes the internal cross-validation hold out whole groups, so that rows of one example (the maps of
+    one simulation) never choose the regularisation by predicting each other."""
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import GroupKFold
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -111,10 +114,18 @@ def feature_model(kind: str, n: int, seed: int, strategy: str):
     if strategy == "frozen_knn":
         k = int(min(5, max(1, n // 4)))
         est = KNeighborsClassifier(k) if kind == "classification" else KNeighborsRegressor(k)
+        return make_pipeline(StandardScaler(), est)
+    if groups is not None:
+        folds = min(5, len(np.unique(groups)))
+        cv = list(GroupKFold(folds).split(np.zeros(len(groups)), groups=groups))
     elif kind == "classification":
-        est = LogisticRegressionCV(Cs=8, cv=min(3, n // 4) if n >= 8 else 2, max_iter=2000, random_state=seed)
+        cv = min(3, n // 4) if n >= 8 else 2
     else:
-        est = RidgeCV(alphas=np.logspace(-3, 3, 13))
+        cv = None  # efficient leave-one-out
+    if kind == "classification":
+        est = LogisticRegressionCV(Cs=8, cv=cv, max_iter=2000, random_state=seed)
+    else:
+        est = RidgeCV(alphas=np.logspace(-3, 3, 13), cv=cv)
     return make_pipeline(StandardScaler(), est)
 
 

@@ -12,6 +12,13 @@
   is done in practice (Walmsley et al.'s Zoobot starts from ImageNet too). The three input channels are the allsky
   loader's stretched mean, stretched maximum and log rate, normalised with ImageNet's channel means and standard
   deviations.
+- ``camels`` (images, regression; opt in with ``--set targets=[...]``): Omega_m from a CAMELS-like total-matter map
+  (the ``camels`` task's simulator and loader). The target suite is IllustrisTNG, the ``in_domain`` source the
+  SIMBA suite's maps (pre-trained on their Omega_m, starting from ImageNet), and ``imagenet`` applies. One example
+  is one *simulation*: its ``camels_maps_per_sim`` maps share its Omega_m, so training sizes, validation splits and
+  the test set are drawn by simulation, never by map (maps of one simulation are not independent). Input: log10
+  Mtot standardised with the source suite's pixels, repeated on the three channels. From-scratch small network:
+  the camels task's CMD network (Villaescusa-Navarro et al. 2022) with a single-value head.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from torch import nn
 
 from astrobench.core.task import RunContext
 
-TARGETS = ("photoz", "allsky")
+TARGETS = ("photoz", "allsky", "camels")
+DEFAULT_TARGETS = ("photoz", "allsky")  # camels: opt in (its simulations cost minutes; RESULTS.md)
 
 
 @dataclass
@@ -49,6 +57,31 @@ class TargetData:
     test_ids: np.ndarray | None = None  # disjoint by construction (checked in the tests)
     make_small: Callable[[], nn.Module] | None = None  # a from-scratch network sized for the data (None: scratch only)
     small_name: str = ""
+    primary: str = ""  # the metric the answers use (lower is better); default by kind
+    score: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None  # default: metrics(kind, ...)
+    group_size: int = 1  # rows of x / y per example (camels: the maps of one simulation, consecutive)
+    unit: str = "examples"
+
+    def __post_init__(self):
+        self.primary = self.primary or PRIMARY[self.kind]
+
+    @property
+    def n_pool(self) -> int:
+        """Examples in the pool (a training-set size n counts these)."""
+        return len(self.y_pool) // self.group_size
+
+    def rows(self, examples: np.ndarray) -> np.ndarray:
+        """The rows of x / y of the given examples (positions in the pool or the source set)."""
+        return example_rows(examples, self.group_size)
+
+    def evaluate(self, output: np.ndarray) -> dict[str, float]:
+        """Test metrics of the outputs on ``x_test`` (the first key is ``primary``)."""
+        return self.score(self.y_test, output) if self.score else metrics(self.kind, self.y_test, output)
+
+
+def example_rows(examples: np.ndarray, group_size: int) -> np.ndarray:
+    """Rows ``e * group_size ... e * group_size + group_size - 1`` of every example ``e``, in order."""
+    return (np.asarray(examples)[:, None] * group_size + np.arange(group_size)).ravel()
 
 
 def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict[str, float]:
@@ -164,3 +197,62 @@ def allsky_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
                       ("imagenet", "in_domain"), lambda: (MobileNetBackbone(), 1280), random_d4, info,
                       pool_ids=pool, test_ids=test, make_small=lambda: small_cnn(n_classes, size),
                       small_name="allsky CNN")
+
+
+# --- camels -----------------------------------------------------------------------------------------------------
+
+def camels_metrics(y_true: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    """Omega_m per test map: mean relative error (the CMD paper's metric), r2 and rmse."""
+    from astrobench.core import metrics as M
+
+    return {"rel_err": float(np.mean(np.abs(output - y_true) / np.abs(y_true))), "r2": M.r2(y_true, output),
+            "rmse": M.rmse(y_true, output)}
+
+
+def camels_cnn(map_size: int) -> nn.Module:
+    """The camels task's CMD network (3 input channels, hidden 4) with one output (Omega_m) instead of a mean and
+    a log-sigma per parameter: trained with the same loss as every other transfer cell."""
+    from astrobench.tasks.camels.models import cmd_cnn
+
+    net = cmd_cnn(3, map_size, hidden=4, n_params=1)
+    net[-1] = nn.Linear(net[-1].in_features, 1)
+    return net
+
+
+def camels_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
+    """``pool_size`` + ``n_test`` IllustrisTNG simulations (the target) and as many SIMBA ones (the source)."""
+    from astrobench.core.training import random_d4
+    from astrobench.tasks.camels import MAPS_PER_SIM, channel_values, load_camels, simulated_folder
+
+    opts = ctx.options
+    k, size = opts["camels_maps_per_sim"], opts["camels_map_size"]
+    folder = simulated_folder(pool_size + n_test, size, ctx.seed, opts["n_jobs"], ctx.progress)
+    suites = load_camels(folder)
+    picked = np.arange(0, MAPS_PER_SIM, MAPS_PER_SIM // k)[:k]  # spread over the three projection axes
+
+    def maps(suite) -> np.ndarray:
+        rows = (np.arange(suite.n_sims)[:, None] * MAPS_PER_SIM + picked).ravel()
+        return channel_values(suite, "mtot", rows)
+
+    source_maps, target_maps = maps(suites["simba"]), maps(suites["tng"])
+    mu, sd = float(source_maps.mean()), float(source_maps.std())
+
+    def inputs(log_maps: np.ndarray) -> np.ndarray:  # standardised, then on ImageNet's scale, on three channels
+        x = 0.45 + 0.225 * (log_maps - mu) / sd
+        return np.repeat(x[:, None], 3, axis=1).astype(np.float32)
+
+    def omega_m(suite) -> np.ndarray:
+        return np.repeat(suite.params[:, 0], k).astype(np.float32)
+
+    order = np.random.default_rng([ctx.seed, 59]).permutation(suites["tng"].n_sims)
+    test, pool = order[:n_test], order[n_test:]
+    x_target, y_target = inputs(target_maps), omega_m(suites["tng"])
+    pool_rows, test_rows = example_rows(pool, k), example_rows(test, k)
+    info = {"n_source_sims": suites["simba"].n_sims, "n_pool_sims": len(pool), "n_test_sims": len(test),
+            "maps_per_sim": k, "map_px": size, "target_suite": "IllustrisTNG", "source_suite": "SIMBA",
+            "folder": str(folder)}
+    return TargetData("camels", "regression", x_target[pool_rows], y_target[pool_rows], x_target[test_rows],
+                      y_target[test_rows], inputs(source_maps), omega_m(suites["simba"]), 1,
+                      ("imagenet", "in_domain"), lambda: (MobileNetBackbone(), 1280), random_d4, info,
+                      pool_ids=pool, test_ids=test, make_small=lambda: camels_cnn(size), small_name="CMD CNN",
+                      primary="rel_err", score=camels_metrics, group_size=k, unit=f"simulations ({k} maps each)")

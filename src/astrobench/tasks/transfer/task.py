@@ -1,6 +1,6 @@
 """Experiments of the transfer task: is transfer learning always effective? Learning curves of pre-trained vs
-from-scratch models on a 1-D target (photoz, z < 1 -> z > 1) and an image target (allsky, camera A -> camera B)
-(docs/tasks/transfer.md).
+from-scratch models on a 1-D target (photoz, z < 1 -> z > 1), an image target (allsky, camera A -> camera B) and,
+opted in, maps of large-scale structure (camels, Omega_m; SIMBA -> IllustrisTNG) (docs/tasks/transfer.md).
 
 Every trained cell (a strategy, a training-set size n, a seed) holds out part of its own n examples for validation
 and trains until the validation loss stops improving, or until a cap; it keeps its best state
@@ -28,7 +28,14 @@ from astrobench.core.io import ConfigError, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task
 from astrobench.core.training import SmallDataConfig, fit_small, validation_split
 from astrobench.tasks.transfer import grid as G
-from astrobench.tasks.transfer.targets import PRIMARY, TARGETS, TargetData, allsky_target, metrics, photoz_target
+from astrobench.tasks.transfer.targets import (
+    DEFAULT_TARGETS,
+    TARGETS,
+    TargetData,
+    allsky_target,
+    camels_target,
+    photoz_target,
+)
 
 SOURCES = ("imagenet", "in_domain")
 REFERENCE_N = 128  # data_efficiency compares at this target size (the issue's choice)
@@ -52,19 +59,21 @@ class TransferTask(Task):
         sizes = {
             "smoke": dict(sizes=[32], n_seeds=1, n_seeds_small=1, max_steps=20, image_max_steps=3, min_steps=3,
                           image_min_steps=2, source_steps=5, image_source_steps=2, n_test_photoz=100,
-                          n_test_allsky=40, n_source_frames=90, n_galaxies=1500, n_templates=150),
+                          n_test_allsky=40, n_source_frames=90, n_galaxies=1500, n_templates=150,
+                          camels_sizes=[16], camels_n_test=4, camels_map_size=32),
             "quick": dict(sizes=[32, 128], n_seeds=1, n_seeds_small=1, max_steps=1500, image_max_steps=40,
                           min_steps=300, image_min_steps=40, source_steps=600, image_source_steps=25,
                           n_test_photoz=500, n_test_allsky=150, n_source_frames=800, n_galaxies=8000,
-                          n_templates=800),
+                          n_templates=800, camels_sizes=[16, 32], camels_n_test=10, camels_map_size=32),
             "full": dict(sizes=[32, 128, 512, 2048], n_seeds=3, n_seeds_small=5, max_steps=6000,
                          image_max_steps=1500, min_steps=500, image_min_steps=200, source_steps=3000,
                          image_source_steps=300, n_test_photoz=1000, n_test_allsky=600, n_source_frames=6000,
-                         n_galaxies=30000, n_templates=3000, image_sizes=[32, 128, 512, 1024]),
+                         n_galaxies=30000, n_templates=3000, image_sizes=[32, 128, 512, 1024],
+                         camels_sizes=[16, 32, 64], camels_n_test=40, camels_map_size=64),
         }[size]
         return {
             **sizes,
-            "targets": list(TARGETS),
+            "targets": list(DEFAULT_TARGETS),  # and "camels" (opt in: --set targets=[...])
             "sources": list(SOURCES),
             "strategies": list(G.STRATEGIES),
             # the image target's grid (None: the same as sizes / strategies). The full run stops the images at
@@ -72,6 +81,9 @@ class TransferTask(Task):
             # convergence costs 100-200 s at 2,048 examples on 2 CPU cores (RESULTS.md)
             "image_sizes": sizes.pop("image_sizes", None),
             "image_strategies": ["scratch", "linear_probe", "finetune", "frozen_knn"],
+            # camels: training sizes in simulations (each gives camels_maps_per_sim maps of one Omega_m)
+            "camels_sizes": sizes.pop("camels_sizes"),
+            "camels_maps_per_sim": 5,
             "pool_factor": 4,  # the target pool holds pool_factor x the largest size
             "max_pool": 20000,  # the largest pool a run may simulate
             "val_fraction": 0.2,  # of each cell's n examples held out for early stopping (at least 8)
@@ -96,19 +108,24 @@ class TransferTask(Task):
         def fail(key, expected):
             raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
 
-        for key in ("sizes", "image_sizes"):
+        for key in ("sizes", "image_sizes", "camels_sizes"):
             sizes = options[key]
             if key == "image_sizes" and sizes is None:
                 continue
             if not isinstance(sizes, list) or not sizes or not all(isinstance(s, int) and s >= 16 for s in sizes):
                 fail(key, "a non-empty list of integers >= 16 (8 validation + 8 training examples at least)")
-        sizes = options["sizes"] + (options["image_sizes"] or [])
+        sizes = options["sizes"] + (options["image_sizes"] or []) + options["camels_sizes"]
         for key in ("n_seeds", "n_seeds_small", "max_steps", "image_max_steps", "min_steps", "image_min_steps",
                     "source_steps", "image_source_steps", "batch_size", "n_test_photoz", "n_test_allsky",
                     "n_source_frames", "n_jobs", "patience", "image_patience", "val_every", "max_epochs",
-                    "image_max_epochs", "pool_factor", "max_pool", "n_bootstrap"):
+                    "image_max_epochs", "pool_factor", "max_pool", "n_bootstrap", "camels_n_test",
+                    "camels_maps_per_sim"):
             if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
                 fail(key, "an integer >= 1")
+        if options["camels_map_size"] not in (16, 32, 64, 128, 256):
+            fail("camels_map_size", "a power of two from 16 to 256")
+        if options["camels_maps_per_sim"] > 15:
+            fail("camels_maps_per_sim", "at most 15 (the maps of one simulation)")
         if not 0 < options["val_fraction"] < 0.5:
             fail("val_fraction", "a fraction in (0, 0.5)")
         if options["pool_factor"] * max(sizes) > options["max_pool"]:
@@ -121,7 +138,7 @@ class TransferTask(Task):
                 continue
             if not options[key] or set(options[key]) - set(allowed):
                 fail(key, f"a non-empty list from {list(allowed)}")
-        if not target_grid(options, image=True)[1]:
+        if not target_grid(options, "allsky")[1]:
             raise ConfigError(f"option image_strategies: none of {options['image_strategies']} is in strategies "
                               f"{options['strategies']}; the image target would train nothing")
         if options["in_domain_checkpoint"] is not None and not isinstance(options["in_domain_checkpoint"], dict):
@@ -154,10 +171,12 @@ class TransferTask(Task):
 
     def _target(self, ctx: RunContext, target: str) -> TargetData:
         opts = ctx.options
-        sizes, _ = target_grid(opts, image=target != "photoz")
+        sizes, _ = target_grid(opts, target)
         pool = opts["pool_factor"] * max(sizes)
         if target == "photoz":
             return photoz_target(ctx, pool, opts["n_test_photoz"])
+        if target == "camels":
+            return camels_target(ctx, pool, opts["camels_n_test"])
         return allsky_target(ctx, pool, opts["n_test_allsky"])
 
     def _fit_config(self, ctx: RunContext, data: TargetData, seed: int, backbone_lr_factor: float = 1.0,
@@ -196,7 +215,8 @@ class TransferTask(Task):
             backbone.load_state_dict(self._pretrained(ctx, data, "imagenet"))
         model = G.Predictor(backbone, dim, data.n_outputs)
         y, _ = self._scaled(data, data.y_source)
-        train, val = validation_split(len(y), ctx.seed, fraction=0.1)
+        train, val = validation_split(len(y) // data.group_size, ctx.seed, fraction=0.1)
+        train, val = data.rows(train), data.rows(val)  # by example: a simulation's maps stay on one side
         cfg = self._fit_config(ctx, data, ctx.seed, pretraining=True)
         ctx.log(f"{data.name}: in-domain pre-training on {len(train)} source examples (at most {cfg.max_steps} "
                 f"steps; {len(val)} for validation)")
@@ -218,7 +238,7 @@ class TransferTask(Task):
         return ((y - mean) / std).astype(np.float32), (mean, std)
 
     def _cells(self, data: TargetData, opts: dict[str, Any], sources: list[str]) -> list[tuple[str, str]]:
-        _, strategies = target_grid(opts, image=data.x_pool.ndim == 4)
+        _, strategies = target_grid(opts, data.name)
         cells = [("none", "scratch")] if "scratch" in strategies else []
         if "scratch" in strategies and data.make_small is not None:
             cells.append(("none", "scratch_small"))
@@ -229,7 +249,7 @@ class TransferTask(Task):
         sources = [s for s in opts["sources"] if s in data.sources]
         pretrained = {s: self._pretrained(ctx, data, s) for s in sources}
         features = {}
-        sizes, strategies = target_grid(opts, image=data.x_pool.ndim == 4)
+        sizes, strategies = target_grid(opts, data.name)
         if set(strategies) & set(G.FEATURE_BASED):
             for s in sources:  # frozen features, computed once per source for the pool and the test set
                 backbone, _ = data.make_backbone()
@@ -247,7 +267,7 @@ class TransferTask(Task):
             task = bar.add_task(f"transfer {data.name}: grid cells", total=total)
             for n in sizes:
                 for seed in seeds_for(n, opts, ctx.seed):
-                    train, val = cell_indices(len(data.y_pool), n, seed, opts["val_fraction"])
+                    train, val = cell_indices(data.n_pool, n, seed, opts["val_fraction"])
                     for source, strategy in cells:
                         path = cell_dir / f"{data.name}.{source}.{strategy}.n{n}.s{seed}.json"
                         if path.exists():  # written when finished: a resumed run skips it
@@ -262,16 +282,17 @@ class TransferTask(Task):
         out: dict[str, Any] = {}
         for (source, strategy, n), runs in raw.items():
             out.setdefault(source, {}).setdefault(strategy, {})[f"n_{n}"] = _aggregate(runs)
-        primary = PRIMARY[data.kind]
+        primary = data.primary
         per_seed = {(source, strategy): {n: np.array([c["metrics"][primary] for c in raw[(source, strategy, n)]])
                                          for n in sizes} for source, strategy in cells}
         scratch = {st: per_seed[("none", st)] for st in SCRATCH if ("none", st) in per_seed}
         for source in sources:
             if scratch and (source, "finetune") in per_seed:
                 out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
-                                              n_boot=opts["n_bootstrap"], seed=ctx.seed))
+                                              n_boot=opts["n_bootstrap"], seed=ctx.seed,
+                                              reference=reference_size(sizes)))
         fits = [c["fit"] for runs in raw.values() for c in runs if c.get("fit")]
-        out["grid"] = {"sizes": sizes, "strategies": list(strategies),
+        out["grid"] = {"sizes": sizes, "strategies": list(strategies), "primary": primary, "unit": data.unit,
                        "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
         out["budget"] = {"cells_trained": len(fits), "cells_capped": int(sum(f["capped"] for f in fits)),
                          "capped_fraction": float(np.mean([f["capped"] for f in fits])) if fits else float("nan"),
@@ -288,21 +309,23 @@ class TransferTask(Task):
         return out, raw
 
     def _cell(self, ctx, data: TargetData, strategy, train, val, seed, weights, features) -> dict[str, Any]:
-        """One cell: ``train`` / ``val`` are positions in the pool. Feature-based strategies fit on all n examples
-        (their regularisation is chosen by internal cross-validation); trained ones hold ``val`` out for early
-        stopping."""
+        """One cell: ``train`` / ``val`` are examples of the pool (expanded to their rows). Feature-based
+        strategies fit on all n examples (their regularisation is chosen by internal cross-validation); trained ones
+        hold ``val`` out for early stopping."""
+        train, val = data.rows(train), data.rows(val)
         every = np.sort(np.r_[train, val])
         if strategy in G.FEATURE_BASED:
             import warnings
 
             f_pool, f_test = features
-            model = G.feature_model(data.kind, len(every), seed, strategy)
+            groups = every // data.group_size if data.group_size > 1 else None
+            model = G.feature_model(data.kind, len(every), seed, strategy, groups)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.fit(f_pool[every], data.y_pool[every])
                 pred = model.predict(f_test)
             output = np.eye(data.n_outputs)[pred.astype(int)] if data.kind == "classification" else pred
-            return {"metrics": metrics(data.kind, data.y_test, output), "fit": None}
+            return {"metrics": data.evaluate(output), "fit": None}
         torch.manual_seed(seed)  # the new head (and scratch's backbone) start the same whatever ran before
         if strategy == "scratch_small":
             model = data.make_small()
@@ -319,7 +342,7 @@ class TransferTask(Task):
         output = G.predict(model, data.x_test)
         if scale is not None:
             output = output[:, 0] * scale[1] + scale[0]
-        return {"metrics": metrics(data.kind, data.y_test, output),
+        return {"metrics": data.evaluate(output),
                 "fit": {"n_train": len(train), "n_val": len(val), "steps": fit.steps, "epochs": fit.epochs,
                         "best_step": fit.best_step, "best_val_loss": fit.best_val_loss, "capped": fit.capped,
                         "cap_steps": fit.cap_steps, "history": fit.history}}
@@ -332,7 +355,7 @@ class TransferTask(Task):
             if target == "summary":
                 continue
             sizes = by_source["grid"]["sizes"]
-            primary = PRIMARY["classification" if target == "allsky" else "regression"]
+            primary = by_source["grid"]["primary"]
             for source, entry in by_source.items():
                 if source in ("none", *NOT_SOURCES):
                     continue
@@ -356,7 +379,7 @@ class TransferTask(Task):
                 continue
             sizes = by_source["grid"]["sizes"]
             sources = [s for s in by_source if s not in ("none", *NOT_SOURCES)] or ["none"]
-            primary = PRIMARY["classification" if target == "allsky" else "regression"]
+            primary = by_source["grid"]["primary"]
             fig, axes = plt.subplots(1, len(sources), figsize=(5 * len(sources), 3.8), squeeze=False, sharey=True)
             for ax, source in zip(axes[0], sources):
                 curves = {st: by_source["none"][st] for st in SCRATCH if st in by_source.get("none", {})}
@@ -371,7 +394,7 @@ class TransferTask(Task):
                     ax.fill_between(sizes, mean - err, mean + err, color=color, alpha=0.15, lw=0)
                 ax.set_xscale("log")
                 ax.set_xticks(sizes, [str(n) for n in sizes])
-                ax.set_xlabel("target training examples n")
+                ax.set_xlabel(f"target training {by_source['grid']['unit']} n")
                 ax.set_title(f"{target}: source {source}", fontsize=9)
                 ax.grid(alpha=0.3)
             axes[0, 0].set_ylabel(f"{primary} (test; band: sd over seeds)")
@@ -415,10 +438,15 @@ class TransferTask(Task):
 
 # --- the grid's pieces (module level: tested with known answers) ---------------------------------------------
 
-def target_grid(opts: dict[str, Any], image: bool) -> tuple[list[int], list[str]]:
-    """The training-set sizes and the strategies of a target: ``image_sizes`` / ``image_strategies`` for an image
-    target where they are set, ``sizes`` / ``strategies`` otherwise."""
-    sizes = opts["image_sizes"] if image and opts.get("image_sizes") is not None else opts["sizes"]
+def target_grid(opts: dict[str, Any], target: str) -> tuple[list[int], list[str]]:
+    """The training-set sizes and the strategies of a target. photoz: ``sizes`` / ``strategies``; allsky:
+    ``image_sizes`` (where set) / ``image_strategies``; camels: ``camels_sizes`` (simulations) /
+    ``image_strategies``. An image strategy must also be in ``strategies``."""
+    image = target != "photoz"
+    if target == "camels":
+        sizes = opts["camels_sizes"]
+    else:
+        sizes = opts["image_sizes"] if image and opts.get("image_sizes") is not None else opts["sizes"]
     strategies = opts["image_strategies"] if image and opts.get("image_strategies") is not None \
         else opts["strategies"]
     if image:  # an image strategy must also be asked for in strategies (--set strategies=[...] narrows both)
@@ -474,23 +502,28 @@ def crossing(sizes: list[int], curve: np.ndarray, goal: float) -> tuple[float, s
     return float("nan"), "above"
 
 
-def _point(scratch_means: dict[str, np.ndarray], finetune_means: np.ndarray, sizes: list[int]):
+def reference_size(sizes: list[int]) -> int:
+    """The size data_efficiency compares at: REFERENCE_N where the grid has it, else the grid's middle size."""
+    return REFERENCE_N if REFERENCE_N in sizes else sorted(sizes)[len(sizes) // 2]
+
+
+def _point(scratch_means: dict[str, np.ndarray], finetune_means: np.ndarray, sizes: list[int], reference: int):
     best = np.min(np.stack(list(scratch_means.values())), axis=0)
-    eff = crossing(sizes, best, finetune_means[sizes.index(REFERENCE_N)]) if REFERENCE_N in sizes else None
+    eff = crossing(sizes, best, finetune_means[sizes.index(reference)]) if reference in sizes else None
     cross = crossing(sizes, best - finetune_means, 0.0)  # the gain of finetune over the better scratch model
     return best, eff, cross
 
 
 def efficiency(scratch: dict[str, dict[int, np.ndarray]], finetune: dict[int, np.ndarray], sizes: list[int],
-               n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+               n_boot: int = 2000, seed: int = 0, reference: int = REFERENCE_N) -> dict[str, Any]:
     """``data_efficiency`` and ``crossover_n`` of finetune against the better from-scratch model at each size.
 
     ``scratch``: {model: {n: per-seed primary metric}} (lower is better); ``finetune``: {n: per-seed values}.
 
-    - ``data_efficiency``: n* / REFERENCE_N, where n* is the size at which the better scratch curve reaches
-      finetune's value at REFERENCE_N (:func:`crossing`); ``data_efficiency_bound`` says "inside" the grid,
+    - ``data_efficiency``: n* / reference, where n* is the size at which the better scratch curve reaches
+      finetune's value at ``reference`` (default REFERENCE_N; :func:`crossing`); ``data_efficiency_bound`` says "inside" the grid,
       "at_or_below" (scratch is already as good at the smallest size: the value is an upper bound) or "above"
-      (never on the grid: NaN, ``data_efficiency_at_least`` = largest size / REFERENCE_N).
+      (never on the grid: NaN, ``data_efficiency_at_least`` = largest size / reference).
     - ``crossover_n``: the size at which finetune's gain over the better scratch model reaches zero (same rules;
       ``crossover_n_at_least`` when it stays positive on the grid).
     - ``_err``: the standard deviation over bootstrap resamplings of each curve's seeds (per size, with
@@ -498,16 +531,16 @@ def efficiency(scratch: dict[str, dict[int, np.ndarray]], finetune: dict[int, np
     """
     mean = {m: np.array([np.mean(by_n[n]) for n in sizes]) for m, by_n in scratch.items()}
     f_mean = np.array([np.mean(finetune[n]) for n in sizes])
-    best, eff, cross = _point(mean, f_mean, sizes)
+    best, eff, cross = _point(mean, f_mean, sizes, reference)
     rng = np.random.default_rng([seed, 67])
     reps_eff, reps_cross = [], []
     for _ in range(n_boot):
         resample = lambda v: float(np.mean(v[rng.integers(0, len(v), len(v))]))  # noqa: E731
         m_b = {m: np.array([resample(by_n[n]) for n in sizes]) for m, by_n in scratch.items()}
         f_b = np.array([resample(finetune[n]) for n in sizes])
-        _, e_b, c_b = _point(m_b, f_b, sizes)
+        _, e_b, c_b = _point(m_b, f_b, sizes, reference)
         if e_b is not None:
-            reps_eff.append(e_b[0] / REFERENCE_N if e_b[1] == "inside" else np.nan)
+            reps_eff.append(e_b[0] / reference if e_b[1] == "inside" else np.nan)
         reps_cross.append(c_b[0] if c_b[1] == "inside" else np.nan)
 
     def spread(reps):
@@ -519,11 +552,12 @@ def efficiency(scratch: dict[str, dict[int, np.ndarray]], finetune: dict[int, np
                                             for i, n in enumerate(sizes)},
                            "gain_by_n": {f"n_{n}": float(b - f) for n, b, f in zip(sizes, best, f_mean)}}
     if eff is not None:
-        out["data_efficiency"] = eff[0] / REFERENCE_N
+        out["data_efficiency"] = eff[0] / reference
+        out["data_efficiency_reference_n"] = reference
         out["data_efficiency_bound"] = eff[1]
         out["data_efficiency_err"], out["data_efficiency_inside_fraction"] = spread(reps_eff)
         if eff[1] == "above":
-            out["data_efficiency_at_least"] = sizes[-1] / REFERENCE_N
+            out["data_efficiency_at_least"] = sizes[-1] / reference
     out["crossover_n"] = cross[0]
     out["crossover_n_bound"] = cross[1]
     out["crossover_n_err"], out["crossover_n_inside_fraction"] = spread(reps_cross)
@@ -545,14 +579,15 @@ def _helps_words(entry: dict[str, Any], sizes: list[int]) -> str:
     if eff is None:
         return txt + "."
     e_bound, e_err = entry["data_efficiency_bound"], entry["data_efficiency_err"]
+    ref = entry["data_efficiency_reference_n"]
     if e_bound == "above":
-        txt += (f"; scratch does not reach fine-tuning's {REFERENCE_N}-example score even with {sizes[-1]} "
+        txt += (f"; scratch does not reach fine-tuning's {ref}-example score even with {sizes[-1]} "
                 f"examples (data_efficiency > {entry['data_efficiency_at_least']:.0f})")
     elif e_bound == "at_or_below":
-        txt += f"; scratch matches fine-tuning's {REFERENCE_N}-example score already with {sizes[0]} examples"
+        txt += f"; scratch matches fine-tuning's {ref}-example score already with {sizes[0]} examples"
     else:
         pm = f" ± {e_err:.1f}" if np.isfinite(e_err) else ""
-        txt += f"; scratch needs {eff:.1f}{pm} x the examples to match fine-tuning at n = {REFERENCE_N}"
+        txt += f"; scratch needs {eff:.1f}{pm} x the examples to match fine-tuning at n = {ref}"
     return txt + "."
 
 
