@@ -40,7 +40,8 @@ def main() -> None:
         rows.append({"camera": cam_id, "error_fraction_of_r": round(error / true["radius"], 4),
                      "radius_px": round(true["radius"], 1), "rim_glow": round(true["rim_glow"], 3),
                      "rim_glow_radius": round(true["rim_glow_radius"], 3),
-                     "vignetting": round(true["vignetting"], 3), "vignetting_power": round(true["vignetting_power"], 2)})
+                     "vignetting": round(true["vignetting"], 3),
+                     "vignetting_power": round(true["vignetting_power"], 2)})
     errors = np.array([r["error_fraction_of_r"] for r in rows])
     result = {"simulator_version": SIMULATOR_VERSION, "seed": args.seed, "frames_per_camera": args.frames,
               "n_cameras": len(rows), "within_1pct": int(np.sum(errors <= 0.01)),

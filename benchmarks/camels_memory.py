@@ -67,7 +67,7 @@ def one_pass(folder: Path) -> dict[str, float]:
     peak_anon, peak_file, n_maps = 0, 0, 0
     start = time.perf_counter()
     with torch.no_grad():
-        for x, y in loader:
+        for x, _ in loader:
             model(x.mean(dim=(1, 2, 3))[:, None])
             n_maps += len(x)
             now = status_kib()

@@ -37,7 +37,8 @@ def main() -> dict:
         seconds["filter_igm_weights"] = time.perf_counter() - t
         t = time.perf_counter()
         path = S.simulate(Path(cache) / "cat", n=N_GALAXIES, seed=0, n_templates=N_TEMPLATES)
-        seconds["simulate_total_cold"] = time.perf_counter() - t  # templates (cold cache; bagpipes imported) + catalogue
+        # templates (cold cache; bagpipes imported) + catalogue
+        seconds["simulate_total_cold"] = time.perf_counter() - t
         t = time.perf_counter()
         S.simulate(Path(cache) / "cat2", n=N_GALAXIES, seed=0, n_templates=N_TEMPLATES)
         seconds["simulate_total_cached_templates"] = time.perf_counter() - t

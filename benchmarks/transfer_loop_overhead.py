@@ -1,5 +1,5 @@
 """Is Lightning's overhead acceptable for the transfer task's small cells? Steps per second of the task's own loop
-(``transfer.grid.train_steps``) against a Lightning ``Trainer.fit`` of the same model, optimiser and batches, with
+(``core.training.train_steps``) against a Lightning ``Trainer.fit`` of the same model, optimiser and batches, with
 a validation pass every ``val_every`` steps (what early stopping needs), on the two targets' cell shapes:
 
 - photoz: the MLP backbone + head on 10 features, n = 128 and 2,048 training examples, batch 32;
@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrobench.core.nets import MobileNetBackbone
+from astrobench.core.training import StepConfig, train_steps
 from astrobench.tasks.transfer import grid as G
-from astrobench.tasks.transfer.targets import MLPBackbone, MobileNetBackbone
+from astrobench.tasks.transfer.targets import MLPBackbone
 
 
 def _lightning_cell(model: nn.Module, lr: float, steps: int):
@@ -50,7 +52,7 @@ def _lightning_cell(model: nn.Module, lr: float, steps: int):
 
 def hand_written(model: nn.Module, x: np.ndarray, y: np.ndarray, steps: int) -> float:
     start = time.perf_counter()
-    G.train_steps(model, x, y, "regression", G.StepConfig(steps=steps, batch_size=32), seed=0)
+    train_steps(model, x, y, "regression", StepConfig(steps=steps, batch_size=32), seed=0)
     return steps / (time.perf_counter() - start)
 
 

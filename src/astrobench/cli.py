@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -53,12 +52,23 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 @app.command("list")
 def list_tasks():
-    """List the registered tasks and what --n counts for each."""
+    """List the registered tasks, what --n counts for each, and their simulator's --set options."""
     from astrobench.registry import get_task, task_names
 
     for name in task_names():
         task = get_task(name)
         typer.echo(f"{name:14s} {task.summary} (--n counts {task.n_unit})")
+        extra = _simulator_options(task)
+        if extra:
+            typer.echo(" " * 15 + "simulate --set: " + ", ".join(f"{k}={v!r}" for k, v in extra.items()))
+
+
+def _simulator_options(task) -> dict:
+    """The keyword options of a task's ``simulate`` beyond out / n / seed / format, with their defaults."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(task.simulate).parameters.items()
+            if name not in ("out", "n", "seed", "format") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
 
 
 @app.command()
@@ -67,14 +77,12 @@ def simulate(
     out: Path = typer.Option(..., "--out", help="Folder (or file) to write, in the task's real format."),
     n: int = typer.Option(1000, "--n", help="How many objects (the task's natural unit; see `astrobench list`)."),
     seed: int = typer.Option(0, "--seed"),
-    format: Optional[str] = typer.Option(None, "--format", help="On-disk format (rings: png or npz)."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP + " rings: mode=single|n_ring, "
-                                             "max_rings=2, image_size=28."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    format: str | None = typer.Option(None, "--format", help="On-disk format, where the task has several."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Simulator option as key=value (repeatable; "
+                                             "`astrobench list` shows each task's)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Simulate a data set and write it in the task's real on-disk format."""
-    import inspect
-
     from astrobench.registry import get_task
     from astrobench.runner import parse_set
 
@@ -90,8 +98,7 @@ def simulate(
 
         check_memory(f"--n {n} ({task_obj.n_unit})", n * task_obj.bytes_per_object)
     _use_scheduler(scheduler)
-    defaults = {name: p.default for name, p in inspect.signature(task_obj.simulate).parameters.items()
-                if name not in ("out", "n", "seed", "format")}
+    defaults = _simulator_options(task_obj)
     try:
         options = apply_overrides(defaults, parse_set(set_), task)
     except AstrobenchError as err:
@@ -102,20 +109,20 @@ def simulate(
 
 @app.command()
 def run(
-    task: Optional[str] = typer.Argument(None, help="Task name (omit with --resume)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Real data in the task's format (default: simulate)."),
+    task: str | None = typer.Argument(None, help="Task name (omit with --resume)."),
+    data: Path | None = typer.Option(None, "--data", help="Real data in the task's format (default: simulate)."),
     quick: bool = typer.Option(False, "--quick", help="About a minute per task; numbers already mean something."),
     out: Path = typer.Option(Path("runs"), "--out", help="Runs go to OUT/TASK/NAME."),
-    name: Optional[str] = typer.Option(None, "--name", help="Run folder name (default: a timestamp)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Fixes data, split and training (default 0)."),
+    name: str | None = typer.Option(None, "--name", help="Run folder name (default: a timestamp)."),
+    seed: int | None = typer.Option(None, "--seed", help="Fixes data, split and training (default 0)."),
     devices: str = typer.Option("auto", "--devices", help="Devices per node for the Lightning Trainer."),
     num_nodes: int = typer.Option(1, "--num-nodes", help="Nodes for multi-node DDP."),
     strategy: str = typer.Option("auto", "--strategy", help="Lightning strategy, e.g. ddp."),
     accelerator: str = typer.Option("auto", "--accelerator", help="cpu, gpu or auto."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its checkpoints."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help=SET_HELP),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its checkpoints."),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or log lines."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Run every experiment of a task and write metrics.json, figures and report.html."""
     from astrobench.runner import parse_set
@@ -135,7 +142,7 @@ def run(
 def predict(
     run_dir: Path = typer.Argument(..., help="A finished run folder."),
     data: Path = typer.Option(..., "--data", help="New data in the task's real format."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Predictions table (CSV; default RUN_DIR/predictions.csv)."),
+    out: Path | None = typer.Option(None, "--out", help="Predictions table (CSV; default RUN_DIR/predictions.csv)."),
 ):
     """Apply a finished run's trained models to new data; write a table of predictions."""
     from astrobench.core.io import ConfigError, read_run_config
@@ -150,7 +157,7 @@ def predict(
 
 @app.command()
 def report(
-    run_dirs: List[Path] = typer.Argument(..., help="One or more run folders."),
+    run_dirs: list[Path] = typer.Argument(..., help="One or more run folders."),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write."),
 ):
     """One self-contained HTML page over one or many runs."""
@@ -159,7 +166,17 @@ def report(
 
     if output.is_dir():
         raise ConfigError(f"-o {output}: is a folder; name the HTML file to write, e.g. {output / 'report.html'}")
-    typer.echo(str(render_report(run_dirs, output)))
+    import json
+
+    from astrobench.registry import anchors_for
+
+    names = []
+    for run_dir in run_dirs:
+        try:
+            names.append(json.loads((Path(run_dir) / "metrics.json").read_text()).get("task"))
+        except (OSError, ValueError, AttributeError):
+            pass  # render_report says what is missing or wrong in that folder
+    typer.echo(str(render_report(run_dirs, output, anchors_by_task=anchors_for(names))))
 
 
 @app.command()

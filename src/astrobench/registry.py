@@ -29,3 +29,8 @@ def get_task(name: str) -> Task:
         raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     module, cls = TASKS[name].split(":")
     return getattr(import_module(module), cls)()
+
+
+def anchors_for(names) -> dict[str, dict]:
+    """``{task name: Task.anchors}`` of the known tasks among ``names`` (others are left out)."""
+    return {name: get_task(name).anchors for name in set(names) if name in TASKS}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import json
 import shutil
 
@@ -244,7 +245,7 @@ def test_mobilenet_head_and_missing_weights(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="no file at"):
         Mo.imagenet_weights_path(str(tmp_path / "none.pth"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(Mo.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="nothing is downloaded"):
         Mo.imagenet_weights_path()
 
@@ -396,7 +397,8 @@ def test_randomised_cameras_differ_and_load_alike(tmp_path):
 def test_jpeg_rgb_and_fits_frames_of_different_sizes_load_alike(tmp_path):
     from PIL import Image
 
-    for name, fields in (("a", {"shape": [480, 640], "format": "jpeg"}), ("b", {"shape": [1040, 1392], "format": "fits"})):
+    cameras = (("a", {"shape": [480, 640], "format": "jpeg"}), ("b", {"shape": [1040, 1392], "format": "fits"}))
+    for name, fields in cameras:
         sim.simulate(tmp_path / name, n=3, seed=5, n_jobs=1, camera=fields, progress=False)
     jpg = next((tmp_path / "a" / "frames").glob("*.jpg"))
     with Image.open(jpg) as im:

@@ -165,14 +165,14 @@ def test_conditional_wgan_learns_a_known_relation(tmp_path):
     assert made.shape == (300, 24) and np.isfinite(made).all()
 
 
-class _Interrupted(RuntimeError):
+class _InterruptError(RuntimeError):
     pass
 
 
 class _StopsAfterTwoEpochs(SpectrumWGAN):
     def on_train_epoch_end(self):
         if self.current_epoch == 1:
-            raise _Interrupted
+            raise _InterruptError
 
 
 def test_an_interrupted_gan_resumes_from_its_last_epoch(tmp_path):
@@ -181,7 +181,7 @@ def test_an_interrupted_gan_resumes_from_its_last_epoch(tmp_path):
     rng = np.random.default_rng(0)
     data = as_dataset(rng.normal(size=(256, 12)), np.full((256, 12), 0.1), np.zeros((256, 0)))
     cfg = TrainConfig(max_epochs=4, batch_size=64, seed=0, accelerator="cpu", devices=1, progress=False)
-    with pytest.raises(_Interrupted):
+    with pytest.raises(_InterruptError):
         fit(_StopsAfterTwoEpochs("gan", 12, 3), data, data, tmp_path, cfg, select_best=False)
     assert (tmp_path / "last.ckpt").exists() and not (tmp_path / "model.pt").exists()
     result = fit(SpectrumWGAN("gan", 12, 3), data, data, tmp_path, cfg, resume=True, select_best=False)

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from astrobench.core.io import ConfigError
+from astrobench.core.training import StepConfig, train_steps
 from astrobench.tasks.transfer import grid as G
 from astrobench.tasks.transfer import task as T
 from astrobench.tasks.transfer.targets import MLPBackbone, metrics
 from astrobench.tasks.transfer.task import TransferTask
-
 
 SIZES = [32, 128, 512, 2048]
 
@@ -125,7 +125,7 @@ def test_fixed_step_training_learns_a_linear_relation():
     y = (x @ np.arange(1, 7) / 10).astype(np.float32)
     torch.manual_seed(0)
     model = G.Predictor(MLPBackbone(6, 32), 32, 1)
-    G.train_steps(model, x, y, "regression", G.StepConfig(steps=300, batch_size=64, lr=3e-3), seed=0)
+    train_steps(model, x, y, "regression", StepConfig(steps=300, batch_size=64, lr=3e-3), seed=0)
     pred = G.predict(model, x)[:, 0]
     assert 1 - np.mean((pred - y) ** 2) / np.var(y) > 0.95
     assert metrics("regression", np.array([1.0, 2.0]), np.array([1.0, 2.0]))["sigma_nmad"] == 0
@@ -144,7 +144,7 @@ def test_a_pretrained_representation_helps_a_related_task_with_few_examples():
     yt, ytest = (hidden(xt) @ w_t).astype(np.float32), hidden(xtest) @ w_t
     torch.manual_seed(0)
     source = G.Predictor(MLPBackbone(10, 64), 64, 1)
-    G.train_steps(source, xs, ys, "regression", G.StepConfig(steps=800, batch_size=128, lr=3e-3), seed=0)
+    train_steps(source, xs, ys, "regression", StepConfig(steps=800, batch_size=128, lr=3e-3), seed=0)
 
     def r2(pred):
         return 1 - np.mean((pred - ytest) ** 2) / np.var(ytest)
@@ -152,7 +152,7 @@ def test_a_pretrained_representation_helps_a_related_task_with_few_examples():
     probe = G.feature_model("regression", 32, 0, "linear_probe").fit(G.predict(source.backbone, xt), yt)
     transfer_r2 = r2(probe.predict(G.predict(source.backbone, xtest)))
     scratch = G.Predictor(MLPBackbone(10, 64), 64, 1)
-    G.train_steps(scratch, xt, yt, "regression", G.StepConfig(steps=300, batch_size=32), seed=0)
+    train_steps(scratch, xt, yt, "regression", StepConfig(steps=300, batch_size=32), seed=0)
     scratch_r2 = r2(G.predict(scratch, xtest)[:, 0])
     assert transfer_r2 > 0.8 and transfer_r2 > scratch_r2 + 0.1
 

@@ -36,6 +36,7 @@ def global_rank() -> int:
 
 
 def is_global_zero() -> bool:
+    """True in the process that owns the run (global rank 0, see :func:`global_rank`)."""
     return global_rank() == 0
 
 

@@ -11,9 +11,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -26,16 +27,23 @@ class DataFormatError(AstrobenchError):
     """An input file is missing, corrupt or does not follow the task's real format."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
+        """``path``: the file at fault; ``problem``: what is wrong with it (the message is ``PATH: PROBLEM``)."""
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
     def __reduce__(self):  # raised in a worker process, it must survive pickling back to the parent
+        """Rebuild from (path, problem) when unpickled, so the error survives the trip back from a worker."""
         return (type(self), (self.path, self.problem))
 
 
 class ConfigError(AstrobenchError):
     """An unknown task, option or option value."""
+
+
+def bad_option(options: dict, key: str, expected: str) -> ConfigError:
+    """The error for an option value a task cannot use: ``option KEY must be EXPECTED, got VALUE`` (raise it)."""
+    return ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
 
 
 def _gib(n_bytes: float) -> str:
@@ -98,6 +106,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8 through :func:`atomic_path`: never a half-written file."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -124,6 +133,8 @@ def _finite_or_null(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented JSON, atomically; numpy values and paths are converted,
+    NaN and infinities become null."""
     text = json.dumps(_finite_or_null(obj), indent=2, default=_json_default, allow_nan=False)
     write_text_atomic(path, text + "\n")
 
@@ -139,6 +150,7 @@ def write_pickle_atomic(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The parsed content of the JSON file ``path``; a DataFormatError when it is missing or not valid JSON."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found")
@@ -149,6 +161,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def is_number(value) -> bool:
+    """True when ``float(value)`` succeeds: a number, or text such as ``"1e3"`` or ``"nan"``."""
     try:
         float(value)
         return True

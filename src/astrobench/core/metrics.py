@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -36,6 +36,7 @@ def with_error(name: str, stat: Callable[..., float], *arrays: np.ndarray, seed:
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Fraction of objects whose predicted label equals the true one; ``y_true`` and ``y_pred`` (N,)."""
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
 
 
@@ -54,6 +55,7 @@ def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, n_
 
 
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Root mean square of (true - predicted), in the units of ``y``; ``y_true`` and ``y_pred`` of equal shape."""
     return float(np.sqrt(np.mean((np.asarray(y_true) - np.asarray(y_pred)) ** 2)))
 
 
@@ -86,6 +88,26 @@ def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if np.ptp(y_true) == 0:
         return float("nan")
     return float(1 - np.sum((y_true - y_pred) ** 2) / np.sum((y_true - y_true.mean()) ** 2))
+
+
+# --- photometric redshifts: statistics of delta = (z_phot - z_spec) / (1 + z_spec) (e.g. Brammer et al. 2008) ---
+
+OUTLIER_DELTA = 0.15  # |delta| above which a photometric redshift is an outlier
+
+
+def redshift_delta(z_spec: np.ndarray, z_phot: np.ndarray) -> np.ndarray:
+    """(z_phot - z_spec) / (1 + z_spec), dimensionless, per galaxy."""
+    return (np.asarray(z_phot) - z_spec) / (1 + z_spec)
+
+
+REDSHIFT_POINT_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "mse": lambda t, p: np.mean((p - t) ** 2),  # of z itself
+    "sigma_nmad": lambda t, p: 1.4826 * np.median(np.abs(redshift_delta(t, p) - np.median(redshift_delta(t, p)))),
+    "outlier_frac": lambda t, p: np.mean(np.abs(redshift_delta(t, p)) > OUTLIER_DELTA),
+    "bias": lambda t, p: np.median(redshift_delta(t, p)),
+}
+"""Point-estimate metrics ``fn(z_spec, z_phot)`` of photometric redshifts; sigma_nmad, outlier_frac and bias are of
+delta."""
 
 
 # --- classifier two-sample test (Lopez-Paz & Oquab 2017; as in the sbibm benchmark) -------------------
@@ -226,11 +248,13 @@ class PITRecalibration:
     F'(z) = R(F(z)) with R(u) = fraction of calibration objects with PIT <= u. Fit it on a validation split,
     never on the objects it is scored on."""
 
-    def fit(self, pit: np.ndarray) -> "PITRecalibration":
+    def fit(self, pit: np.ndarray) -> PITRecalibration:
+        """Store the sorted PIT values (N,) of the calibration objects; returns self."""
         self.sorted_ = np.sort(np.asarray(pit, dtype=float))
         return self
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
+        """The recalibrated value R(u) of CDF values ``u`` in [0, 1] (any shape; the result has the same)."""
         # the empirical CDF, linearly interpolated between its steps (0 at u = 0, 1 at u = 1)
         n = len(self.sorted_)
         return np.interp(u, np.r_[0.0, self.sorted_, 1.0], np.r_[0.0, (np.arange(n) + 0.5) / n, 1.0])

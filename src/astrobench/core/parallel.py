@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT_S = 5  # seconds to reach a named scheduler before giving up with one line
@@ -42,6 +43,8 @@ def set_scheduler(address: str | None) -> None:
 
 
 def scheduler_address() -> str | None:
+    """The Dask scheduler to use: the one :func:`set_scheduler` named, else ``$DASK_SCHEDULER_ADDRESS``,
+    else None (a local cluster or this process)."""
     return _scheduler or os.environ.get(SCHEDULER_ENV) or None
 
 
@@ -68,6 +71,7 @@ class SerialExecutor:
     """:func:`executor`'s interface, in this process."""
 
     def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
+        """``fn`` over ``items``, lazily and in order, in this process (``chunksize`` is ignored)."""
         return map(fn, items)
 
 
@@ -75,9 +79,12 @@ class DaskExecutor:
     """``map`` over a ``distributed.Client``: results in the order of ``items``, ``chunksize`` items per task."""
 
     def __init__(self, client):
+        """``client``: a connected ``distributed.Client``."""
         self.client = client
 
     def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> Iterator:
+        """Yield ``fn(item)`` for each of ``items`` in order, computed on the cluster ``chunksize`` items per task;
+        tasks not yet read are cancelled when the caller stops."""
         items = list(items)
         batches = [items[i : i + chunksize] for i in range(0, len(items), chunksize)]
         # pure=False: a retried chunk is the same chunk (its seed is in its arguments), but two equal chunks of

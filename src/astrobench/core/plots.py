@@ -14,6 +14,7 @@ from astrobench.core.io import atomic_path  # noqa: E402
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` to ``path`` as PNG at ``dpi`` dots per inch (atomically), close it; returns ``path``."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def flatten_results(results: dict[str, Any]) -> list[tuple[str, str, str, Any, A
                     if isinstance(val, dict) and not _is_small_leaf(key):
                         walk(val, path + ".")
                     else:
-                        rows.append((exp, method, path, val, node.get(f"{key}_err")))
+                        rows.append((exp, method, path, val, node.get(f"{key}_err")))  # noqa: B023 (called in the loop)
             if isinstance(metrics, dict):
                 walk(metrics, "")
     return rows
@@ -62,7 +63,7 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _run_section(run_dir: Path, anchors: dict[str, dict]) -> str:
+def _run_section(run_dir: Path, anchors: Mapping[str, Mapping]) -> str:
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.exists():
         raise DataFormatError(run_dir, "not a finished run folder (no metrics.json)")
@@ -91,16 +92,18 @@ def _run_section(run_dir: Path, anchors: dict[str, dict]) -> str:
     return "\n".join(parts)
 
 
-def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench report") -> Path:
-    """One self-contained HTML page over one or more run folders."""
-    from astrobench.registry import get_task
-
+def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench report",
+                  anchors_by_task: Mapping[str, Mapping] | None = None) -> Path:
+    """Write one self-contained HTML page over one or more run folders to ``out`` and return ``out``.
+    ``anchors_by_task`` maps a task name (``metrics.json``'s ``task``) to its published anchors (``Task.anchors``);
+    the caller passes them, so that this module needs no task."""
+    anchors_by_task = anchors_by_task or {}
     sections = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
         task_name = metrics.get("task") if isinstance(metrics, dict) else None
-        anchors = get_task(task_name).anchors if task_name else {}
+        anchors = anchors_by_task.get(task_name, {}) if task_name else {}
         sections.append(_run_section(run_dir, anchors))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>")

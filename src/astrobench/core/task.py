@@ -6,10 +6,12 @@ import dataclasses
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from rich.console import Console
 
@@ -35,18 +37,22 @@ class RunContext:
 
     @property
     def options(self) -> dict[str, Any]:
+        """The task's resolved options (defaults at the run's size, then ``--set``)."""
         return self.config["options"]
 
     @property
     def seed(self) -> int:
+        """The run's ``--seed`` (fixes data, split and training)."""
         return int(self.config["seed"])
 
     @property
     def progress(self) -> bool:
+        """Whether to show progress bars and log lines (off with ``--no-progress`` and in tests)."""
         return bool(self.config.get("progress", True))
 
     @property
     def figures(self) -> Path:
+        """The run's ``figures/`` folder (made on first use)."""
         path = self.run_dir / "figures"
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -85,6 +91,7 @@ class RunContext:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
     def log(self, message: str) -> None:
+        """Print one line, prefixed with the task's name, to stderr (unless progress is off)."""
         if self.progress:
             console.print(f"[bold cyan]{self.config['task']}[/] {message}")
 
@@ -122,13 +129,15 @@ class Task:
     n_unit: str = ""  # what --n counts
     bytes_per_object: float = 0  # memory held per --n unit, simulated or loaded (0: no check)
     count_options: tuple[str, ...] = ()  # options that count --n units for a run (ints or lists of ints, summed)
+    # "experiment.method.metric" -> {"value": ..., "source": ...}: the published numbers a run is compared with
+    # (read-only here; a task assigns its own mapping)
+    anchors: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
+    sizes = ("smoke", "quick", "full")
 
     def objects_in_run(self, options: dict[str, Any]) -> float:
         """How many --n units a run with ``options`` simulates or loads (for the memory check before it starts)."""
         return float(sum(sum(v) if isinstance(v, (list, tuple)) else v for k in self.count_options
                          if isinstance(v := options.get(k, 0), (int, float, list, tuple))))
-    anchors: dict[str, dict[str, Any]] = {}  # "experiment.method.metric" -> {"value": ..., "source": ...}
-    sizes = ("smoke", "quick", "full")
 
     def options(self, size: str) -> dict[str, Any]:
         """Every task option with its default at ``size`` (smoke, quick or full)."""
@@ -139,6 +148,8 @@ class Task:
         return options
 
     def simulate(self, out: str | Path, n: int, seed: int = 0, format: str | None = None, **options) -> Path:
+        """Write ``n`` simulated objects (``n_unit``) with ``seed`` to ``out`` in the task's real on-disk format
+        (``format`` where it has several; ``options`` are the simulator's own keywords); return the written path."""
         raise NotImplementedError
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
@@ -146,4 +157,6 @@ class Task:
         raise NotImplementedError
 
     def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
+        """Apply the models saved in the finished run folder ``run_dir`` to the real-format file ``data``; write the
+        predictions (CSV) to ``out`` and return it."""
         raise NotImplementedError

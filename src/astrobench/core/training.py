@@ -83,31 +83,38 @@ class TaskModule(L.LightningModule):
     """
 
     def __init__(self, lr: float = 1e-3, weight_decay: float = 1e-4, augment=None):
+        """``lr``, ``weight_decay``: AdamW's; ``augment``: a function on the inputs (B, ...) of training batches,
+        or None."""
         super().__init__()
         self.lr = lr
         self.weight_decay = weight_decay
         self.augment = augment
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
+        """Apply ``augment`` to the inputs of training batches, once they are on the device."""
         if self.augment is not None and self.trainer.training:
             x, *rest = batch
             return [self.augment(x), *rest]
         return batch
 
     def loss(self, batch) -> torch.Tensor:  # pragma: no cover - abstract
+        """The scalar loss of a batch; each task module defines it."""
         raise NotImplementedError
 
     def training_step(self, batch, batch_idx):
+        """Compute and log ``train_loss`` (epoch mean) for one training batch."""
         loss = self.loss(batch)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
+        """Compute and log ``val_loss`` (epoch mean) for one validation batch."""
         loss = self.loss(batch)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def configure_optimizers(self):
+        """AdamW with a cosine learning-rate decay over ``max_epochs``."""
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs))
         return {"optimizer": opt, "lr_scheduler": sched}
@@ -117,13 +124,16 @@ class ClassificationTask(TaskModule):
     """Batches (x, y) with integer classes y; the backbone returns logits (B, n_classes)."""
 
     def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4, augment=None):
+        """``backbone``: inputs (B, ...) -> logits (B, n_classes); the rest as in :class:`TaskModule`."""
         super().__init__(lr, weight_decay, augment)
         self.backbone = backbone
 
     def forward(self, x):
+        """The backbone's logits (B, n_classes)."""
         return self.backbone(x)
 
     def loss(self, batch):
+        """Cross-entropy of the logits against the integer classes y (B,) of a batch (x, y)."""
         x, y = batch
         return F.cross_entropy(self(x), y)
 
@@ -135,8 +145,13 @@ class RegressionTask(TaskModule):
     log-sigma per target, trained with the moment loss log E[(y-mu)^2] + log E[((y-mu)^2 - sigma^2)^2].
     """
 
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
     def __init__(self, backbone: nn.Module, target_mean, target_std, loss: str = "mse", lr: float = 1e-3,
                  weight_decay: float = 1e-4, augment=None):
+        """``target_mean``, ``target_std``: (D,) statistics of the targets, in their physical units; ``loss``:
+        ``"mse"`` or ``"moment"``; the rest as in :class:`TaskModule`."""
         super().__init__(lr, weight_decay, augment)
         if loss not in ("mse", "moment"):
             raise ValueError(f"unknown regression loss {loss!r}")
@@ -146,9 +161,11 @@ class RegressionTask(TaskModule):
         self.register_buffer("target_std", torch.as_tensor(target_std, dtype=torch.float32).clamp_min(1e-8))
 
     def forward(self, x):
+        """The backbone's output in standardised units: (B, D), or (B, 2D) mean and log-sigma for ``moment``."""
         return self.backbone(x)
 
     def loss(self, batch):
+        """MSE, or the summed moment loss, on the standardised targets of a batch (x, y)."""
         x, y = batch
         z = (y - self.target_mean) / self.target_std
         out = self(x)
@@ -175,18 +192,22 @@ class ConditionalDecoderTask(TaskModule):
     """
 
     def __init__(self, decoder: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4):
+        """``decoder``: conditions (B, D) -> logits of x (B, ...); AdamW's ``lr`` and ``weight_decay``."""
         super().__init__(lr, weight_decay)
         self.decoder = decoder
 
     def forward(self, cond):
+        """The decoded x for conditions ``cond`` (B, D): ``sigmoid(logits)`` in [0, 1]."""
         return torch.sigmoid(self.decoder(cond))
 
     def loss(self, batch):
+        """MSE between the decoded and the true x of a batch (condition, x)."""
         cond, x = batch
         return F.mse_loss(self(cond), x)
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The decoded x for ``cond`` (B, D), without gradients; deterministic, so ``generator`` is unused."""
         return self(cond)
 
 
@@ -201,6 +222,8 @@ class ConditionalVAETask(TaskModule):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, likelihood: str = "bernoulli",
                  beta: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4):
+        """``encoder(x, cond)`` -> (B, 2 * latent_dim), mu and log-variance; ``decoder([z, cond])`` -> logits of x;
+        ``likelihood``: ``"bernoulli"`` or ``"gaussian"``; ``beta``: the KL term's weight."""
         super().__init__(lr, weight_decay)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"unknown likelihood {likelihood!r}")
@@ -208,6 +231,7 @@ class ConditionalVAETask(TaskModule):
         self.latent_dim, self.likelihood, self.beta = latent_dim, likelihood, beta
 
     def loss(self, batch):
+        """Negative ELBO per object, averaged over a batch (condition, x): reconstruction plus ``beta`` times KL."""
         cond, x = batch
         mu, log_var = self.encoder(x, cond).chunk(2, dim=1)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
@@ -221,6 +245,8 @@ class ConditionalVAETask(TaskModule):
 
     @torch.no_grad()
     def sample(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Samples x (B, ...) for conditions ``cond`` (B, D), from z drawn from the prior with ``generator``: binary
+        for the Bernoulli likelihood, the decoder's output (the mean) for the Gaussian one."""
         z = torch.randn(cond.shape[0], self.latent_dim, generator=generator, device=cond.device)
         out = self.decoder(torch.cat([z, cond], dim=1))
         if self.likelihood == "bernoulli":
@@ -236,14 +262,17 @@ class LossHistory(Callback):
     reads the history back from the file."""
 
     def __init__(self, spill: Path | None = None):
+        """``spill``: the file rank 0 writes the history to when training ends, or None."""
         self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
         self.spill = spill
 
     def on_train_end(self, trainer, pl_module):
+        """On rank 0, write the history to ``spill`` when there is one."""
         if self.spill is not None and trainer.is_global_zero:
             write_json_atomic(self.spill, self.history)
 
     def on_train_epoch_end(self, trainer, pl_module):
+        """Append the epoch, its ``train_loss`` and its ``val_loss`` (NaN if none) to the history."""
         metrics = trainer.callback_metrics
         if "train_loss" not in metrics:
             return
@@ -252,9 +281,11 @@ class LossHistory(Callback):
         self.history["val_loss"].append(float(metrics.get("val_loss", math.nan)))
 
     def state_dict(self):
+        """The history, for the checkpoint."""
         return {"history": self.history}
 
     def load_state_dict(self, state_dict):
+        """Restore the history from a checkpoint."""
         self.history = state_dict["history"]
 
 
@@ -265,15 +296,20 @@ class RankSeed(Callback):
     rank before training); a one-process run is left as it is."""
 
     def __init__(self, seed: int):
+        """``seed``: the run's seed."""
         self.seed = seed
 
     def on_train_start(self, trainer, pl_module):
+        """With more than one rank, reseed torch with ``seed * 1009 + global rank``."""
         if trainer.world_size > 1:
             torch.manual_seed(int(self.seed) * 1009 + trainer.global_rank)
 
 
 @dataclass
 class FitResult:
+    """What :func:`fit` did: the loss ``history`` (``epoch``, ``train_loss``, ``val_loss``), the number of
+    ``epochs``, and whether it ``resumed`` an earlier run (reloaded a finished model or went on from
+    ``last.ckpt``)."""
     history: dict[str, list[float]] = field(default_factory=dict)
     epochs: int = 0
     resumed: bool = False
@@ -339,7 +375,7 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     # torch's default file-descriptor sharing ("unable to resize file ... Invalid argument"): no generator there
     loader_gen = None if spawned else torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(train, batch_size=batch, shuffle=True, generator=loader_gen,
-                              num_workers=cfg.num_workers, drop_last=len(train) // world > batch)
+                              num_workers=cfg.num_workers, drop_last=len(train) // world > batch)  # type: ignore[arg-type]
     val_loader = DataLoader(val, batch_size=max(batch, 512), num_workers=cfg.num_workers)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = last if resume and last.exists() else None
@@ -418,10 +454,65 @@ def small_data_loss(kind: str):
 def param_groups(model: nn.Module, lr: float, backbone_lr_factor: float = 1.0) -> list[dict]:
     """Optimiser groups: a model with a ``backbone`` and a ``head`` gets the backbone at ``lr * backbone_lr_factor``
     (discriminative fine-tuning, Howard & Ruder 2018); any other model trains every parameter at ``lr``."""
-    if hasattr(model, "backbone") and hasattr(model, "head"):
-        return [{"params": model.backbone.parameters(), "lr": lr * backbone_lr_factor},
-                {"params": model.head.parameters(), "lr": lr}]
+    backbone, head = getattr(model, "backbone", None), getattr(model, "head", None)
+    if isinstance(backbone, nn.Module) and isinstance(head, nn.Module):
+        return [{"params": backbone.parameters(), "lr": lr * backbone_lr_factor},
+                {"params": head.parameters(), "lr": lr}]
     return [{"params": model.parameters(), "lr": lr}]
+
+
+@dataclass
+class StepConfig:
+    """A fixed budget for :func:`train_steps`: ``steps`` AdamW steps of ``batch_size`` examples at learning rate
+    ``lr`` (cosine-annealed to zero), the backbone's rate scaled by ``backbone_lr_factor`` (1: every layer alike),
+    ``weight_decay``; ``freeze_norm`` keeps batch-norm statistics as they are (a few-shot set is too small to
+    re-estimate them)."""
+
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_factor: float = 1.0
+    weight_decay: float = 1e-4
+    freeze_norm: bool = False
+
+
+def train_steps(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, cfg: StepConfig, seed: int,
+                loss=None, augment=None) -> nn.Module:
+    """Train ``model`` in place for exactly ``cfg.steps`` optimiser steps on minibatches of (x, y) drawn by
+    replacement-free reshuffles; returns it in eval mode.
+
+    The fixed-budget loop of the project, for where no validation split can be spared (the allsky task's few-shot
+    adaptation on ten real frames); :func:`fit_small` is the one that stops on a validation loss. ``kind`` is
+    ``"classification"`` or ``"regression"`` and picks the loss unless ``loss(out, y)`` is given; ``augment(x, y)``
+    returns a transformed batch (x, y). A model with a ``backbone`` and a ``head`` gets the backbone's learning rate
+    scaled by ``cfg.backbone_lr_factor``; any other model trains all its parameters at ``cfg.lr``."""
+    torch.manual_seed(seed)
+    gen = np.random.default_rng([seed, 43])
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_factor), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    loss = loss or small_data_loss(kind)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    batch = min(cfg.batch_size, len(x))
+    order = np.empty(0, dtype=np.int64)
+    model.train()
+    if cfg.freeze_norm:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    for _ in range(cfg.steps):
+        if len(order) < batch:
+            order = np.r_[order, gen.permutation(len(x))]
+        idx, order = order[:batch], order[batch:]
+        xb, yb = xt[idx], yt[idx]
+        if augment is not None:
+            xb, yb = augment(xb, yb)
+        opt.zero_grad()
+        value = loss(model(xb), yb)
+        value.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
 
 
 class SmallDataModule(L.LightningModule):
@@ -430,26 +521,33 @@ class SmallDataModule(L.LightningModule):
     inputs of training batches."""
 
     def __init__(self, model: nn.Module, kind: str, cfg: SmallDataConfig, augment=None):
+        """``kind``: ``"classification"`` or ``"regression"`` (picks the loss); ``cfg``: the optimiser's
+        settings; ``augment``: a function on the inputs (B, ...) of training batches, or None."""
         super().__init__()
         self.model, self.cfg, self.augment = model, cfg, augment
         self.loss = small_data_loss(kind)
 
     def forward(self, x):
+        """The model's output for ``x``."""
         return self.model(x)
 
     def training_step(self, batch, batch_idx):
+        """The loss of one training batch (x, y), ``augment`` applied to x."""
         x, y = batch
         if self.augment is not None:
             x = self.augment(x)
         return self.loss(self(x), y)
 
     def validation_step(self, batch, batch_idx):
+        """Log ``val_loss`` (epoch mean) for one validation batch."""
         x, y = batch
         self.log("val_loss", self.loss(self(x), y), on_step=False, on_epoch=True, batch_size=len(x))
 
     def configure_optimizers(self):
+        """AdamW at a constant learning rate, the backbone's scaled by ``cfg.backbone_lr_factor``."""
         cfg = self.cfg
-        return torch.optim.AdamW(param_groups(self.model, cfg.lr, cfg.backbone_lr_factor), weight_decay=cfg.weight_decay)
+        groups = param_groups(self.model, cfg.lr, cfg.backbone_lr_factor)
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
 
 class BestState(Callback):
@@ -457,10 +555,12 @@ class BestState(Callback):
     improvement: a transfer grid fits hundreds of small models)."""
 
     def __init__(self):
+        """No best state yet, an empty validation curve."""
         self.best, self.best_step, self.state = math.inf, 0, None
         self.history: dict[str, list[float]] = {"step": [], "val_loss": []}
 
     def on_validation_end(self, trainer, pl_module):
+        """Record this check's ``val_loss`` and copy the model's weights when it is the lowest so far."""
         if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics["val_loss"])

@@ -12,6 +12,7 @@ Notebook use::
 from astrobench.tasks.allsky.data import FrameSet, find_sky_circle, load_frames, read_frame, split_indices
 from astrobench.tasks.allsky.geometry import subregion_map
 from astrobench.tasks.allsky.simulate import simulate, simulate_frame
+from astrobench.tasks.allsky.task import simulated_frames
 
-__all__ = ["FrameSet", "find_sky_circle", "load_frames", "read_frame", "simulate", "simulate_frame", "split_indices",
-           "subregion_map"]
+__all__ = ["FrameSet", "find_sky_circle", "load_frames", "read_frame", "simulate", "simulate_frame",
+           "simulated_frames", "split_indices", "subregion_map"]

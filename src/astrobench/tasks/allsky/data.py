@@ -88,9 +88,12 @@ class FrameSet:
     def has_flags(self) -> np.ndarray:
         return ~np.isnan(self.flags).any(axis=1)
 
-    def subset(self, idx) -> "FrameSet":
+    def subset(self, idx) -> FrameSet:
         idx = np.asarray(idx) if not isinstance(idx, slice) else idx
-        pick = (lambda a: a[idx])
+
+        def pick(a):
+            return a[idx]
+
         files = list(np.asarray(self.files, dtype=object)[idx])
         return FrameSet(pick(self.images), pick(self.features), pick(self.labels), pick(self.flags),
                         pick(self.cloud_fraction), pick(self.exptime_s), files, self.class_names, self.source,
@@ -107,7 +110,7 @@ class FrameSet:
                  camera_ids=np.asarray(self.camera_ids or [""] * len(self)))
 
     @classmethod
-    def load(cls, path: Path) -> "FrameSet":
+    def load(cls, path: Path) -> FrameSet:
         with np.load(path) as z:
             return cls(z["images"].astype(np.float32), z["features"], z["labels"], z["flags"], z["cloud_fraction"],
                        z["exptime_s"], [str(f) for f in z["files"]], [str(c) for c in z["class_names"]],

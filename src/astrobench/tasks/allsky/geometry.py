@@ -54,7 +54,7 @@ class CameraGeometry:
         out["frame_shape"] = list(self.frame_shape) if self.frame_shape else None
         return out
 
-    def check(self, shape: tuple[int, int], where: Any = "camera") -> "CameraGeometry":
+    def check(self, shape: tuple[int, int], where: Any = "camera") -> CameraGeometry:
         """Raise a one-line DataFormatError when the grid does not fit a frame of ``shape`` (rows, columns): the
         centre outside the frame, or a radius too small or larger than the frame."""
         from astrobench.core.io import DataFormatError
@@ -170,7 +170,8 @@ def subregion_map(shape: tuple[int, int], cx: float, cy: float, radius: float, r
         index[r < r_borders[1]] = 0
         for i in range(1, N_RINGS + 1):
             for j in range(N_SECTORS):
-                sel = (r > r_borders[i]) & (r < r_borders[i + 1]) & (azimuth > az_borders[j]) & (azimuth < az_borders[j + 1])
+                sel = ((r > r_borders[i]) & (r < r_borders[i + 1])
+                       & (azimuth > az_borders[j]) & (azimuth < az_borders[j + 1]))
                 index[sel] = 1 + N_SECTORS * (i - 1) + j
         return index
     r = np.hypot(dx, rows - cy)

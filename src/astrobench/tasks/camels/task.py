@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, bad_option, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task
 from astrobench.core.training import RegressionTask, fit, load_weights, random_d4
 from astrobench.tasks.camels.data import (
@@ -91,7 +91,8 @@ class CamelsTask(Task):
         }[size]
         return {
             **sizes,
-            "max_sims": 0,  # --data: use the first max_sims simulations of each suite (0: all); n_sims is the simulator's
+            # --data: use the first max_sims simulations of each suite (0: all); n_sims is the simulator's
+            "max_sims": 0,
             "train_suites": ["tng", "simba"],
             "split": [0.9, 0.05, 0.05],  # train / validation / test, by simulation
             "batch_size": 32,
@@ -107,30 +108,27 @@ class CamelsTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         if options["n_sims"] < 3:
-            fail("n_sims", "at least 3 (train, validation and test need one simulation each)")
+            raise bad_option(options, "n_sims", "at least 3 (train, validation and test need one simulation each)")
         if options["map_size"] < 16 or options["map_size"] & (options["map_size"] - 1):
-            fail("map_size", "a power of two >= 16")
+            raise bad_option(options, "map_size", "a power of two >= 16")
         bad = [f for f in options["fields"] if f not in FIELD_CHANNELS]
         if bad or not options["fields"]:
-            fail("fields", f"a non-empty list from {list(FIELD_CHANNELS)}")
+            raise bad_option(options, "fields", f"a non-empty list from {list(FIELD_CHANNELS)}")
         if not options["train_suites"] or set(options["train_suites"]) - set(SUITES):
-            fail("train_suites", f"a non-empty list from {list(SUITES)}")
+            raise bad_option(options, "train_suites", f"a non-empty list from {list(SUITES)}")
         split = options["split"]
         if len(split) != 3 or min(split) <= 0 or abs(sum(split) - 1) > 1e-6:
-            fail("split", "three positive fractions (train, validation, test) summing to 1")
+            raise bad_option(options, "split", "three positive fractions (train, validation, test) summing to 1")
         for key in ("hidden", "max_epochs", "batch_size", "trial_epochs", "n_jobs"):
             if options[key] < 1:
-                fail(key, ">= 1")
+                raise bad_option(options, key, ">= 1")
         if not 0 <= options["dropout"] < 1:
-            fail("dropout", "in [0, 1)")
+            raise bad_option(options, "dropout", "in [0, 1)")
         if options["max_sims"] < 0 or 0 < options["max_sims"] < 3:
-            fail("max_sims", "0 (all) or at least 3")
+            raise bad_option(options, "max_sims", "0 (all) or at least 3")
         if options["n_trials"] < 0:
-            fail("n_trials", ">= 0")
+            raise bad_option(options, "n_trials", ">= 0")
         return options
 
     def simulate(self, out, n, seed=0, format=None, map_size: int = 64, n_jobs: int = 2) -> Path:
@@ -157,7 +155,8 @@ class CamelsTask(Task):
             for field in opts["fields"]:
                 if name in suites and not has_inputs(suites[name], field):
                     raise DataFormatError(folder, f"the {SUITES[name]} files lack the maps field {field!r} needs "
-                                                  "(choose others with --set fields=[...], e.g. ['mtot','mtot_nomean'])")
+                                                  "(choose others with --set fields=[...], e.g. "
+                                                  "['mtot','mtot_nomean'])")
         if len({s.map_size for s in suites.values()}) > 1:
             raise DataFormatError(folder, "the suites' maps differ in size ("
                                   + ", ".join(f"{SUITES[k]} {v.map_size} px" for k, v in suites.items())

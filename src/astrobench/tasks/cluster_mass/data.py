@@ -7,7 +7,8 @@ Format (``cluster_TNG_data.fits``, Ntampaka et al. 2019 as used by the school)
 - HDU 2: table with one row per image: ``log_M500`` (log10 M500c in Msun/h), ``train``, ``validate``, ``test``
   (booleans or 0/1), and optionally ``cluster_id`` (projections of one cluster share it). astrobench's simulator
   adds ``projection``, ``core_state``, ``r500_kpc``, ``log_lx_total_erg_s``, ``log_lx_core_excised_erg_s`` (the
-  main halo's 0.5-2 keV luminosity within R500 and in 0.15-1 R500; sub-clumps excluded) and header keywords (``REDSHIFT``, ``PIXARCS``, ``KPCPIX``, ``EXPOSURE``) that the loader reads when present.
+  main halo's 0.5-2 keV luminosity within R500 and in 0.15-1 R500; sub-clumps excluded) and header keywords
+  (``REDSHIFT``, ``PIXARCS``, ``KPCPIX``, ``EXPOSURE``) that the loader reads when present.
 
 Without ``cluster_id`` an image is its own group: the file's flags are the only safe split.
 """
@@ -62,7 +63,7 @@ class ClusterImages:
         """The cluster of each image (the image index itself when the file has no cluster_id)."""
         return self.cluster_id if self.cluster_id is not None else np.arange(len(self))
 
-    def rebinned(self, image_size: int) -> "ClusterImages":
+    def rebinned(self, image_size: int) -> ClusterImages:
         """The same images summed into ``image_size``-pixel blocks (counts are conserved)."""
         factor = rebin_factor(self.image_size, image_size, self.source)
         if factor == 1:

@@ -3,7 +3,7 @@ luminosity-mass estimators (aperture counts -> mass by a fitted power law)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -92,7 +92,7 @@ class ApertureMass:
     def _r500_px(self, log_m: np.ndarray) -> np.ndarray:
         return r500_kpc(log_m, self.redshift) / self.pixel_kpc
 
-    def fit(self, images: np.ndarray, log_m500: np.ndarray) -> "ApertureMass":
+    def fit(self, images: np.ndarray, log_m500: np.ndarray) -> ApertureMass:
         if self.aperture == "core_excised":
             self.start_ = ApertureMass("total", self.pixel_kpc, self.background_per_pixel, self.redshift)
             self.start_.fit(images, log_m500)

@@ -28,7 +28,7 @@ depends weakly on T above 2 keV), vignetting, chip gaps, Galactic absorption, fl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ REXCESS_SIGMA_LN_L = {"total": 0.40, "core_excised": 0.18}
 
 # --- cosmology -------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _cosmology():
     from astropy.cosmology import Planck15
 
@@ -223,7 +223,7 @@ class ClusterCatalogue:
     def __len__(self) -> int:
         return len(self.log_m500)
 
-    def rows(self, start: int, stop: int) -> "ClusterCatalogue":
+    def rows(self, start: int, stop: int) -> ClusterCatalogue:
         """Clusters ``start`` to ``stop - 1``, as a catalogue of their own."""
         part = slice(start, stop)
         return ClusterCatalogue(self.log_m500[part], self.r500_kpc[part], self.state[part],

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.io import ConfigError, DataFormatError, atomic_path, bad_option, read_json, write_json_atomic
 from astrobench.core.nets import D4_ORDER, d4_transform
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, random_d4
@@ -88,31 +88,28 @@ class ClusterMassTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         for key in ("n_clusters", "n_projections", "max_epochs", "batch_size", "n_saliency", "n_jobs"):
             if options[key] < 1:
-                fail(key, "a positive integer")
+                raise bad_option(options, key, "a positive integer")
         if options["k_folds"] < 2:
-            fail("k_folds", "at least 2")
+            raise bad_option(options, "k_folds", "at least 2")
         if options["patience"] < 0:
-            fail("patience", ">= 0")
+            raise bad_option(options, "patience", ">= 0")
         if not 0 < options["val_fraction"] < 1:
-            fail("val_fraction", "in (0, 1)")
+            raise bad_option(options, "val_fraction", "in (0, 1)")
         for key in ("lr", "redshift"):
             if not options[key] > 0:
-                fail(key, "positive")
+                raise bad_option(options, key, "positive")
         for key in ("background_per_arcmin2", "pixel_arcsec"):
             if options[key] < 0:
-                fail(key, "non-negative")
+                raise bad_option(options, key, "non-negative")
         if options["image_size"] < 8 or options["image_size"] % 8:
-            fail("image_size", "a multiple of 8 (three 2x2 poolings)")
+            raise bad_option(options, "image_size", "a multiple of 8 (three 2x2 poolings)")
         unknown = set(options["methods"]) - set(METHODS)
         if unknown or not options["methods"]:
-            fail("methods", f"a non-empty list drawn from {list(METHODS)}")
+            raise bad_option(options, "methods", f"a non-empty list drawn from {list(METHODS)}")
         if not options["d4_widths"] or not all(isinstance(w, int) and w >= 1 for w in options["d4_widths"]):
-            fail("d4_widths", "a list of positive integers")
+            raise bad_option(options, "d4_widths", "a list of positive integers")
         return options
 
     # --- data -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ multiple linear regression of the re-measured on the true parameters: the measur
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

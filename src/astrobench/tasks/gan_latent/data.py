@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from astrobench.tasks.spectra.data import Prepared, SpectraFile, fill_gaps
+from astrobench.tasks.spectra import Prepared, SpectraFile, fill_gaps
 
 ALL_PARAMETERS = ("log_age_yr", "log_metallicity", "dust_av_mag", "log_ssfr_yr")
 LOG_SSFR_FLOOR = -12.0

@@ -157,5 +157,6 @@ def interpret(latents: np.ndarray, factors: np.ndarray, names: list[str], seed: 
         "sap": sap_value,
         "dci_disentanglement": d["disentanglement"], "dci_completeness": d["completeness"],
         "dci_informativeness": d["informativeness"],
-        "correlation_matrix": as_matrix(corr), "mi_matrix": as_matrix(mi), "dci_importance_matrix": as_matrix(d["importance"]),
+        "correlation_matrix": as_matrix(corr), "mi_matrix": as_matrix(mi),
+        "dci_importance_matrix": as_matrix(d["importance"]),
     }

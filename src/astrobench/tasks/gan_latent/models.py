@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from astrobench.core.training import TrainConfig, as_dataset, fit, predict_batches
-from astrobench.tasks.spectra.models import SpectraBatch
+from astrobench.tasks.spectra import SpectraBatch
 
 GANS = ("gan", "cgan", "infogan")
 MODELS = ("gan", "vae", "cgan", "infogan")
@@ -115,7 +115,8 @@ class SpectrumWGAN(L.LightningModule):
         d_params = [p for n, p in self.named_parameters() if n.split(".")[0] in ("critic_body", "critic_head",
                                                                                  "projection")]
         betas = (0.0, 0.9)
-        return [torch.optim.Adam(g_params, lr=self.lr, betas=betas), torch.optim.Adam(d_params, lr=self.lr, betas=betas)]
+        return [torch.optim.Adam(g_params, lr=self.lr, betas=betas),
+                torch.optim.Adam(d_params, lr=self.lr, betas=betas)]
 
     def training_step(self, batch, batch_idx):
         x, sigma, cond = batch
@@ -163,7 +164,7 @@ class GANGenerator:
         return as_dataset((batch.flux - self.mean_) / self.std_, sigma, batch.cond)
 
     def fit(self, train: SpectraBatch, val: SpectraBatch, ckpt_dir: Path, cfg: TrainConfig,
-            resume: bool = False) -> "GANGenerator":
+            resume: bool = False) -> GANGenerator:
         self.mean_ = train.flux.mean(0)
         self.std_ = train.flux.std(0) + 1e-6
         n_batches = len(train) // cfg.batch_size if len(train) > cfg.batch_size else 1

@@ -20,17 +20,36 @@ import numpy as np
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config, write_pickle_atomic
+from astrobench.core.io import (
+    ConfigError,
+    DataFormatError,
+    atomic_path,
+    bad_option,
+    read_run_config,
+    write_pickle_atomic,
+)
 from astrobench.core.task import RunContext, Task
 from astrobench.core.training import load_weights, predict_batches
 from astrobench.tasks.gan_latent import control as C
 from astrobench.tasks.gan_latent.data import LABELS, available_parameters, downsample, parameter_table
 from astrobench.tasks.gan_latent.interpret import interpret
 from astrobench.tasks.gan_latent.models import GANS, MODELS, GANGenerator
-from astrobench.tasks.spectra.data import FRAMES, quality_mask, read_spectra, split_indices
-from astrobench.tasks.spectra.models import ParameterRegressor, SpectraBatch, SpectrumVAE, VAEGenerator, add_noise
-from astrobench.tasks.spectra.simulate import simulate as simulate_spectra
-from astrobench.tasks.spectra.task import MIN_GALAXIES, load_for_run, tilt
+from astrobench.tasks.spectra import (
+    FRAMES,
+    MIN_GALAXIES,
+    ParameterRegressor,
+    SpectraBatch,
+    SpectrumVAE,
+    VAEGenerator,
+    add_noise,
+    load_for_run,
+    prepare,
+    quality_mask,
+    read_spectra,
+    split_indices,
+    tilt,
+)
+from astrobench.tasks.spectra import simulate as simulate_spectra
 
 TARGET = "astrobench target"
 INTERPRETED = ("gan", "infogan", "vae")  # brute force on generated spectra; vae_encoder is added when vae runs
@@ -79,37 +98,34 @@ class GanLatentTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         if options["frame"] not in FRAMES:
-            fail("frame", f"one of {FRAMES}")
+            raise bad_option(options, "frame", f"one of {FRAMES}")
         if options["n_galaxies"] < MIN_GALAXIES:
-            fail("n_galaxies", f"at least {MIN_GALAXIES}")
+            raise bad_option(options, "n_galaxies", f"at least {MIN_GALAXIES}")
         for key in ("gan_epochs", "vae_epochs", "patience", "batch_size", "n_jobs", "downsample", "n_critic"):
             if not isinstance(options[key], int) or options[key] < 1:
-                fail(key, "an integer >= 1")
+                raise bad_option(options, key, "an integer >= 1")
         if not isinstance(options["latent_dim"], int) or options["latent_dim"] < 3:
-            fail("latent_dim", "an integer >= 3")
+            raise bad_option(options, "latent_dim", "an integer >= 3")
         if not isinstance(options["n_interpret"], int) or options["n_interpret"] < 200:
-            fail("n_interpret", "an integer >= 200")
+            raise bad_option(options, "n_interpret", "an integer >= 200")
         if not isinstance(options["n_bins"], int) or options["n_bins"] < 2:
-            fail("n_bins", "an integer >= 2")
+            raise bad_option(options, "n_bins", "an integer >= 2")
         if not options["models"] or set(options["models"]) - set(MODELS):
-            fail("models", f"a non-empty list from {list(MODELS)}")
+            raise bad_option(options, "models", f"a non-empty list from {list(MODELS)}")
         if options["parameters"] is not None and (not isinstance(options["parameters"], list)
                                                   or len(options["parameters"]) < 2):
-            fail("parameters", "None or a list of at least two parameter names")
+            raise bad_option(options, "parameters", "None or a list of at least two parameter names")
         if options["max_galaxies"] is not None and (not isinstance(options["max_galaxies"], int)
                                                     or options["max_galaxies"] < MIN_GALAXIES):
-            fail("max_galaxies", f"None or an integer >= {MIN_GALAXIES}")
+            raise bad_option(options, "max_galaxies", f"None or an integer >= {MIN_GALAXIES}")
         if not 0 < options["min_coverage"] <= 1:
-            fail("min_coverage", "in (0, 1]")
+            raise bad_option(options, "min_coverage", "in (0, 1]")
         for key in ("gan_lr", "info_weight", "beta"):
             if not options[key] > 0:
-                fail(key, "> 0")
+                raise bad_option(options, key, "> 0")
         if options["n_codes"] is not None and (not isinstance(options["n_codes"], int) or options["n_codes"] < 1):
-            fail("n_codes", "None or an integer >= 1")
+            raise bad_option(options, "n_codes", "None or an integer >= 1")
         return options
 
     def simulate(self, out, n, seed=0, format=None, n_jobs: int = 2) -> Path:
@@ -166,7 +182,7 @@ class GanLatentTask(Task):
             conditional = name == "cgan"
 
             def batch(idx):
-                return SpectraBatch(flux[idx], ivar[idx], cond[idx] if conditional else cond[idx, :0])
+                return SpectraBatch(flux[idx], ivar[idx], cond[idx] if conditional else cond[idx, :0])  # noqa: B023
 
             with ctx.timer("fit"):
                 if name == "vae":
@@ -175,7 +191,8 @@ class GanLatentTask(Task):
                               ctx.train_config(max_epochs=opts["vae_epochs"], batch_size=opts["batch_size"]),
                               ctx.resume)
                 else:
-                    model = GANGenerator(name, opts["latent_dim"], n_codes=self._n_codes(opts) if name == "infogan" else 0,
+                    n_codes = self._n_codes(opts) if name == "infogan" else 0
+                    model = GANGenerator(name, opts["latent_dim"], n_codes=n_codes,
                                          n_critic=opts["n_critic"], lr=opts["gan_lr"], info_weight=opts["info_weight"])
                     model.fit(batch(train), batch(val), ctx.checkpoint_dir("model", name),
                               ctx.train_config(max_epochs=opts["gan_epochs"], batch_size=opts["batch_size"]),
@@ -503,8 +520,6 @@ class GanLatentTask(Task):
         rows = np.flatnonzero(quality_mask(sf, label_cuts=False))
         if not len(rows):
             raise DataFormatError(sf.path, "no spectrum has a positive flux in the normalisation window 5300-5800 A")
-        from astrobench.tasks.spectra.data import prepare
-
         spec = downsample(prepare(sf, rows, saved["frame"]), saved["downsample"])
         measured = saved["regressor"].predict(spec.flux)
         vae_path = run_dir / "checkpoints" / "model.vae" / "model.pt"

@@ -12,6 +12,7 @@ Notebook use::
 
 from astrobench.tasks.photoz.data import (
     Catalogue,
+    FeatureTransform,
     feature_matrix,
     hello_universe_rows,
     read_catalogue,
@@ -19,6 +20,7 @@ from astrobench.tasks.photoz.data import (
 )
 from astrobench.tasks.photoz.models import KNNPDF, QuantileGBM, fit_point
 from astrobench.tasks.photoz.simulate import simulate, simulate_catalogue
+from astrobench.tasks.photoz.task import load_for_run
 
-__all__ = ["KNNPDF", "Catalogue", "QuantileGBM", "feature_matrix", "fit_point", "hello_universe_rows",
-           "read_catalogue", "simulate", "simulate_catalogue", "split_indices"]
+__all__ = ["KNNPDF", "Catalogue", "FeatureTransform", "QuantileGBM", "feature_matrix", "fit_point",
+           "hello_universe_rows", "load_for_run", "read_catalogue", "simulate", "simulate_catalogue", "split_indices"]

@@ -111,7 +111,7 @@ class FeatureTransform:
     softenings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, cat: Catalogue, rows: np.ndarray, features: str) -> "FeatureTransform":
+    def fit(cls, cat: Catalogue, rows: np.ndarray, features: str) -> FeatureTransform:
         """``hello_universe``: medians over ``rows`` with the -99s in them (the notebook fits them on the whole cut
         sample); ``colors``: each band's median positive 1-sigma error over ``rows`` (pass the training rows)."""
         if features not in FEATURE_SETS:

@@ -26,7 +26,6 @@ unchanged.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path, cache_dir, config_key
 from astrobench.core.parallel import executor
+from astrobench.physics import flat_lcdm, quiet_bagpipes
 
 SIMULATOR_VERSION = "1"
 
@@ -126,18 +126,6 @@ def filter_paths() -> list[str]:
     return [str(p) for p in paths]
 
 
-def _quiet_bagpipes():
-    """Import bagpipes without its notices about the optional fitting samplers (we only make models)."""
-    import contextlib
-    import io
-
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import bagpipes
-    return bagpipes
-
-
 def draw_template_parameters(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     p = TEMPLATE_PRIORS
     loguniform = lambda lo, hi: np.exp(rng.uniform(np.log(lo), np.log(hi), n))  # noqa: E731
@@ -149,7 +137,8 @@ def draw_template_parameters(n: int, rng: np.random.Generator) -> dict[str, np.n
 TEMPLATES_PER_CHUNK = 50  # bagpipes models per Dask task
 
 
-def rest_frame_templates(params: dict[str, np.ndarray], progress: bool = False, n_jobs: int = 1) -> dict[str, np.ndarray]:
+def rest_frame_templates(params: dict[str, np.ndarray], progress: bool = False,
+                         n_jobs: int = 1) -> dict[str, np.ndarray]:
     """bagpipes luminosity densities at z = 0 for each parameter set, in chunks of TEMPLATES_PER_CHUNK on ``n_jobs``
     Dask workers (``core.parallel.executor``; a template depends on its parameters only).
 
@@ -169,7 +158,7 @@ def rest_frame_templates(params: dict[str, np.ndarray], progress: bool = False, 
 
 def _template_chunk(params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """:func:`rest_frame_templates` of one chunk, in one process: one bagpipes model updated per template."""
-    bagpipes = _quiet_bagpipes()
+    bagpipes = quiet_bagpipes()
     n = len(params["age_gyr"])
 
     def components(i):
@@ -201,7 +190,7 @@ def band_weights(wavelength_aa: np.ndarray, z_grid: np.ndarray = Z_GRID) -> np.n
     with lambda_obs = (1 + z) lambda_rest and f_lambda = L_lambda T_igm / (4 pi D_L^2 (1 + z)) this is
     (1 + z) / (4 pi D_L^2) int L_lambda T_igm T((1 + z) lambda) lambda dlambda / int T c / lambda dlambda.
     """
-    _quiet_bagpipes()
+    quiet_bagpipes()
     from bagpipes.models.igm_model import igm
 
     igm_model = igm(wavelength_aa)
@@ -248,34 +237,6 @@ def template_photometry(n_templates: int, seed: int, progress: bool = False, n_j
     return out
 
 
-class _Distances:
-    """FlatLambdaCDM(H0 = 70, Om0 = 0.3) quantities tabulated on a fine redshift grid and interpolated: the
-    population is drawn in batches of ~10^5 galaxies."""
-
-    def __init__(self):
-        from astropy.cosmology import FlatLambdaCDM
-
-        cosmo = FlatLambdaCDM(H0=70.0, Om0=0.3)
-        self.z = np.linspace(0.0, Z_RANGE[1] + 0.2, 4000)
-        self.volume_mpc3 = cosmo.comoving_volume(self.z).value
-        self.age_gyr = cosmo.age(self.z).value
-        self.d_l_mpc = cosmo.luminosity_distance(self.z).value
-        self.d_a_mpc = cosmo.angular_diameter_distance(self.z).value
-
-    def __call__(self, name: str, z: np.ndarray) -> np.ndarray:
-        return np.interp(z, self.z, getattr(self, name))
-
-
-_DISTANCES: _Distances | None = None
-
-
-def _cosmology() -> _Distances:
-    global _DISTANCES
-    if _DISTANCES is None:
-        _DISTANCES = _Distances()
-    return _DISTANCES
-
-
 def smf_bin(z: np.ndarray) -> np.ndarray:
     """Index of the Tomczak et al. (2014) redshift bin of each z (the first bin below 0.2, the last above 3)."""
     edges = np.array([row[1] for row in TOMCZAK14_SMF[:-1]])
@@ -293,7 +254,7 @@ def draw_population(n: int, templates: dict[str, np.ndarray], rng: np.random.Gen
     """``n`` galaxies of the parent population: (z, log M) from dV/dz x Phi(M, z) (Tomczak et al. 2014 per
     redshift bin), a template with an age uniform in (AGE_FRACTION) x the age of the Universe at z, and the
     template's noiseless catalogue fluxes scaled to the galaxy's mass and distance."""
-    cosmo = _cosmology()
+    cosmo = flat_lcdm()
     m_grid = np.linspace(*LOG_MASS_RANGE, 1401)
     phi = np.array([stellar_mass_function(m_grid, row) for row in TOMCZAK14_SMF])  # (bins, masses)
     density = np.trapezoid(phi, m_grid, axis=1)  # galaxies per Mpc^3 in the mass range, per bin
@@ -364,7 +325,7 @@ def half_light_radius_kpc(log_mass: np.ndarray, z: np.ndarray, quiescent: np.nda
 def observe(pop: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Sizes, exposure counts, footprints and noisy fluxes for the galaxies of ``pop``: catalogue columns."""
     n = len(pop["z"])
-    cosmo = _cosmology()
+    cosmo = flat_lcdm()
     quiescent = pop["log_ssfr_yr"] < -10.0
     r_e_kpc = half_light_radius_kpc(pop["log_mass"], pop["z"], quiescent, rng)
     kpc_per_arcsec = cosmo("d_a_mpc", pop["z"]) * 1e3 * np.pi / (180 * 3600)

@@ -18,7 +18,14 @@ import numpy as np
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config, write_pickle_atomic
+from astrobench.core.io import (
+    ConfigError,
+    DataFormatError,
+    atomic_path,
+    bad_option,
+    read_run_config,
+    write_pickle_atomic,
+)
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.photoz.data import (
     FEATURE_SETS,
@@ -42,22 +49,13 @@ from astrobench.tasks.photoz.simulate import simulate as simulate_photoz
 
 NOTEBOOK = "STScI Hello Universe notebook (3D-HST v4.1, lmass > 9, 70/15/15 split), test MSE"
 TARGET = "astrobench target"
-OUTLIER_DELTA = 0.15
+OUTLIER_DELTA = M.OUTLIER_DELTA
 ENSEMBLE_SIZE = 3  # the ensemble averages this many best point methods (by validation MSE)
 MIN_GALAXIES = 300  # the 70/15/15 split and 3-fold searches (kNN up to 50 neighbours) need a few hundred
 
 
-def delta(z_spec: np.ndarray, z_phot: np.ndarray) -> np.ndarray:
-    """(z_phot - z_spec) / (1 + z_spec)."""
-    return (np.asarray(z_phot) - z_spec) / (1 + z_spec)
-
-
-POINT_METRICS = {
-    "mse": lambda t, p: np.mean((p - t) ** 2),
-    "sigma_nmad": lambda t, p: 1.4826 * np.median(np.abs(delta(t, p) - np.median(delta(t, p)))),
-    "outlier_frac": lambda t, p: np.mean(np.abs(delta(t, p)) > OUTLIER_DELTA),
-    "bias": lambda t, p: np.median(delta(t, p)),
-}
+delta = M.redshift_delta
+POINT_METRICS = M.REDSHIFT_POINT_METRICS
 
 
 def point_metrics(z_spec: np.ndarray, z_phot: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -130,38 +128,36 @@ class PhotozTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         if options["n_galaxies"] < 200:
-            fail("n_galaxies", "at least 200")
+            raise bad_option(options, "n_galaxies", "at least 200")
         if options["n_templates"] < 50:
-            fail("n_templates", "at least 50")
+            raise bad_option(options, "n_templates", "at least 50")
         for key in ("tree_n_iter", "n_iter", "svr_max_rows", "permutation_repeats", "n_jobs"):
             if options[key] < 1:
-                fail(key, ">= 1")
+                raise bad_option(options, key, ">= 1")
         for key in ("tree_cv_folds", "cv_folds"):
             if options[key] < 2:
-                fail(key, ">= 2")
+                raise bad_option(options, key, ">= 2")
         if options["n_iter"] > 20:
-            fail("n_iter", "at most 20 (the issue's search budget: 20 draws x 3 folds)")
+            raise bad_option(options, "n_iter", "at most 20 (the issue's search budget: 20 draws x 3 folds)")
         if options["cv_folds"] > 3:
-            fail("cv_folds", "at most 3 (the issue's search budget: 20 draws x 3 folds)")
+            raise bad_option(options, "cv_folds", "at most 3 (the issue's search budget: 20 draws x 3 folds)")
         if not options["features"] or set(options["features"]) - set(FEATURE_SETS):
-            fail("features", f"a non-empty list from {list(FEATURE_SETS)}")
+            raise bad_option(options, "features", f"a non-empty list from {list(FEATURE_SETS)}")
         if not options["methods"] or set(options["methods"]) - set(POINT_METHODS):
-            fail("methods", f"a non-empty list from {list(POINT_METHODS)}")
+            raise bad_option(options, "methods", f"a non-empty list from {list(POINT_METHODS)}")
         if set(options["pdf_methods"]) - set(PDF_METHODS):
-            fail("pdf_methods", f"a list from {list(PDF_METHODS)}")
+            raise bad_option(options, "pdf_methods", f"a list from {list(PDF_METHODS)}")
         if "quantile_gbm" in options["pdf_methods"] and "gbm" not in options["methods"]:
-            fail("pdf_methods", "without quantile_gbm when gbm is not among the methods (it reuses gbm's tuning)")
+            raise bad_option(options, "pdf_methods",
+                             "without quantile_gbm when gbm is not among the methods (it reuses gbm's tuning)")
         for key in ("pdf_features", "learning_features"):
             if options[key] not in options["features"]:
-                fail(key, f"one of the run's features {options['features']}")
+                raise bad_option(options, key, f"one of the run's features {options['features']}")
         if set(options["learning_methods"]) - set(options["methods"]):
-            fail("learning_methods", f"a subset of methods {options['methods']}")
+            raise bad_option(options, "learning_methods", f"a subset of methods {options['methods']}")
         if not all(isinstance(s, int) and s >= 10 for s in options["learning_sizes"]):
-            fail("learning_sizes", "a list of integers >= 10")
+            raise bad_option(options, "learning_sizes", "a list of integers >= 10")
         return options
 
     def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000, n_jobs: int = 2) -> Path:

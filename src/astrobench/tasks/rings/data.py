@@ -55,7 +55,7 @@ class RingSet:
     def image_size(self) -> int:
         return int(self.images.shape[-1])
 
-    def subset(self, index: np.ndarray) -> "RingSet":
+    def subset(self, index: np.ndarray) -> RingSet:
         return RingSet(
             self.images[index],
             None if self.n_rings is None else self.n_rings[index],
@@ -136,7 +136,8 @@ def _read_n_rings(path: Path) -> np.ndarray:
         try:
             n = int(line.strip())
         except ValueError:
-            raise DataFormatError(path, f"line {lineno}: expected an integer number of rings, got {line.strip()!r}")
+            raise DataFormatError(path, f"line {lineno}: expected an integer number of rings, "
+                                        f"got {line.strip()!r}") from None
         if n < 1:
             raise DataFormatError(path, f"line {lineno}: number of rings must be >= 1, got {n}")
         values.append(n)

@@ -103,7 +103,7 @@ class CircleFit:
             out[i] = cx, cy, np.sqrt(max(c + cx**2 + cy**2, 0.0))
         return out
 
-    def fit(self, images: np.ndarray, params: np.ndarray) -> "CircleFit":
+    def fit(self, images: np.ndarray, params: np.ndarray) -> CircleFit:
         raw = self._raw_fit(images)
         self.offset_ = np.nanmean(params[:, :3] - raw, axis=0)
         self.fallback_ = np.nanmean(params[:, :3], axis=0)  # the answer for an image without lit pixels

@@ -11,7 +11,7 @@ import torch
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_json, write_json_atomic
+from astrobench.core.io import DataFormatError, atomic_path, bad_option, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import (
     ClassificationTask,
@@ -101,32 +101,29 @@ class RingsTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         for key in ("n_classify", "n_classify_n", "n_single"):
             value = options[key]
             if len(value) != 3 or not all(isinstance(v, int) and v >= 1 for v in value):
-                fail(key, "three positive integers [train, val, test]")
+                raise bad_option(options, key, "three positive integers [train, val, test]")
         for key in ("max_epochs", "regress_max_epochs", "gen_max_epochs", "batch_size", "n_c2st", "n_clusters",
                     "n_generate_train", "cvae_latent_dim", "decoder_width", "pca_components", "svm_max_train",
                     "circle_fit_max_train", "dbscan_min_samples"):
             if options[key] < 1:
-                fail(key, "a positive integer")
+                raise bad_option(options, key, "a positive integer")
         for key in ("lr", "svm_c", "dbscan_eps", "cvae_beta"):
             if not options[key] > 0:
-                fail(key, "positive")
+                raise bad_option(options, key, "positive")
         if options["patience"] < 0:
-            fail("patience", ">= 0")
+            raise bad_option(options, "patience", ">= 0")
         if not 16 <= options["image_size"] or options["image_size"] % 4:
-            fail("image_size", "a multiple of 4, at least 16")
+            raise bad_option(options, "image_size", "a multiple of 4, at least 16")
         if not 1 <= options["max_rings"] <= 10:
-            fail("max_rings", "in [1, 10]")
+            raise bad_option(options, "max_rings", "in [1, 10]")
         if not options["widths"] or not all(isinstance(w, int) and w >= 1 for w in options["widths"]):
-            fail("widths", "a list of positive integers")
+            raise bad_option(options, "widths", "a list of positive integers")
         split = options["data_split"]
         if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
-            fail("data_split", "three non-negative fractions summing to 1")
+            raise bad_option(options, "data_split", "three non-negative fractions summing to 1")
         return options
 
     # --- data -------------------------------------------------------------------------------------------
@@ -399,7 +396,8 @@ class RingsTask(Task):
             with ctx.timer("fit"):
                 histories[method] = fit(module, train_ds, val_ds, ctx.checkpoint_dir("generate", method), cfg,
                                         resume=ctx.resume)
-            plots.loss_curves(histories[method].history, f"generate {method}", ctx.figures / f"loss_generate_{method}.png")
+            plots.loss_curves(histories[method].history, f"generate {method}",
+                              ctx.figures / f"loss_generate_{method}.png")
             gen = torch.Generator().manual_seed(ctx.seed)
             with ctx.timer("evaluate"):
                 # Images in the real format are binary (0 or 255): the decoder's grey output is thresholded.
@@ -414,7 +412,8 @@ class RingsTask(Task):
             for method, images in {"real": other.as_float(), **samples}.items():
                 radius = predict_batches(lambda x: regressor.predict_physical(x)[0], images)[:, 2]
                 out[method] = {**c2st["real_vs_real" if method == "real" else method],
-                               **M.with_error("radius_fidelity_rmse", M.rmse, other.params[:, 2], radius, seed=ctx.seed)}
+                               **M.with_error("radius_fidelity_rmse", M.rmse, other.params[:, 2], radius,
+                                              seed=ctx.seed)}
             if c2st["real_vs_degraded"]:
                 out["degraded"] = c2st["real_vs_degraded"]
             for method in generators:
@@ -458,7 +457,7 @@ class RingsTask(Task):
             else:
                 module = load_weights(RegressionTask(ring_regressor(meta["image_size"], meta["widths"]),
                                                      np.zeros(5), np.ones(5)), weights)
-                pred = predict_batches(lambda x: module.predict_physical(x)[0], ring_set.as_float())
+                pred = predict_batches(lambda x: module.predict_physical(x)[0], ring_set.as_float())  # noqa: B023
                 for j, p in enumerate(PARAM_NAMES):
                     columns[f"{experiment}_cnn_{p}"] = pred[:, j]
         with atomic_path(out) as tmp:

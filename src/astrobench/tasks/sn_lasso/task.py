@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, check_memory
+from astrobench.core.io import ConfigError, bad_option, check_memory
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table, prepare_pantheon
 from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, nested_cv_rmse, ols_bootstrap, stability_selection
@@ -65,34 +65,31 @@ class SNLassoTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         if options["n_sne"] < 20:
-            fail("n_sne", "at least 20")
+            raise bad_option(options, "n_sne", "at least 20")
         for key in ("n_folds", "outer_folds", "inner_folds"):
             if options[key] < 2:
-                fail(key, "at least 2")
+                raise bad_option(options, key, "at least 2")
         for key in ("n_truth_seeds", "screen", "max_subset"):
             if options[key] < 1:
-                fail(key, ">= 1")
+                raise bad_option(options, key, ">= 1")
         if options["target"] and options["target"] in options["features"]:
-            fail("features", f"a list without the target {options['target']!r}")
+            raise bad_option(options, "features", f"a list without the target {options['target']!r}")
         if not isinstance(options["missing_values"], list | tuple) or not all(
                 isinstance(v, int | float) for v in options["missing_values"]):
-            fail("missing_values", "a list of numbers such as [-9, -999]")
+            raise bad_option(options, "missing_values", "a list of numbers such as [-9, -999]")
         for key in ("n_boot", "n_boot_eiv", "n_noise"):
             if options[key] < 0:
-                fail(key, ">= 0")
+                raise bad_option(options, key, ">= 0")
         if options["n_subsamples"] < 1:
-            fail("n_subsamples", ">= 1")
+            raise bad_option(options, "n_subsamples", ">= 1")
         # the design matrix with its noise columns, and a few working copies of it (scaling, CV folds)
         check_memory(f"n_sne={options['n_sne']} with n_noise={options['n_noise']}",
                      4 * 8.0 * options["n_sne"] * (options["n_noise"] + 20))
         if not 0 <= options["z_min"] < options["z_max"]:
-            fail("z_max", "above z_min >= 0")
+            raise bad_option(options, "z_max", "above z_min >= 0")
         if not 0.5 < options["stability_threshold"] <= 1:
-            fail("stability_threshold", "in (0.5, 1]")
+            raise bad_option(options, "stability_threshold", "in (0.5, 1]")
         return options
 
     def simulate(self, out, n, seed=0, format=None) -> Path:

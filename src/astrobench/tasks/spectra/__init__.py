@@ -9,9 +9,21 @@ Notebook use::
     stats = spectra.summary_statistics(prep.wavelength_aa, prep.flux, prep.ivar)
 """
 
-from astrobench.tasks.spectra.data import prepare, quality_mask, read_spectra, split_indices
+from astrobench.tasks.spectra.data import (
+    FRAMES,
+    Prepared,
+    SpectraFile,
+    fill_gaps,
+    prepare,
+    quality_mask,
+    read_spectra,
+    split_indices,
+)
 from astrobench.tasks.spectra.measure import summary_statistics
+from astrobench.tasks.spectra.models import ParameterRegressor, SpectraBatch, SpectrumVAE, VAEGenerator, add_noise
 from astrobench.tasks.spectra.simulate import simulate, simulate_spectra
+from astrobench.tasks.spectra.task import MIN_GALAXIES, load_for_run, tilt
 
-__all__ = ["prepare", "quality_mask", "read_spectra", "simulate", "simulate_spectra", "split_indices",
-           "summary_statistics"]
+__all__ = ["FRAMES", "MIN_GALAXIES", "ParameterRegressor", "Prepared", "SpectraBatch", "SpectraFile", "SpectrumVAE",
+           "VAEGenerator", "add_noise", "fill_gaps", "load_for_run", "prepare", "quality_mask", "read_spectra",
+           "simulate", "simulate_spectra", "split_indices", "summary_statistics", "tilt"]

@@ -3,8 +3,9 @@
 Real format: ``sdss_galaxy_spec.hdf5``, group ``raw`` with ``z`` (n,), ``age`` (n,) in years, ``metallicity`` (n,)
 in the file's units, ``smass`` (n,) in Msun, ``wavelength`` (n_wave,) in A (observed frame, one grid for all),
 ``spec`` and ``specerr`` (n, n_wave) in 1e-17 erg/s/cm^2/A (wavelengths in vacuum as SDSS gives them, converted to air
-on reading, unless the dataset's ``units`` attribute says air, as the simulator's does); optional ``plateid``, ``fiberid``, ``mjd``, ``ra``,
-``dec``, ``zerr`` and (simulated files) ``dust_av_mag``, ``sfr_msun_yr``, ``veldisp_kms``, ``tau_gyr``.
+on reading, unless the dataset's ``units`` attribute says air, as the simulator's does); optional ``plateid``,
+``fiberid``, ``mjd``, ``ra``, ``dec``, ``zerr`` and (simulated files) ``dust_av_mag``, ``sfr_msun_yr``,
+``veldisp_kms``, ``tau_gyr``.
 
 Preparation for the models (:func:`prepare`): bad pixels (specerr <= 0 or anything non-finite) get zero inverse
 variance; each spectrum is rebinned, inverse-variance weighted, onto a common log-spaced grid, in the rest frame
@@ -170,14 +171,15 @@ class Prepared:
         """Fraction of grid bins with data, per spectrum."""
         return (self.ivar > 0).mean(1)
 
-    def subset(self, keep: np.ndarray) -> "Prepared":
+    def subset(self, keep: np.ndarray) -> Prepared:
         return Prepared(self.wavelength_aa, self.flux[keep], self.ivar[keep], self.norm[keep], self.rows[keep],
                         self.frame)
 
 
 def rebin(wave_src: np.ndarray, flux: np.ndarray, ivar: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-variance weighted mean of the source pixels falling in each bin of ``grid`` (bin edges halfway in
-    log wavelength); by hand because spectres, say, neither weights by inverse variance nor skips masked pixels. ``wave_src`` (n, n_src) per spectrum; returns flux and ivar (n, n_grid), ivar the sum."""
+    log wavelength); by hand because spectres, say, neither weights by inverse variance nor skips masked pixels.
+    ``wave_src`` (n, n_src) per spectrum; returns flux and ivar (n, n_grid), ivar the sum."""
     log_grid = np.log10(grid)
     step = log_grid[1] - log_grid[0]
     idx = np.floor((np.log10(wave_src) - (log_grid[0] - step / 2)) / step).astype(np.int64)

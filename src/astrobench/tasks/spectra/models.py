@@ -54,7 +54,7 @@ class PCABasis:
     def __init__(self, n_components: int, seed: int = 0):
         self.n_components, self.seed = n_components, seed
 
-    def fit(self, flux: np.ndarray) -> "PCABasis":
+    def fit(self, flux: np.ndarray) -> PCABasis:
         from sklearn.decomposition import PCA
 
         self.pca_ = PCA(self.n_components, svd_solver="randomized", random_state=self.seed).fit(flux)
@@ -91,7 +91,7 @@ class PCAGauss:
     def __init__(self, basis: PCABasis, k: int):
         self.basis, self.k = basis, k
 
-    def fit(self, train: SpectraBatch, val: SpectraBatch | None = None, **_) -> "PCAGauss":
+    def fit(self, train: SpectraBatch, val: SpectraBatch | None = None, **_) -> PCAGauss:
         a = self.basis.transform(train.flux, self.k)
         design = _condition_design(train.cond)
         self.coef_, *_ = np.linalg.lstsq(design, a, rcond=None)
@@ -203,7 +203,7 @@ class VAEGenerator:
         self.name, self.latent_dim, self.beta, self.lr = name, latent_dim, beta, lr
 
     def fit(self, train: SpectraBatch, val: SpectraBatch, ckpt_dir: Path, cfg: TrainConfig, resume=False,
-            vae: "VAEGenerator | None" = None, flow_cfg: TrainConfig | None = None):
+            vae: VAEGenerator | None = None, flow_cfg: TrainConfig | None = None):
         if vae is not None:  # vae_flow reuses the trained vae
             self.module_, self.history_ = vae.module_, {}  # its loss curve is the vae's
         else:
@@ -248,7 +248,7 @@ class ParameterRegressor:
     def __init__(self, seed: int = 0, n_components: int = 64):
         self.seed, self.n_components = seed, n_components
 
-    def fit(self, flux: np.ndarray, targets: np.ndarray) -> "ParameterRegressor":
+    def fit(self, flux: np.ndarray, targets: np.ndarray) -> ParameterRegressor:
         import warnings
 
         from sklearn.decomposition import PCA
@@ -259,7 +259,8 @@ class ParameterRegressor:
         self.mean_, self.std_ = targets.mean(0), targets.std(0) + 1e-12
         self.model_ = make_pipeline(
             PCA(self.n_components, whiten=True, random_state=self.seed),
-            MLPRegressor(hidden_layer_sizes=(256, 128), alpha=1e-2, early_stopping=True, max_iter=500, random_state=self.seed))
+            MLPRegressor(hidden_layer_sizes=(256, 128), alpha=1e-2, early_stopping=True, max_iter=500,
+                         random_state=self.seed))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model_.fit(flux, (targets - self.mean_) / self.std_)

@@ -28,7 +28,7 @@ import numpy as np
 
 from astrobench.core.io import ConfigError, atomic_path
 from astrobench.core.parallel import executor
-from astrobench.tasks.photoz.simulate import _cosmology, _quiet_bagpipes
+from astrobench.physics import flat_lcdm, quiet_bagpipes
 
 SIMULATOR_VERSION = "2"  # 2: wavelengths labelled air (they are), tabulated age of the Universe
 FILENAME = "sdss_galaxy_spec.hdf5"
@@ -85,10 +85,11 @@ def draw_population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     z = z[:n]
     log_mass = np.clip(p["log_mass_at_z01"] + p["log_mass_dz_slope"] * (z - 0.1) + rng.normal(0, p["log_mass_scatter"],
                        n), *p["log_mass_range"])
-    quiescent = rng.uniform(0, 1, n) < 1 / (1 + np.exp(-(log_mass - p["quiescent_mass_mid"]) / p["quiescent_mass_width"]))
+    quiescent_fraction = 1 / (1 + np.exp(-(log_mass - p["quiescent_mass_mid"]) / p["quiescent_mass_width"]))
+    quiescent = rng.uniform(0, 1, n) < quiescent_fraction
     loguniform = lambda lo, hi: np.exp(rng.uniform(np.log(lo), np.log(hi), n))  # noqa: E731
     tau = np.where(quiescent, loguniform(*p["tau_quiescent_gyr"]), loguniform(*p["tau_starforming_gyr"]))
-    t_universe = _cosmology()("age_gyr", z)  # FlatLambdaCDM(70, 0.3), tabulated: astropy integrates per redshift
+    t_universe = flat_lcdm()("age_gyr", z)  # FlatLambdaCDM(70, 0.3), tabulated: astropy integrates per redshift
     frac_q, frac_sf = p["age_fraction_quiescent"], p["age_fraction_starforming"]
     age_frac = np.where(quiescent, rng.uniform(*frac_q, n), rng.uniform(*frac_sf, n))
     log_z = p["log_z_at_105"] + p["log_z_slope"] * (log_mass - 10.5) + rng.normal(0, p["log_z_scatter"], n)
@@ -123,7 +124,7 @@ def _model(components: dict):
     """This process's bagpipes model, built on first use from ``components``."""
     global _MODEL
     if _MODEL is None:
-        bagpipes = _quiet_bagpipes()
+        bagpipes = quiet_bagpipes()
         bagpipes.config.R_spec = BAGPIPES_R_SPEC
         _MODEL = bagpipes.model_galaxy(components, spec_wavs=sdss_wavelength_grid())
     return _MODEL
@@ -209,7 +210,8 @@ def simulate_spectra(n: int = 10000, seed: int = 0, n_jobs: int = 2, progress: b
 
 
 UNITS = {"z": "redshift", "age": "yr (mass-weighted)", "metallicity": "Z/Zsun", "smass": "Msun (living stellar mass)",
-         "wavelength": "Angstrom (observed frame, air: bagpipes' and Cloudy's line wavelengths)", "spec": "1e-17 erg/s/cm^2/Angstrom",
+         "wavelength": "Angstrom (observed frame, air: bagpipes' and Cloudy's line wavelengths)",
+         "spec": "1e-17 erg/s/cm^2/Angstrom",
          "specerr": "1e-17 erg/s/cm^2/Angstrom (0 = bad pixel)", "dust_av_mag": "mag (Calzetti A_V)",
          "sfr_msun_yr": "Msun/yr (last 100 Myr)", "veldisp_kms": "km/s (stellar + instrumental)",
          "tau_gyr": "Gyr (delayed-tau timescale)"}

@@ -19,7 +19,14 @@ import numpy as np
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, read_run_config, write_pickle_atomic
+from astrobench.core.io import (
+    ConfigError,
+    DataFormatError,
+    atomic_path,
+    bad_option,
+    read_run_config,
+    write_pickle_atomic,
+)
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.spectra import measure
 from astrobench.tasks.spectra.data import FRAMES, Prepared, prepare, quality_mask, read_spectra, split_indices
@@ -38,7 +45,8 @@ from astrobench.tasks.spectra.simulate import FILENAME, SIMULATOR_VERSION, physi
 from astrobench.tasks.spectra.simulate import simulate as simulate_spectra
 
 TARGET = "astrobench target"
-PORTILLO = "Portillo et al. 2020 (AJ 160, 45): a 6-latent InfoVAE reconstructs SDSS spectra better than 6 PCA components"
+PORTILLO = ("Portillo et al. 2020 (AJ 160, 45): a 6-latent InfoVAE reconstructs SDSS spectra better than 6 PCA "
+            "components")
 CONDITIONS = ("z", "log_metallicity", "log_age_yr", "log_smass_msun")
 MEASURED = ("z", "metallicity", "age")  # re-measured by the regressor (log10 for metallicity and age)
 MIN_GALAXIES = 200  # after cuts: the test split's halves must hold the C2ST's minimum pool (20) each
@@ -91,7 +99,8 @@ def load_for_run(ctx: RunContext):
                            "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
             why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
             raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
-                                           f"least {MIN_GALAXIES} are needed ({why or 'the others lack a positive flux in 5300-5800 A'})")
+                                           f"least {MIN_GALAXIES} are needed "
+                                           f"({why or 'the others lack a positive flux in 5300-5800 A'})")
         prep = prepare(sf, keep, opts["frame"])
         prep = prep.subset(prep.coverage >= opts["min_coverage"])
         if len(prep) < MIN_GALAXIES:
@@ -140,26 +149,24 @@ class SpectraTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         if options["frame"] not in FRAMES:
-            fail("frame", f"one of {FRAMES}")
+            raise bad_option(options, "frame", f"one of {FRAMES}")
         if options["n_galaxies"] < MIN_GALAXIES:
-            fail("n_galaxies", f"at least {MIN_GALAXIES}")
+            raise bad_option(options, "n_galaxies", f"at least {MIN_GALAXIES}")
         for key in ("vae_epochs", "flow_epochs", "patience", "latent_dim", "batch_size", "n_jobs"):
             if not isinstance(options[key], int) or options[key] < 1:
-                fail(key, "an integer >= 1")
+                raise bad_option(options, key, "an integer >= 1")
         if not 1 <= options["n_components"] <= options["pca_max_components"]:
-            fail("n_components", f"between 1 and pca_max_components ({options['pca_max_components']})")
+            raise bad_option(options, "n_components",
+                             f"between 1 and pca_max_components ({options['pca_max_components']})")
         if options["max_galaxies"] is not None and (not isinstance(options["max_galaxies"], int)
                                                     or options["max_galaxies"] < MIN_GALAXIES):
-            fail("max_galaxies", f"None or an integer >= {MIN_GALAXIES}")
+            raise bad_option(options, "max_galaxies", f"None or an integer >= {MIN_GALAXIES}")
         if not 0 < options["min_coverage"] <= 1:
-            fail("min_coverage", "in (0, 1]")
+            raise bad_option(options, "min_coverage", "in (0, 1]")
         for key in ("generate_methods", "conditional_methods"):
             if set(options[key]) - set(GENERATORS):
-                fail(key, f"a list from {list(GENERATORS)}")
+                raise bad_option(options, key, f"a list from {list(GENERATORS)}")
         return options
 
     def simulate(self, out, n, seed=0, format=None, n_jobs: int = 2) -> Path:
@@ -219,8 +226,11 @@ class SpectraTask(Task):
                     results["reconstruct"]["vae"] = self._chi2(prep, test, model.reconstruct(batch(test, False)))
                 with ctx.timer("evaluate"):
                     rng = np.random.default_rng([ctx.seed, 17])
-                    draw = lambda idx, seed: add_noise(  # noqa: E731 - for idx's conditions, with idx's noise
-                        model.sample(len(idx), cond[idx] if conditional else cond[idx, :0], seed), prep.ivar[idx], rng)
+
+                    def draw(idx, seed, model=model, conditional=conditional, rng=rng):  # idx's conditions and noise
+                        c = cond[idx] if conditional else cond[idx, :0]
+                        return add_noise(model.sample(len(idx), c, seed), prep.ivar[idx], rng)
+
                     samples[experiment][method] = {"test": draw(other, ctx.seed), "val": draw(val_other, ctx.seed + 1)}
                 ctx.log(f"{experiment:11s} {method:9s} fitted and sampled")
 
@@ -395,7 +405,8 @@ class SpectraTask(Task):
             for ax, i in zip(np.atleast_1d(axes), picks):
                 ax.plot(wave, prep.flux[other][i], color="k", lw=0.6, label="real")
                 for j, (method, s) in enumerate(cond_gen.items()):
-                    ax.plot(wave, s["test"][i] + 0.6 * (j + 1), lw=0.6, color=f"C{j}", label=f"{method} (+{0.6 * (j + 1):.1f})")
+                    ax.plot(wave, s["test"][i] + 0.6 * (j + 1), lw=0.6, color=f"C{j}",
+                            label=f"{method} (+{0.6 * (j + 1):.1f})")
                 z, lz, la, lm = cond_raw[other][i]
                 ax.set_title(f"z {z:.3f}, Z {10**lz:.2f} Zsun, age {10**la / 1e9:.1f} Gyr, M* 10^{lm:.1f} Msun",
                              fontsize=8)

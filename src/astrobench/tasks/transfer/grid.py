@@ -13,35 +13,20 @@ Strategies (``STRATEGIES``):
   question).
 
 Trained strategies are trained to convergence by :func:`astrobench.core.training.fit_small` (the transfer task
-calls it; it holds out part of each cell's examples and stops on their validation loss). ``train_steps`` below is a
-fixed number of optimiser steps: the allsky task's few-shot adaptation on ten real frames uses it, where no
-validation split can be spared.
+calls it; it holds out part of each cell's examples and stops on their validation loss).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from astrobench.core.training import param_groups, small_data_loss
-
 STRATEGIES = ("scratch", "linear_probe", "finetune", "finetune_discriminative", "frozen_knn")
 TRAINED = ("scratch", "finetune", "finetune_discriminative")
 FEATURE_BASED = ("linear_probe", "frozen_knn")
-
-
-@dataclass
-class StepConfig:
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr_factor: float = 0.1
-    weight_decay: float = 1e-4
 
 
 class Predictor(nn.Module):
@@ -55,50 +40,24 @@ class Predictor(nn.Module):
         return self.head(self.backbone(x))
 
 
-def train_steps(model: nn.Module, x: np.ndarray, y: np.ndarray, kind: str, cfg: StepConfig, seed: int,
-                backbone_lr_factor: float = 1.0, augment: Callable | None = None, loss: Callable | None = None,
-                augment_pair: Callable | None = None, freeze_norm: bool = False) -> nn.Module:
-    """``cfg.steps`` AdamW steps on minibatches drawn with replacement-free reshuffles of (x, y); returns the model in
-    eval mode. ``backbone_lr_factor`` scales the backbone's learning rate (1: plain fine-tuning) of a model with a
-    ``backbone`` and a ``head``; any other model trains all its parameters at ``cfg.lr``. ``loss(out, y)`` replaces
-    the kind's loss; ``augment(x)`` or ``augment_pair(x, y)`` transform each batch; ``freeze_norm`` keeps batch-norm
-    statistics as they are (a few-shot set is too small to re-estimate them)."""
-    torch.manual_seed(seed)
-    gen = np.random.default_rng([seed, 43])
-    opt = torch.optim.AdamW(param_groups(model, cfg.lr, backbone_lr_factor), weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
-    loss = loss or small_data_loss(kind)
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor(y, dtype=torch.float32)
-    batch = min(cfg.batch_size, len(x))
-    order = np.empty(0, dtype=np.int64)
-    model.train()
-    if freeze_norm:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-    for _ in range(cfg.steps):
-        if len(order) < batch:
-            order = np.r_[order, gen.permutation(len(x))]
-        idx, order = order[:batch], order[batch:]
-        xb, yb = xt[idx], yt[idx]
-        if augment is not None:
-            xb = augment(xb)
-        if augment_pair is not None:
-            xb, yb = augment_pair(xb, yb)
-        opt.zero_grad()
-        value = loss(model(xb), yb)
-        value.backward()
-        opt.step()
-        sched.step()
-    return model.eval()
-
-
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     model.eval()
     return np.concatenate([model(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32)).numpy()
                            for i in range(0, len(x), batch_size)])
+
+
+def _logistic_cv_defaults() -> dict:
+    """LogisticRegressionCV's defaults spelled out where scikit-learn 1.9 warns that they change in 1.10 / 1.11:
+    accuracy scoring and a pure L2 penalty, as before; the fitted attributes in their new form (we use none)."""
+    import inspect
+
+    from sklearn.linear_model import LogisticRegressionCV
+
+    kwargs: dict = {"scoring": "accuracy"}
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters:  # scikit-learn >= 1.9
+        kwargs.update(use_legacy_attributes=False, l1_ratios=(0.0,))  # l1_ratios=(0,): plain L2, as before
+    return kwargs
 
 
 def feature_model(kind: str, n: int, seed: int, strategy: str, groups: np.ndarray | None = None):
@@ -123,7 +82,7 @@ def feature_model(kind: str, n: int, seed: int, strategy: str, groups: np.ndarra
     else:
         cv = None  # efficient leave-one-out
     if kind == "classification":
-        est = LogisticRegressionCV(Cs=8, cv=cv, max_iter=2000, random_state=seed)
+        est = LogisticRegressionCV(Cs=8, cv=cv, max_iter=2000, random_state=seed, **_logistic_cv_defaults())
     else:
         est = RidgeCV(alphas=np.logspace(-3, 3, 13), cv=cv)
     return make_pipeline(StandardScaler(), est)

@@ -23,13 +23,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
-import torch
 from torch import nn
 
+from astrobench.core.nets import MobileNetBackbone
 from astrobench.core.task import RunContext
 
 TARGETS = ("photoz", "allsky", "camels")
@@ -88,13 +88,13 @@ def metrics(kind: str, y_true: np.ndarray, output: np.ndarray) -> dict[str, floa
     """Test metrics of one cell; ``output`` holds logits/probabilities (classification) or predictions
     (regression, physical units). The first key is the primary metric (lower is better)."""
     from astrobench.core import metrics as M
-    from astrobench.tasks.photoz.task import POINT_METRICS
 
     if kind == "classification":
         accuracy = M.accuracy(y_true, output.argmax(1))
         return {"error_rate": 1 - accuracy, "accuracy": accuracy}
-    return {"sigma_nmad": float(POINT_METRICS["sigma_nmad"](y_true, output)),
-            "outlier_fraction": float(POINT_METRICS["outlier_frac"](y_true, output)), "rmse": M.rmse(y_true, output)}
+    z = M.REDSHIFT_POINT_METRICS
+    return {"sigma_nmad": float(z["sigma_nmad"](y_true, output)),
+            "outlier_fraction": float(z["outlier_frac"](y_true, output)), "rmse": M.rmse(y_true, output)}
 
 
 PRIMARY = {"classification": "error_rate", "regression": "sigma_nmad"}
@@ -108,8 +108,7 @@ class MLPBackbone(nn.Sequential):
 
 
 def photoz_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
-    from astrobench.tasks.photoz.data import FeatureTransform, hello_universe_rows
-    from astrobench.tasks.photoz.task import load_for_run
+    from astrobench.tasks.photoz import FeatureTransform, hello_universe_rows, load_for_run
 
     opts = ctx.options
     cat = load_for_run(ctx)
@@ -147,27 +146,12 @@ def photoz_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
 
 # --- allsky -----------------------------------------------------------------------------------------------------
 
-class MobileNetBackbone(nn.Module):
-    """MobileNetV2 features (ImageNet-normalised 3-channel input) + global average pooling -> 1,280 features."""
-
-    def __init__(self, weights=None):
-        super().__init__()
-        from torchvision.models import mobilenet_v2
-
-        from astrobench.tasks.allsky.models import IMAGENET_MEAN, IMAGENET_STD
-
-        net = mobilenet_v2(weights=None)
-        if weights is not None:
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.features = net.features
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def forward(self, x):
-        return self.features((x - self.mean) / self.std).mean((2, 3))
-
-
 TARGET_CAMERA_SHAPE = (320, 320)
+
+
+def mobilenet_backbone() -> tuple[nn.Module, int]:
+    """A MobileNetV2 backbone with random weights (the pre-trained ones are loaded per strategy) and its width."""
+    return MobileNetBackbone(), MobileNetBackbone.feature_dim
 
 
 def small_cnn(n_outputs: int, image_size: int) -> nn.Module:
@@ -181,7 +165,7 @@ def small_cnn(n_outputs: int, image_size: int) -> nn.Module:
 
 def allsky_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
     from astrobench.core.training import random_d4
-    from astrobench.tasks.allsky.task import simulated_frames
+    from astrobench.tasks.allsky import simulated_frames
 
     opts = ctx.options
     source = simulated_frames(ctx, opts["n_source_frames"], ctx.seed, camera="fixed")
@@ -194,7 +178,7 @@ def allsky_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
     n_classes, size = len(target.class_names), int(target.images.shape[-1])
     return TargetData("allsky", "classification", target.images[pool], target.labels[pool], target.images[test],
                       target.labels[test], source.images, source.labels, n_classes,
-                      ("imagenet", "in_domain"), lambda: (MobileNetBackbone(), 1280), random_d4, info,
+                      ("imagenet", "in_domain"), mobilenet_backbone, random_d4, info,
                       pool_ids=pool, test_ids=test, make_small=lambda: small_cnn(n_classes, size),
                       small_name="allsky CNN")
 
@@ -212,7 +196,7 @@ def camels_metrics(y_true: np.ndarray, output: np.ndarray) -> dict[str, float]:
 def camels_cnn(map_size: int) -> nn.Module:
     """The camels task's CMD network (3 input channels, hidden 4) with one output (Omega_m) instead of a mean and
     a log-sigma per parameter: trained with the same loss as every other transfer cell."""
-    from astrobench.tasks.camels.models import cmd_cnn
+    from astrobench.tasks.camels import cmd_cnn
 
     net = cmd_cnn(3, map_size, hidden=4, n_params=1)
     net[-1] = nn.Linear(net[-1].in_features, 1)
@@ -253,6 +237,6 @@ def camels_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
             "folder": str(folder)}
     return TargetData("camels", "regression", x_target[pool_rows], y_target[pool_rows], x_target[test_rows],
                       y_target[test_rows], inputs(source_maps), omega_m(suites["simba"]), 1,
-                      ("imagenet", "in_domain"), lambda: (MobileNetBackbone(), 1280), random_d4, info,
+                      ("imagenet", "in_domain"), mobilenet_backbone, random_d4, info,
                       pool_ids=pool, test_ids=test, make_small=lambda: camels_cnn(size), small_name="CMD CNN",
                       primary="rel_err", score=camels_metrics, group_size=k, unit=f"simulations ({k} maps each)")

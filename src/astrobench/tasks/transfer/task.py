@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, read_json, write_json_atomic
+from astrobench.core.io import ConfigError, bad_option, read_json, write_json_atomic
 from astrobench.core.task import RunContext, Task
 from astrobench.core.training import SmallDataConfig, fit_small, validation_split
 from astrobench.tasks.transfer import grid as G
@@ -40,7 +40,8 @@ from astrobench.tasks.transfer.targets import (
 SOURCES = ("imagenet", "in_domain")
 REFERENCE_N = 128  # data_efficiency compares at this target size (the issue's choice)
 SMALL_N = 128  # sizes up to this one get n_seeds_small seeds
-MCCABE = "McCabe et al. 2023 (arXiv:2310.02994), Fig. 5: pre-trained models reach from-scratch error with far fewer samples"
+MCCABE = ("McCabe et al. 2023 (arXiv:2310.02994), Fig. 5: pre-trained models reach from-scratch error with far fewer "
+          "samples")
 SCRATCH = ("scratch", "scratch_small")
 NOT_SOURCES = ("budget", "grid")  # the per-target entries beside the sources
 
@@ -105,15 +106,13 @@ class TransferTask(Task):
         }
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        def fail(key, expected):
-            raise ConfigError(f"option {key} must be {expected}, got {options[key]!r}")
-
         for key in ("sizes", "image_sizes", "camels_sizes"):
             sizes = options[key]
             if key == "image_sizes" and sizes is None:
                 continue
             if not isinstance(sizes, list) or not sizes or not all(isinstance(s, int) and s >= 16 for s in sizes):
-                fail(key, "a non-empty list of integers >= 16 (8 validation + 8 training examples at least)")
+                raise bad_option(options, key,
+                                 "a non-empty list of integers >= 16 (8 validation + 8 training examples at least)")
         sizes = options["sizes"] + (options["image_sizes"] or []) + options["camels_sizes"]
         for key in ("n_seeds", "n_seeds_small", "max_steps", "image_max_steps", "min_steps", "image_min_steps",
                     "source_steps", "image_source_steps", "batch_size", "n_test_photoz", "n_test_allsky",
@@ -121,13 +120,13 @@ class TransferTask(Task):
                     "image_max_epochs", "pool_factor", "max_pool", "n_bootstrap", "camels_n_test",
                     "camels_maps_per_sim"):
             if not isinstance(options[key], int) or isinstance(options[key], bool) or options[key] < 1:
-                fail(key, "an integer >= 1")
+                raise bad_option(options, key, "an integer >= 1")
         if options["camels_map_size"] not in (16, 32, 64, 128, 256):
-            fail("camels_map_size", "a power of two from 16 to 256")
+            raise bad_option(options, "camels_map_size", "a power of two from 16 to 256")
         if options["camels_maps_per_sim"] > 15:
-            fail("camels_maps_per_sim", "at most 15 (the maps of one simulation)")
+            raise bad_option(options, "camels_maps_per_sim", "at most 15 (the maps of one simulation)")
         if not 0 < options["val_fraction"] < 0.5:
-            fail("val_fraction", "a fraction in (0, 0.5)")
+            raise bad_option(options, "val_fraction", "a fraction in (0, 0.5)")
         if options["pool_factor"] * max(sizes) > options["max_pool"]:
             raise ConfigError(f"option sizes: the largest size {max(sizes)} needs a pool of {options['pool_factor']} "
                               f"x {max(sizes)} = {options['pool_factor'] * max(sizes)} examples, more than max_pool "
@@ -137,12 +136,12 @@ class TransferTask(Task):
             if key == "image_strategies" and options[key] is None:
                 continue
             if not options[key] or set(options[key]) - set(allowed):
-                fail(key, f"a non-empty list from {list(allowed)}")
+                raise bad_option(options, key, f"a non-empty list from {list(allowed)}")
         if not target_grid(options, "allsky")[1]:
             raise ConfigError(f"option image_strategies: none of {options['image_strategies']} is in strategies "
                               f"{options['strategies']}; the image target would train nothing")
         if options["in_domain_checkpoint"] is not None and not isinstance(options["in_domain_checkpoint"], dict):
-            fail("in_domain_checkpoint", "None or a dict {target: path}")
+            raise bad_option(options, "in_domain_checkpoint", "None or a dict {target: path}")
         return options
 
     def simulate(self, out, n, seed=0, format=None, **options) -> Path:
@@ -196,8 +195,7 @@ class TransferTask(Task):
     def _pretrained(self, ctx: RunContext, data: TargetData, source: str) -> dict[str, torch.Tensor]:
         """The backbone weights of a source: ImageNet from its local file, or in-domain pre-training (saved under
         checkpoints/, and loaded from ``in_domain_checkpoint`` when given)."""
-        from astrobench.tasks.allsky.models import imagenet_weights_path
-        from astrobench.tasks.transfer.targets import MobileNetBackbone
+        from astrobench.core.nets import MobileNetBackbone, imagenet_weights_path
 
         opts = ctx.options
         if source == "imagenet":
@@ -521,7 +519,8 @@ def efficiency(scratch: dict[str, dict[int, np.ndarray]], finetune: dict[int, np
     ``scratch``: {model: {n: per-seed primary metric}} (lower is better); ``finetune``: {n: per-seed values}.
 
     - ``data_efficiency``: n* / reference, where n* is the size at which the better scratch curve reaches
-      finetune's value at ``reference`` (default REFERENCE_N; :func:`crossing`); ``data_efficiency_bound`` says "inside" the grid,
+      finetune's value at ``reference`` (default REFERENCE_N; :func:`crossing`); ``data_efficiency_bound`` says
+      "inside" the grid,
       "at_or_below" (scratch is already as good at the smallest size: the value is an upper bound) or "above"
       (never on the grid: NaN, ``data_efficiency_at_least`` = largest size / reference).
     - ``crossover_n``: the size at which finetune's gain over the better scratch model reaches zero (same rules;
