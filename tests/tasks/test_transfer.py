@@ -290,3 +290,17 @@ def test_feature_model_cross_validates_by_whole_groups():
     for fit_rows, held_rows in folds:
         assert not set(groups[fit_rows]) & set(groups[held_rows])
     assert G.feature_model("regression", 40, 0, "linear_probe")[-1].cv is None
+
+
+def test_frozen_features_suffice_only_within_finetunings_own_scatter():
+    """A frozen method passes where it is better than fine-tuning or within fine-tuning's seed scatter; a worse mean
+    with a large scatter of its own does not."""
+    def curve(values, errs):
+        return {f"n_{n}": {"e": v, "e_err": s} for n, v, s in zip((16, 32), values, errs)}
+
+    entry = {"finetune": curve([0.20, 0.10], [0.02, 0.01]), "linear_probe": curve([0.21, 0.40], [0.01, 0.35]),
+             "frozen_knn": curve([0.50, 0.50], [0.01, 0.01])}
+    words = T._features_words(entry, [16, 32], "e")
+    assert "n = 16: linear_probe 0.210" in words and "n = 32" not in words
+    entry["linear_probe"] = curve([0.30, 0.40], [0.3, 0.3])
+    assert T._features_words(entry, [16, 32], "e").startswith("fine-tuning beats both")
