@@ -63,3 +63,14 @@ def test_written_files_and_cache_folders_follow_the_umask(tmp_path, monkeypatch,
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o666 & ~umask
     assert stat.S_IMODE(target.parent.stat().st_mode) == 0o777 & ~umask
+
+
+def test_write_predictions_keeps_integers_and_strings_and_formats_numbers(tmp_path):
+    from astrobench.core.io import write_predictions
+
+    out = write_predictions({"id": np.array([7, 123456]), "field": ["UDS", "COSMOS"], "z": np.array([0.123456, 2.0]),
+                             "p": [0.5, 1 / 3]}, tmp_path / "p.csv", {"p": ".2f"})
+    assert out.read_text().splitlines() == ["id,field,z,p", "7,UDS,0.12346,0.50", "123456,COSMOS,2,0.33"]
+    with pytest.raises(ValueError, match="different lengths"):
+        write_predictions({"a": [1, 2], "b": [1]}, tmp_path / "q.csv")
+    assert not (tmp_path / "q.csv").exists()

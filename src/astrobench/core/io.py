@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_predictions(columns: Mapping[str, Sequence | np.ndarray], out: str | os.PathLike,
+                      formats: str | Mapping[str, str] = ".5g") -> Path:
+    """Write a predictions table: a CSV file with one column per key of ``columns`` (all of one length), in order.
+
+    Integers (Python or numpy) and strings are written as they are; other numbers with the format spec ``formats``
+    (one for every column, or per column name, default ``.5g``; a column missing from the mapping gets ``.5g``).
+    The file appears at ``out`` only when complete; returns ``out``."""
+    import csv
+
+    names = list(columns)
+    lengths = {name: len(columns[name]) for name in names}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"write_predictions: columns of different lengths {lengths}")
+    spec = {name: formats if isinstance(formats, str) else formats.get(name, ".5g") for name in names}
+
+    def cell(name: str, value: Any) -> Any:
+        if isinstance(value, (str, bool, np.bool_)):
+            return value
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        return format(value, spec[name])
+
+    out = Path(out)
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        for row in zip(*(columns[name] for name in names)):
+            writer.writerow([cell(name, v) for name, v in zip(names, row)])
+    return out
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

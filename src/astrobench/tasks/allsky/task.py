@@ -8,7 +8,6 @@ model selection, with per-frame predictions. ``results.summary``: the method wit
 
 from __future__ import annotations
 
-import csv
 import pickle
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,13 @@ from astrobench.core import plots
 from astrobench.core.io import (
     ConfigError,
     DataFormatError,
-    atomic_path,
     bad_option,
     config_key,
     read_json,
     read_run_config,
     write_json_atomic,
     write_pickle_atomic,
+    write_predictions,
 )
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import StepConfig, as_dataset, fit, load_weights, predict_batches, train_steps
@@ -485,18 +484,12 @@ class AllskyTask(Task):
             for i, file in enumerate(frames.files):
                 flags = probs[i, k:] > 0.5
                 rows.append([Path(file).name, method, names[int(probs[i, :k].argmax())],
-                             *[f"{p:.4f}" for p in probs[i, :k]], int(flags.sum()),
+                             *probs[i, :k], int(flags.sum()),
                              "".join(str(int(f)) for f in flags)])
         if frames is None:
             raise DataFormatError(run_dir, "no finished model under checkpoints/")
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["file", "method", "predicted", *[f"p_{c}" for c in names], "n_flagged",
-                                 "subregion_flags"])
-                writer.writerows(rows)
-        return out
+        header = ["file", "method", "predicted", *[f"p_{c}" for c in names], "n_flagged", "subregion_flags"]
+        return write_predictions({h: [row[j] for row in rows] for j, h in enumerate(header)}, out, ".4f")
 
 
 def _dataset(fs: FrameSet):

@@ -8,7 +8,6 @@ scored on the test simulations of both suites: ``results.<train>_to_<test>.<fiel
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, bad_option, read_json, write_json_atomic
+from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.task import RunContext, Task
 from astrobench.core.training import RegressionTask, fit, load_weights, random_d4
 from astrobench.tasks.camels.data import (
@@ -347,11 +346,8 @@ class CamelsTask(Task):
                 sigma = sigma * np.array(meta["sigma_scale"])
                 for i in range(len(dataset)):
                     rows.append([meta["suite"], meta["field"], name, dataset.map_index(i),
-                                 *np.round(mu[i], 6), *np.round(sigma[i], 6)])
+                                 *mu[i], *sigma[i]])
         out = Path(out)
         path = out if out.suffix == ".csv" else out / "camels_predictions.csv"
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["trained_on", "field", "suite", "map", *PARAM_NAMES, *(f"{p}_sigma" for p in PARAM_NAMES)])
-            writer.writerows(rows)
-        return path
+        header = ["trained_on", "field", "suite", "map", *PARAM_NAMES, *(f"{p}_sigma" for p in PARAM_NAMES)]
+        return write_predictions({h: [row[j] for row in rows] for j, h in enumerate(header)}, path, ".6f")

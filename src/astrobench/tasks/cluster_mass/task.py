@@ -7,7 +7,6 @@ with random rotations and flips (``cnn_aug``) and a D4-invariant group-convoluti
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from astrobench.core import plots
-from astrobench.core.io import ConfigError, DataFormatError, atomic_path, bad_option, read_json, write_json_atomic
+from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.nets import D4_ORDER, d4_transform
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, random_d4
@@ -427,13 +426,7 @@ class ClusterMassTask(Task):
             by_method.setdefault(meta["method"], []).append(predictor(sized.images))
         for method, preds in by_method.items():
             columns[f"{method}_log_m500"] = np.mean(preds, axis=0)
-        with atomic_path(out) as tmp:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(list(columns))
-                for row in zip(*columns.values()):
-                    writer.writerow([int(v) if isinstance(v, (int, np.integer)) else f"{v:.5f}" for v in row])
-        return out
+        return write_predictions(columns, out, ".5f")
 
 
 def _d4_numpy(images: np.ndarray, g: int) -> np.ndarray:

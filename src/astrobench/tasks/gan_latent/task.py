@@ -11,7 +11,6 @@ measurement's own reference): R^2 between input and re-measured parameter, and t
 
 from __future__ import annotations
 
-import csv
 import pickle
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from astrobench.core import plots
 from astrobench.core.io import (
     ConfigError,
     DataFormatError,
-    atomic_path,
     bad_option,
     read_run_config,
     write_pickle_atomic,
+    write_predictions,
 )
 from astrobench.core.task import RunContext, Task
 from astrobench.core.training import load_weights, predict_batches
@@ -527,13 +526,7 @@ class GanLatentTask(Task):
         if vae_path.exists():
             vae = load_weights(SpectrumVAE(spec.flux.shape[1], 0, saved["latent_dim"]), vae_path)
             latents = predict_batches(lambda t: vae.encode(t, t[:, :0])[0], spec.flux)
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["row", *[f"{p}_measured" for p in saved["parameters"]],
-                                 *([f"vae_z{j}" for j in range(latents.shape[1])] if latents is not None else [])])
-                for i, r in enumerate(rows):
-                    writer.writerow([int(r), *[f"{v:.4f}" for v in measured[i]],
-                                     *([f"{v:.4f}" for v in latents[i]] if latents is not None else [])])
-        return out
+        columns = {"row": rows, **{f"{p}_measured": measured[:, j] for j, p in enumerate(saved["parameters"])}}
+        if latents is not None:
+            columns.update({f"vae_z{j}": latents[:, j] for j in range(latents.shape[1])})
+        return write_predictions(columns, out, ".4f")

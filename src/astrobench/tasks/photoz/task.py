@@ -9,7 +9,6 @@ tree and the methods that beat it (docs/tasks/photoz.md).
 
 from __future__ import annotations
 
-import csv
 import pickle
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,10 @@ from astrobench.core import plots
 from astrobench.core.io import (
     ConfigError,
     DataFormatError,
-    atomic_path,
     bad_option,
     read_run_config,
     write_pickle_atomic,
+    write_predictions,
 )
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.photoz.data import (
@@ -476,12 +475,5 @@ class PhotozTask(Task):
             with open(path, "rb") as f:
                 model: FittedPoint = pickle.load(f)
             columns[f"z_phot_{features}_{method}"] = model.predict(matrices[features])
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(list(columns))
-                for i in range(len(cat)):
-                    writer.writerow([columns[c][i] if c == "field" else f"{columns[c][i]:.5g}" for c in columns])
-        return out
+        return write_predictions(columns, out, ".5g")
 

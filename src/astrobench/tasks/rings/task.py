@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import torch
 
 from astrobench.core import metrics as M
 from astrobench.core import plots
-from astrobench.core.io import DataFormatError, atomic_path, bad_option, read_json, write_json_atomic
+from astrobench.core.io import DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.core.training import (
     ClassificationTask,
@@ -460,13 +459,7 @@ class RingsTask(Task):
                 pred = predict_batches(lambda x: module.predict_physical(x)[0], ring_set.as_float())  # noqa: B023
                 for j, p in enumerate(PARAM_NAMES):
                     columns[f"{experiment}_cnn_{p}"] = pred[:, j]
-        with atomic_path(out) as tmp:
-            with open(tmp, "w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(list(columns))
-                for row in zip(*columns.values()):
-                    writer.writerow([f"{v:.4f}" if isinstance(v, float | np.floating) else int(v) for v in row])
-        return out
+        return write_predictions(columns, out, ".4f")
 
 
 def _thicken(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

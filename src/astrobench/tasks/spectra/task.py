@@ -10,7 +10,6 @@ conditions and a regressor's re-measurement of the generated spectra, and how co
 
 from __future__ import annotations
 
-import csv
 import pickle
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ from astrobench.core import plots
 from astrobench.core.io import (
     ConfigError,
     DataFormatError,
-    atomic_path,
     bad_option,
     read_run_config,
     write_pickle_atomic,
+    write_predictions,
 )
 from astrobench.core.task import RunContext, Task, cached
 from astrobench.tasks.spectra import measure
@@ -469,13 +468,9 @@ class SpectraTask(Task):
         prep = prepare(sf, rows, saved["frame"])
         measured = saved["regressor"].predict(prep.flux)
         chi2 = chi2_per_pixel(prep.flux, basis.reconstruct(prep.flux, saved["k"]), prep.ivar)
-        out = Path(out)
-        with atomic_path(out) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["row", "z_file", "z_measured", "metallicity_measured", "age_yr_measured",
-                                 "pca_chi2_per_pixel", "coverage"])
-                for i, r in enumerate(rows):
-                    writer.writerow([int(r), f"{sf.z[r]:.5f}", f"{measured[i, 0]:.5f}", f"{10 ** measured[i, 1]:.4g}",
-                                     f"{10 ** measured[i, 2]:.4g}", f"{chi2[i]:.4g}", f"{prep.coverage[i]:.3f}"])
-        return out
+        columns = {"row": rows, "z_file": sf.z[rows], "z_measured": measured[:, 0],
+                   "metallicity_measured": 10 ** measured[:, 1], "age_yr_measured": 10 ** measured[:, 2],
+                   "pca_chi2_per_pixel": chi2, "coverage": prep.coverage}
+        return write_predictions(columns, out, {"z_file": ".5f", "z_measured": ".5f", "metallicity_measured": ".4g",
+                                                "age_yr_measured": ".4g", "pca_chi2_per_pixel": ".4g",
+                                                "coverage": ".3f"})
