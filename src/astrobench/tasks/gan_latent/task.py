@@ -12,6 +12,8 @@ measurement's own reference): R^2 between input and re-measured parameter, and t
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,24 @@ TARGET = "astrobench target"
 INTERPRETED = ("gan", "infogan", "vae")  # brute force on generated spectra; vae_encoder is added when vae runs
 CONTROLLED = ("cgan", "infogan")
 DELTA = 0.5  # intervention half-step in standard deviations: of the training parameters (cgan), of the codes (infogan)
+
+
+@dataclass
+class Spectra:
+    """What the evaluation and the figures share: the parameter ``names``, the parameter ``measure`` (a regressor:
+    flux (n, pixels) -> parameters (n, p)), the wavelength grid ``wave`` [A], every galaxy's ``flux`` and ``ivar``
+    (n, pixels), its ``params`` (n, p) in physical units and ``cond`` (standardised), the parameters' training
+    standard deviations ``p_std`` (p,), and ``other``: the held-out test rows whose noise and parameters are used."""
+
+    names: list[str]
+    measure: Callable[[np.ndarray], np.ndarray]
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    params: np.ndarray
+    cond: np.ndarray
+    p_std: np.ndarray
+    other: np.ndarray
 
 
 class GanLatentTask(Task):
@@ -204,10 +224,10 @@ class GanLatentTask(Task):
         with ctx.timer("evaluate"):
             results["quality"] = self._quality(ctx, models, cond, flux, ivar, wave, ref, other)
             results["interpret"], latent_samples = self._interpret(ctx, models, names, measure, flux, params, test)
-            results["control"] = self._control(ctx, models, names, measure, flux, ivar, params, cond, p_std, other)
+            held = Spectra(names, measure, wave, flux, ivar, params, cond, p_std, other)
+            results["control"] = self._control(ctx, models, held)
             results["summary"] = self._summary(results, names)
-        self._figures(ctx, results, models, names, measure, wave, flux, params, cond, p_std, other, histories,
-                      latent_samples)
+        self._figures(ctx, results, models, held, histories, latent_samples)
         return results
 
     def _quality(self, ctx, models, cond, flux, ivar, wave, ref, other) -> dict[str, Any]:
@@ -254,7 +274,9 @@ class GanLatentTask(Task):
                     + " ".join(f"{v:.2f}" for v in entry["best_dim_r2"].values()))
         return out, samples
 
-    def _control(self, ctx, models, names, measure, flux, ivar, params, cond, p_std, other) -> dict[str, Any]:
+    def _control(self, ctx, models, held: Spectra) -> dict[str, Any]:
+        names, measure, flux, ivar, params, cond, p_std, other = (held.names, held.measure, held.flux, held.ivar,
+                                                                  held.params, held.cond, held.p_std, held.other)
         seed = ctx.seed
         out: dict[str, Any] = {}
         truth = params[other]
@@ -380,8 +402,9 @@ class GanLatentTask(Task):
 
     # --- figures ----------------------------------------------------------------------------------------------
 
-    def _figures(self, ctx, results, models, names, measure, wave, flux, params, cond, p_std, other, histories,
-                 latent_samples) -> None:
+    def _figures(self, ctx, results, models, held: Spectra, histories, latent_samples) -> None:
+        names, measure, wave, flux, params, cond, p_std, other = (held.names, held.measure, held.wave, held.flux,
+                                                                  held.params, held.cond, held.p_std, held.other)
         plt = plots.plt
         for name, history in histories.items():
             plots.loss_curves(history, f"{name} ({'critic W1 estimate' if name in GANS else 'loss per pixel'})",

@@ -357,6 +357,17 @@ class PhotozTask(Task):
     # --- figures ----------------------------------------------------------------------------------------------
 
     def _figures(self, ctx, results, preds, z_test, pdf_plots) -> None:
+        """Every figure of the run: z_phot against z_spec per feature set, the metrics by method, the learning
+        curves, the permutation importances and (with p(z) methods) the PIT histograms and example p(z)."""
+        self._zphot_figures(ctx, results, preds, z_test)
+        self._metrics_figure(ctx, results)
+        self._learning_figure(ctx, results)
+        self._importance_figure(ctx, results)
+        if pdf_plots:
+            self._pdf_figure(ctx, results, pdf_plots)
+
+    @staticmethod
+    def _zphot_figures(ctx, results, preds, z_test) -> None:
         plt = plots.plt
         for features in results["point"]:
             methods = list(results["point"][features])
@@ -384,6 +395,9 @@ class PhotozTask(Task):
             fig.tight_layout()
             plots.save_figure(fig, ctx.figures / f"zphot_vs_zspec_{features}.png")
 
+    @staticmethod
+    def _metrics_figure(ctx, results) -> None:
+        plt = plots.plt
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         feature_sets = list(results["point"])
         methods = list(dict.fromkeys(m for f in feature_sets for m in results["point"][f]))
@@ -400,6 +414,9 @@ class PhotozTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / "metrics_by_method.png")
 
+    @staticmethod
+    def _learning_figure(ctx, results) -> None:
+        plt = plots.plt
         curves = results["learning_curve"]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for method, by_size in curves.items():
@@ -415,6 +432,9 @@ class PhotozTask(Task):
         axes[0].set_title(f"features={ctx.options['learning_features']}", fontsize=9)
         plots.save_figure(fig, ctx.figures / "learning_curves.png")
 
+    @staticmethod
+    def _importance_figure(ctx, results) -> None:
+        plt = plots.plt
         imp = results["importance"]
         fig, axes = plt.subplots(1, len(imp), figsize=(5.5 * len(imp), 4.2), squeeze=False)
         for ax, (features, entry) in zip(axes[0], imp.items()):
@@ -427,30 +447,32 @@ class PhotozTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / "permutation_importance.png")
 
-        if pdf_plots:
-            fig, axes = plt.subplots(1, len(pdf_plots) + 1, figsize=(4.2 * (len(pdf_plots) + 1), 3.5))
-            for ax, (method, d) in zip(axes, pdf_plots.items()):
-                bins = np.linspace(0, 1, 21)
-                ax.hist(d["raw_pit"], bins, histtype="step", density=True, label="uncalibrated")
-                ax.hist(d["pit"], bins, histtype="stepfilled", alpha=0.5, density=True, label="recalibrated")
-                ax.axhline(1, color="k", lw=0.7)
-                r = results["pdf"][method]
-                ax.set_title(f"{method}: coverage_68 {r['coverage_68']:.3f}, KS {r['pit_ks']:.3f}", fontsize=8)
-                ax.set_xlabel("PIT (test)")
-                ax.legend(fontsize=7)
-            ax = axes[-1]
-            d = next(iter(pdf_plots.values()))
-            coarse = np.arange(0, Z_PDF_GRID[-1] + 1e-9, 0.05)  # p(z) in 0.05 bins: the CDF is piecewise linear
-            for i, (row, zt) in enumerate(zip(d["cdf"], d["z"])):
-                pdf = np.diff(np.interp(coarse, Z_PDF_GRID, row)) / 0.05
-                ax.step(coarse[:-1], pdf, where="post", color=f"C{i}", lw=0.9)
-                ax.axvline(zt, color=f"C{i}", ls=":", lw=0.9)
-            ax.set_xlim(0, 4)
-            ax.set_xlabel("z")
-            ax.set_ylabel("p(z)")
-            ax.set_title(f"{next(iter(pdf_plots))}: six test galaxies (dotted: z_spec)", fontsize=8)
-            fig.tight_layout()
-            plots.save_figure(fig, ctx.figures / "pdf_pit.png")
+    @staticmethod
+    def _pdf_figure(ctx, results, pdf_plots) -> None:
+        plt = plots.plt
+        fig, axes = plt.subplots(1, len(pdf_plots) + 1, figsize=(4.2 * (len(pdf_plots) + 1), 3.5))
+        for ax, (method, d) in zip(axes, pdf_plots.items()):
+            bins = np.linspace(0, 1, 21)
+            ax.hist(d["raw_pit"], bins, histtype="step", density=True, label="uncalibrated")
+            ax.hist(d["pit"], bins, histtype="stepfilled", alpha=0.5, density=True, label="recalibrated")
+            ax.axhline(1, color="k", lw=0.7)
+            r = results["pdf"][method]
+            ax.set_title(f"{method}: coverage_68 {r['coverage_68']:.3f}, KS {r['pit_ks']:.3f}", fontsize=8)
+            ax.set_xlabel("PIT (test)")
+            ax.legend(fontsize=7)
+        ax = axes[-1]
+        d = next(iter(pdf_plots.values()))
+        coarse = np.arange(0, Z_PDF_GRID[-1] + 1e-9, 0.05)  # p(z) in 0.05 bins: the CDF is piecewise linear
+        for i, (row, zt) in enumerate(zip(d["cdf"], d["z"])):
+            pdf = np.diff(np.interp(coarse, Z_PDF_GRID, row)) / 0.05
+            ax.step(coarse[:-1], pdf, where="post", color=f"C{i}", lw=0.9)
+            ax.axvline(zt, color=f"C{i}", ls=":", lw=0.9)
+        ax.set_xlim(0, 4)
+        ax.set_xlabel("z")
+        ax.set_ylabel("p(z)")
+        ax.set_title(f"{next(iter(pdf_plots))}: six test galaxies (dotted: z_spec)", fontsize=8)
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "pdf_pit.png")
 
     # --- prediction -------------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -109,6 +109,15 @@ def load_for_run(ctx: RunContext):
     ctx.data_info.update(n_file=len(sf), n_after_cuts=len(keep), n_used=len(prep), frame=opts["frame"],
                          n_wave=len(prep.wavelength_aa), units=sf.units.get("metallicity", ""))
     return sf, prep
+
+
+class HeldOut(NamedTuple):
+    """The held-out real spectra a run compares with: row indices ``ref`` and ``other`` (two disjoint halves), and
+    the conditions ``cond_raw`` (z, log Z, log age, log M*) of every row."""
+
+    ref: np.ndarray
+    other: np.ndarray
+    cond_raw: np.ndarray
 
 
 class SpectraTask(Task):
@@ -240,7 +249,7 @@ class SpectraTask(Task):
             results["summary"] = self._summary(results["generate"])
         write_pickle_atomic(ctx.run_dir / "checkpoints" / "regressor.pkl",
                    {"regressor": regressor, "frame": opts["frame"], "k": opts["latent_dim"]})
-        self._figures(ctx, results, prep, basis, ref, other, cond_raw, samples, histories)
+        self._figures(ctx, results, prep, HeldOut(ref, other, cond_raw), samples, histories)
         return results
 
     @staticmethod
@@ -352,13 +361,22 @@ class SpectraTask(Task):
 
     # --- figures ----------------------------------------------------------------------------------------------
 
-    def _figures(self, ctx, results, prep, basis, ref, other, cond_raw, samples, histories) -> None:
-        plt = plots.plt
-        wave = prep.wavelength_aa
-        unit = "rest" if prep.frame == "rest" else "observed"
+    def _figures(self, ctx, results, prep, held, samples, histories) -> None:
+        """Every figure: the loss curves, PCA's explained variance and held-out chi^2, mean and 16-84 % bands of
+        real and generated spectra, conditional examples, and (rest frame) the summary statistics and BPT diagram.
+        ``held``: the held-out real spectra (``ref``, ``other`` row indices) and ``cond_raw`` their conditions."""
         for name, history in histories.items():
             plots.loss_curves(history, name, ctx.figures / f"loss_{name}.png")
+        self._pca_figure(ctx, results)
+        self._bands_figure(ctx, results, prep, held.ref, samples["generate"])
+        if samples["conditional"]:
+            self._conditional_figure(ctx, prep, held.other, held.cond_raw, samples["conditional"])
+        if prep.frame == "rest":
+            self._statistics_figures(ctx, results, prep, held, samples["generate"])
 
+    @staticmethod
+    def _pca_figure(ctx, results) -> None:
+        plt = plots.plt
         rec = results["reconstruct"]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         ks = [int(k.removeprefix("k_")) for k in rec["pca"]["chi2_by_k"]]
@@ -379,8 +397,12 @@ class SpectraTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / "pca_explained_variance.png")
 
-        # mean and 16-84 % bands, real (reference) vs each generator
-        gen = samples["generate"]
+    @staticmethod
+    def _bands_figure(ctx, results, prep, ref, gen) -> None:
+        """Mean and 16-84 % bands, real (reference) vs each generator."""
+        plt = plots.plt
+        wave = prep.wavelength_aa
+        unit = "rest" if prep.frame == "rest" else "observed"
         fig, axes = plt.subplots(len(gen), 1, figsize=(10, 2.4 * len(gen)), squeeze=False, sharex=True)
         for ax, (method, s) in zip(axes[:, 0], gen.items()):
             for flux, label, color in ((prep.flux[ref], "real (held out)", "k"), (s["test"], method, "C1")):
@@ -396,27 +418,33 @@ class SpectraTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / "mean_and_bands.png")
 
-        # real vs generated spectra for the same conditions
-        cond_gen = samples["conditional"]
-        if cond_gen:
-            picks = np.argsort(cond_raw[other, 2])[np.linspace(0, len(other) - 1, 4).astype(int)]
-            fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.3 * len(picks)), sharex=True)
-            for ax, i in zip(np.atleast_1d(axes), picks):
-                ax.plot(wave, prep.flux[other][i], color="k", lw=0.6, label="real")
-                for j, (method, s) in enumerate(cond_gen.items()):
-                    ax.plot(wave, s["test"][i] + 0.6 * (j + 1), lw=0.6, color=f"C{j}",
-                            label=f"{method} (+{0.6 * (j + 1):.1f})")
-                z, lz, la, lm = cond_raw[other][i]
-                ax.set_title(f"z {z:.3f}, Z {10**lz:.2f} Zsun, age {10**la / 1e9:.1f} Gyr, M* 10^{lm:.1f} Msun",
-                             fontsize=8)
-                ax.set_ylabel("normalised flux")
-            np.atleast_1d(axes)[0].legend(fontsize=6, ncol=5, loc="upper right")
-            np.atleast_1d(axes)[-1].set_xlabel(f"wavelength ({unit} frame, A)")
-            fig.tight_layout()
-            plots.save_figure(fig, ctx.figures / "conditional_examples.png")
+    @staticmethod
+    def _conditional_figure(ctx, prep, other, cond_raw, cond_gen) -> None:
+        """Real vs generated spectra for the same conditions."""
+        plt = plots.plt
+        wave = prep.wavelength_aa
+        unit = "rest" if prep.frame == "rest" else "observed"
+        picks = np.argsort(cond_raw[other, 2])[np.linspace(0, len(other) - 1, 4).astype(int)]
+        fig, axes = plt.subplots(len(picks), 1, figsize=(10, 2.3 * len(picks)), sharex=True)
+        for ax, i in zip(np.atleast_1d(axes), picks):
+            ax.plot(wave, prep.flux[other][i], color="k", lw=0.6, label="real")
+            for j, (method, s) in enumerate(cond_gen.items()):
+                ax.plot(wave, s["test"][i] + 0.6 * (j + 1), lw=0.6, color=f"C{j}",
+                        label=f"{method} (+{0.6 * (j + 1):.1f})")
+            z, lz, la, lm = cond_raw[other][i]
+            ax.set_title(f"z {z:.3f}, Z {10**lz:.2f} Zsun, age {10**la / 1e9:.1f} Gyr, M* 10^{lm:.1f} Msun",
+                         fontsize=8)
+            ax.set_ylabel("normalised flux")
+        np.atleast_1d(axes)[0].legend(fontsize=6, ncol=5, loc="upper right")
+        np.atleast_1d(axes)[-1].set_xlabel(f"wavelength ({unit} frame, A)")
+        fig.tight_layout()
+        plots.save_figure(fig, ctx.figures / "conditional_examples.png")
 
-        if prep.frame != "rest":
-            return
+    @staticmethod
+    def _statistics_figures(ctx, results, prep, held, gen) -> None:
+        """The histograms of measure.STATISTICS and the BPT diagram, real vs generated (rest frame only)."""
+        plt = plots.plt
+        wave, ref, other = prep.wavelength_aa, held.ref, held.other
         stats_real = measure.summary_statistics(wave, prep.flux[ref], prep.ivar[ref])
         stats_gen = {m: measure.summary_statistics(wave, s["test"], prep.ivar[other]) for m, s in gen.items()}
         ranges = {**measure.RANGES, "ew_halpha": (-10.0, 150.0)}  # the histogram zooms on the bulk of EWs

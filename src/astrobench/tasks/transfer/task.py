@@ -244,23 +244,54 @@ class TransferTask(Task):
         return cells + [(s, st) for s in sources for st in strategies if st != "scratch"]
 
     def _run_target(self, ctx: RunContext, data: TargetData):
+        """One target's grid: the sources' weights, frozen features, every cell (resumable), then the curves, the
+        data-efficiency answers and the budget summary. Returns (results of the target, raw cells by key)."""
         opts = ctx.options
         sources = [s for s in opts["sources"] if s in data.sources]
         pretrained = {s: self._pretrained(ctx, data, s) for s in sources}
-        features = {}
         sizes, strategies = target_grid(opts, data.name)
-        if set(strategies) & set(G.FEATURE_BASED):
-            for s in sources:  # frozen features, computed once per source for the pool and the test set
-                backbone, _ = data.make_backbone()
-                backbone.load_state_dict(pretrained[s])
-                with ctx.timer("features"):
-                    features[s] = (G.predict(backbone, data.x_pool), G.predict(backbone, data.x_test))
+        features = self._frozen_features(ctx, data, pretrained) if set(strategies) & set(G.FEATURE_BASED) else {}
         cells = self._cells(data, opts, sources)
         sizes = sorted(sizes)
-        cell_dir = ctx.run_dir / "cells"
-        raw: dict[tuple[str, str, int], list[dict]] = {}
+        raw = self._grid_cells(ctx, data, cells, sizes, pretrained, features)
+        out: dict[str, Any] = {}
+        for (source, strategy, n), runs in raw.items():
+            out.setdefault(source, {}).setdefault(strategy, {})[f"n_{n}"] = _aggregate(runs)
+        primary = data.primary
+        per_seed = {(source, strategy): {n: np.array([c["metrics"][primary] for c in raw[(source, strategy, n)]])
+                                         for n in sizes} for source, strategy in cells}
+        scratch = {st: per_seed[("none", st)] for st in SCRATCH if ("none", st) in per_seed}
+        for source in sources:
+            if scratch and (source, "finetune") in per_seed:
+                out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
+                                              n_boot=opts["n_bootstrap"], seed=ctx.seed,
+                                              reference=reference_size(sizes)))
+        out["grid"] = {"sizes": sizes, "strategies": list(strategies), "primary": primary, "unit": data.unit,
+                       "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
+        out["budget"] = _budget([c["fit"] for runs in raw.values() for c in runs if c.get("fit")])
+        self._log_curves(ctx, data, out, sizes)
+        return out, raw
+
+    @staticmethod
+    def _frozen_features(ctx: RunContext, data: TargetData, pretrained: dict) -> dict[str, tuple]:
+        """Per source: the frozen backbone's features of the pool and of the test set, computed once."""
+        features = {}
+        for source, weights in pretrained.items():
+            backbone, _ = data.make_backbone()
+            backbone.load_state_dict(weights)
+            with ctx.timer("features"):
+                features[source] = (G.predict(backbone, data.x_pool), G.predict(backbone, data.x_test))
+        return features
+
+    def _grid_cells(self, ctx: RunContext, data: TargetData, cells, sizes, pretrained, features) -> dict:
+        """Every (source, strategy) cell at every size and seed; a cell's result file is written when it is done,
+        and a resumed run reads the finished ones instead of recomputing them. Returns {(source, strategy, n):
+        [cell per seed]}."""
         from rich.progress import Progress
 
+        opts = ctx.options
+        cell_dir = ctx.run_dir / "cells"
+        raw: dict[tuple[str, str, int], list[dict]] = {}
         total = len(cells) * sum(len(seeds_for(n, opts, ctx.seed)) for n in sizes)
         with Progress(transient=True, disable=not ctx.progress) as bar:
             task = bar.add_task(f"transfer {data.name}: grid cells", total=total)
@@ -278,34 +309,18 @@ class TransferTask(Task):
                             write_json_atomic(path, cell)
                         raw.setdefault((source, strategy, n), []).append(cell)
                         bar.advance(task)
-        out: dict[str, Any] = {}
-        for (source, strategy, n), runs in raw.items():
-            out.setdefault(source, {}).setdefault(strategy, {})[f"n_{n}"] = _aggregate(runs)
-        primary = data.primary
-        per_seed = {(source, strategy): {n: np.array([c["metrics"][primary] for c in raw[(source, strategy, n)]])
-                                         for n in sizes} for source, strategy in cells}
-        scratch = {st: per_seed[("none", st)] for st in SCRATCH if ("none", st) in per_seed}
-        for source in sources:
-            if scratch and (source, "finetune") in per_seed:
-                out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
-                                              n_boot=opts["n_bootstrap"], seed=ctx.seed,
-                                              reference=reference_size(sizes)))
-        fits = [c["fit"] for runs in raw.values() for c in runs if c.get("fit")]
-        out["grid"] = {"sizes": sizes, "strategies": list(strategies), "primary": primary, "unit": data.unit,
-                       "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
-        out["budget"] = {"cells_trained": len(fits), "cells_capped": int(sum(f["capped"] for f in fits)),
-                         "capped_fraction": float(np.mean([f["capped"] for f in fits])) if fits else float("nan"),
-                         "steps_median": float(np.median([f["steps"] for f in fits])) if fits else float("nan"),
-                         "steps_max": int(max(f["steps"] for f in fits)) if fits else 0}
+        return raw
+
+    @staticmethod
+    def _log_curves(ctx: RunContext, data: TargetData, out: dict, sizes: list[int]) -> None:
         for source, strategies in out.items():
             for strategy, by_n in strategies.items():
                 if not _is_curve(by_n, sizes):
                     continue
-                ctx.log(f"{data.name} {source:9s} {strategy:24s} {primary} " + "  ".join(
-                    f"n={n}: {by_n[f'n_{n}'][primary]:.3f}" for n in sizes))
+                ctx.log(f"{data.name} {source:9s} {strategy:24s} {data.primary} " + "  ".join(
+                    f"n={n}: {by_n[f'n_{n}'][data.primary]:.3f}" for n in sizes))
         ctx.log(f"{data.name}: {out['budget']['cells_capped']} of {out['budget']['cells_trained']} trained cells "
                 f"stopped by the cap")
-        return out, raw
 
     def _cell(self, ctx, data: TargetData, strategy, train, val, seed, weights, features) -> dict[str, Any]:
         """One cell: ``train`` / ``val`` are examples of the pool (expanded to their rows). Feature-based
@@ -437,6 +452,18 @@ class TransferTask(Task):
 
 
 # --- the grid's pieces (module level: tested with known answers) ---------------------------------------------
+
+def _budget(fits: list[dict]) -> dict[str, Any]:
+    """How the trained cells ended: their number, how many the cap stopped (and the fraction), median and largest
+    optimiser steps."""
+    if not fits:
+        return {"cells_trained": 0, "cells_capped": 0, "capped_fraction": float("nan"), "steps_median": float("nan"),
+                "steps_max": 0}
+    capped = [f["capped"] for f in fits]
+    return {"cells_trained": len(fits), "cells_capped": int(sum(capped)), "capped_fraction": float(np.mean(capped)),
+            "steps_median": float(np.median([f["steps"] for f in fits])),
+            "steps_max": int(max(f["steps"] for f in fits))}
+
 
 def target_grid(opts: dict[str, Any], target: str) -> tuple[list[int], list[str]]:
     """The training-set sizes and the strategies of a target. photoz: ``sizes`` / ``strategies``; allsky:
