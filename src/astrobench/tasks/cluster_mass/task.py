@@ -129,14 +129,16 @@ class ClusterMassTask(Task):
                                          n_projections=key["n_projections"], progress=ctx.progress,
                                          n_jobs=opts["n_jobs"])
 
-            path = cached(self.name, SIMULATOR_VERSION, key, build, "cluster_TNG_data.fits")
+            with ctx.timer("simulate"):
+                path = cached(self.name, SIMULATOR_VERSION, key, build, "cluster_TNG_data.fits")
             ctx.data_info.update(source="simulated", path=str(path))
         else:
             path = Path(ctx.config["data"])
             ctx.data_info.update(source="file", path=str(path))
-        data = load_cluster_fits(path)
-        native = data.image_size
-        data = data.rebinned(opts["image_size"])
+        with ctx.timer("load"):
+            data = load_cluster_fits(path)
+            native = data.image_size
+            data = data.rebinned(opts["image_size"])
         # One rule for the geometry the L-M methods need: the file's header, else the options (pixel_arcsec = 0:
         # the ACIS-I field across the image, the simulator's and our reading of the paper's setup).
         scale_source = "header"
@@ -179,8 +181,7 @@ class ClusterMassTask(Task):
     # --- experiments --------------------------------------------------------------------------------------
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        with ctx.timer("simulate"):
-            data = self._load(ctx)
+        data = self._load(ctx)  # times "simulate" and "load" itself
         folds = self._folds(ctx, data)
         methods = [m for m in METHODS if m in ctx.options["methods"]]
         # out-of-fold predictions: every image is predicted by the models of the fold that tests it

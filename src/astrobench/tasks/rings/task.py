@@ -139,9 +139,11 @@ class RingsTask(Task):
             return simulate_rings(folder / "rings.npz", n=n, seed=key["seed"], format="npz", mode=mode,
                                 max_rings=max_rings, image_size=key["image_size"])
 
-        path = cached(self.name, SIMULATOR_VERSION, key, build, "rings.npz")
+        with ctx.timer("simulate"):
+            path = cached(self.name, SIMULATOR_VERSION, key, build, "rings.npz")
         ctx.data_info.setdefault("path", {})[f"{mode}_{max_rings}"] = str(path)
-        return load_rings(path)
+        with ctx.timer("load"):
+            return load_rings(path)
 
     def _splits(self, ctx: RunContext) -> dict[str, tuple[RingSet, RingSet, RingSet]]:
         """{"classify"|"classify_n"|"single": (train, val, test)} from the simulator or from --data."""
@@ -159,7 +161,8 @@ class RingsTask(Task):
                                full.subset(slice(cut[1], cut[2])))
         else:
             ctx.data_info.update(source="file", path=ctx.config["data"])
-            collection = load_ring_collection(ctx.config["data"])
+            with ctx.timer("load"):
+                collection = load_ring_collection(ctx.config["data"])
             for kind, ring_set in collection.items():
                 if ring_set.image_size != opts["image_size"]:
                     raise DataFormatError(ring_set.source, f"images are {ring_set.image_size} px but image_size is "
@@ -180,8 +183,7 @@ class RingsTask(Task):
     # --- experiments --------------------------------------------------------------------------------------
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
-        with ctx.timer("simulate"):
-            splits = self._splits(ctx)
+        splits = self._splits(ctx)  # times "simulate" and "load" itself
         results: dict[str, Any] = {}
         for key in ("classify", "classify_n"):
             if key in splits:
