@@ -173,9 +173,6 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     ``require_labels=False`` (for ``predict``) accepts a file whose table lacks masses and flags, or has no table:
     ``log_m500`` is then NaN and every image is flagged ``test``.
     """
-    from astropy.io import fits
-    from astropy.io.fits.verify import VerifyError
-
     path = Path(path)
     if path.is_dir():
         path = path / "cluster_TNG_data.fits"
@@ -184,6 +181,20 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     if size % FITS_BLOCK:
         raise DataFormatError(path, f"{size} bytes, not a whole number of {FITS_BLOCK}-byte FITS blocks: the file is "
                               "cut off (or not FITS)")
+    images, header, rows = _read_hdus(path, require_labels)
+    _check_images(path, images)
+    log_m, flags, cluster_id = _check_labels(path, rows, len(images), require_labels)
+    meta = {attr: _header_number(path, header, key) for key, attr in HEADER_KEYS.items() if key in header}
+    extra = {name: (np.char.strip(values.astype(str)) if values.dtype.kind in "SU" else values)
+             for name, values in rows.items() if name not in REQUIRED_COLUMNS and name != "cluster_id"}
+    return ClusterImages(images, log_m, flags, cluster_id, meta, extra, str(path))
+
+
+def _read_hdus(path: Path, require_labels: bool) -> tuple[np.ndarray, Any, dict[str, np.ndarray]]:
+    """The image cube (N, npix, npix) as float32, its header, and the label table's columns ({} without a table)."""
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyError
+
     try:
         with warnings.catch_warnings(record=True) as caught, fits.open(path, memmap=False) as hdus:
             warnings.simplefilter("always")
@@ -210,6 +221,11 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     except (OSError, ValueError, TypeError, VerifyError) as err:
         raise DataFormatError(path, f"not a readable FITS file ({err})") from err
 
+    return images, header, rows
+
+
+def _check_images(path: Path, images: np.ndarray) -> None:
+    """A non-empty cube of square, finite, non-negative count images, none of them blank."""
     if images.ndim != 3:
         raise DataFormatError(path, f"HDU 1 must be a cube (N, npix, npix); got shape {images.shape}")
     if len(images) == 0:
@@ -226,6 +242,12 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
     if len(blank):
         raise DataFormatError(path, f"{len(blank)} of the {n} images have no counts at all (the first: image "
                               f"{blank[0]}); a 100 ks exposure always has background counts")
+
+
+def _check_labels(path: Path, rows: dict[str, np.ndarray], n: int,
+                  require_labels: bool) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """log_M500 (NaN where absent), the train / validate / test flags and the cluster ids (or None) of ``n`` images,
+    checked: one row per image, masses in range, flags 0/1 and disjoint, no cluster cut by the file's split."""
     for name, values in rows.items():
         if len(values) != n:
             raise DataFormatError(path, f"HDU 2 has {len(values)} rows but HDU 1 has {n} images")
@@ -260,10 +282,7 @@ def load_cluster_fits(path: str | Path, require_labels: bool = True) -> ClusterI
             if mixed.size:
                 raise DataFormatError(path, f"cluster_id {rows['cluster_id'][cluster_id == mixed[0]][0]} has images "
                                       f"both in and out of the {name} set")
-    meta = {attr: _header_number(path, header, key) for key, attr in HEADER_KEYS.items() if key in header}
-    extra = {name: (np.char.strip(values.astype(str)) if values.dtype.kind in "SU" else values)
-             for name, values in rows.items() if name not in REQUIRED_COLUMNS and name != "cluster_id"}
-    return ClusterImages(images, log_m, flags, cluster_id, meta, extra, str(path))
+    return log_m, flags, cluster_id
 
 
 def _cluster_ids(path: Path, values: np.ndarray) -> np.ndarray:
