@@ -136,6 +136,21 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
         raise DataFormatError(source, f"only {len(rows)} SNe remain after the cuts and one row per CID (need at "
                               "least 10)")
 
+    feats, constant = _pantheon_features(source, num, rows, physical, n_noise, seed)
+    y = num["mB"][rows] - fiducial_distance_modulus(z)
+    errors = _pantheon_errors(num, rows, z)
+    info = {"n_rows": n_rows, "n_calibrators": n_calibrators, "n_outside_z": n_outside_z,
+            "n_duplicates": n_duplicates, "n_missing_dropped": n_missing, "n_sne": int(len(rows)),
+            "z_range": list(z_range), "format": "pantheon+", "constant_columns_dropped": constant}
+    return SNTable(np.column_stack(list(feats.values())), y, list(feats), errors,
+                   {"zHD": z, "CID": cid[rows]}, info, str(source))
+
+
+def _pantheon_features(source: str, num: dict[str, np.ndarray], rows: np.ndarray, physical: list[str],
+                       n_noise: int, seed: int) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The candidate columns of the selected ``rows``: the physical ones (constant ones dropped and listed), the
+    host-mass step, the time of maximum with its season, squares and products of the centred variables, and
+    ``n_noise`` pure-noise columns."""
     feats: dict[str, np.ndarray] = {name: num[name][rows] for name in physical if name != "PKMJD"}
     constant = drop_constant(source, feats, required=("x1", "c"))
     if "HOST_LOGMASS" in feats:
@@ -157,8 +172,12 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
     for a, b in combinations(centred, 2):
         feats[f"{a}*{b}"] = centred[a] * centred[b]
     add_noise_columns(feats, len(rows), n_noise, seed)
+    return feats, constant
 
-    y = num["mB"][rows] - fiducial_distance_modulus(z)
+
+def _pantheon_errors(num: dict[str, np.ndarray], rows: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-SN measurement errors and covariances of the selected ``rows`` (mag and SALT2 units), where the file has
+    them: the redshift error as a distance-modulus error, and mB's covariances from x0's."""
     errors = {"mBERR": num["mBERR"][rows], "x1ERR": num["x1ERR"][rows], "cERR": num["cERR"][rows]}
     if "COV_x1_c" in num:
         errors["COV_x1_c"] = num["COV_x1_c"][rows]
@@ -168,11 +187,7 @@ def prepare_pantheon(columns: dict[str, np.ndarray], source: str = "memory", z_r
         dmb_dx0 = -2.5 / (np.log(10) * num["x0"][rows])
         errors["COV_mB_x1"] = dmb_dx0 * num["COV_x1_x0"][rows]
         errors["COV_mB_c"] = dmb_dx0 * num["COV_c_x0"][rows]
-    info = {"n_rows": n_rows, "n_calibrators": n_calibrators, "n_outside_z": n_outside_z,
-            "n_duplicates": n_duplicates, "n_missing_dropped": n_missing, "n_sne": int(len(rows)),
-            "z_range": list(z_range), "format": "pantheon+", "constant_columns_dropped": constant}
-    return SNTable(np.column_stack(list(feats.values())), y, list(feats), errors,
-                   {"zHD": z, "CID": cid[rows]}, info, str(source))
+    return errors
 
 
 def _why_so_few(num: dict[str, np.ndarray], used: list[str], keep: np.ndarray, missing, n_calibrators: int,
