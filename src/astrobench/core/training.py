@@ -354,29 +354,8 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
     callbacks = [history, best, RankSeed(cfg.seed)]
     if select_best:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
-        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
-        # batch-norm statistics over the whole global batch in DDP (Lightning applies it to parallel strategies
-        # only; torch's SyncBatchNorm runs on GPUs only)
-        sync_batchnorm=cfg.accelerator != "cpu" and torch.cuda.is_available(),
-        # deterministic kernels where they exist; on a GPU some have none, which then warns instead of failing
-        deterministic="warn",
-    )
-    # with several processes Lightning gives each rank 1/world_size of the data (a DistributedSampler, which
-    # shuffles from the run's seed). Each rank takes batch_size / world_size of every batch, so the global batch,
-    # the optimiser steps per epoch and the learning rate are the one-process run's (on GPUs batch norm is
-    # synchronised too; on CPUs each rank normalises over its half of the batch). The last partial batch is dropped
-    # only when every rank still has a full one.
-    world = trainer.world_size
-    batch = max(1, cfg.batch_size // world)
-    # A spawning strategy pickles the loaders into its processes, and a torch.Generator does not survive that under
-    # torch's default file-descriptor sharing ("unable to resize file ... Invalid argument"): no generator there
-    loader_gen = None if spawned else torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train, batch_size=batch, shuffle=True, generator=loader_gen,
-                              num_workers=cfg.num_workers, drop_last=len(train) // world > batch)  # type: ignore[arg-type]
-    val_loader = DataLoader(val, batch_size=max(batch, 512), num_workers=cfg.num_workers)
+    trainer = _trainer(cfg, ckpt_dir, callbacks)
+    train_loader, val_loader = _loaders(train, val, cfg, trainer.world_size, spawned)
     last = ckpt_dir / "last.ckpt"
     ckpt_path = last if resume and last.exists() else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
@@ -392,6 +371,38 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
         with atomic_path(final) as tmp:  # model.pt marks a finished model: never half-written
             torch.save(module.state_dict(), tmp)
     return FitResult(history.history, len(history.history["epoch"]), resumed=ckpt_path is not None)
+
+
+def _trainer(cfg: TrainConfig, ckpt_dir: Path, callbacks: list) -> L.Trainer:
+    """The Lightning Trainer of :func:`fit`: the budget and hardware of ``cfg``, no logger, deterministic kernels."""
+    return L.Trainer(
+        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
+        # batch-norm statistics over the whole global batch in DDP (Lightning applies it to parallel strategies
+        # only; torch's SyncBatchNorm runs on GPUs only)
+        sync_batchnorm=cfg.accelerator != "cpu" and torch.cuda.is_available(),
+        # deterministic kernels where they exist; on a GPU some have none, which then warns instead of failing
+        deterministic="warn",
+    )
+
+
+def _loaders(train: Dataset, val: Dataset, cfg: TrainConfig, world: int,
+             spawned: bool) -> tuple[DataLoader, DataLoader]:
+    """Training loader (shuffled from ``cfg.seed``) and validation loader of :func:`fit` for ``world`` processes."""
+    # with several processes Lightning gives each rank 1/world_size of the data (a DistributedSampler, which
+    # shuffles from the run's seed). Each rank takes batch_size / world_size of every batch, so the global batch,
+    # the optimiser steps per epoch and the learning rate are the one-process run's (on GPUs batch norm is
+    # synchronised too; on CPUs each rank normalises over its half of the batch). The last partial batch is dropped
+    # only when every rank still has a full one.
+    batch = max(1, cfg.batch_size // world)
+    # A spawning strategy pickles the loaders into its processes, and a torch.Generator does not survive that under
+    # torch's default file-descriptor sharing ("unable to resize file ... Invalid argument"): no generator there
+    loader_gen = None if spawned else torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train, batch_size=batch, shuffle=True, generator=loader_gen,
+                              num_workers=cfg.num_workers, drop_last=len(train) // world > batch)  # type: ignore[arg-type]
+    val_loader = DataLoader(val, batch_size=max(batch, 512), num_workers=cfg.num_workers)
+    return train_loader, val_loader
 
 
 # --- small training sets: a budget by convergence -------------------------------------------------------------
