@@ -166,17 +166,9 @@ def report(
 
     if output.is_dir():
         raise ConfigError(f"-o {output}: is a folder; name the HTML file to write, e.g. {output / 'report.html'}")
-    import json
+    from astrobench.registry import anchors_of
 
-    from astrobench.registry import anchors_for
-
-    names = []
-    for run_dir in run_dirs:
-        try:
-            names.append(json.loads((Path(run_dir) / "metrics.json").read_text()).get("task"))
-        except (OSError, ValueError, AttributeError):
-            pass  # render_report says what is missing or wrong in that folder
-    typer.echo(str(render_report(run_dirs, output, anchors_by_task=anchors_for(names))))
+    typer.echo(str(render_report(run_dirs, output, anchors_of=anchors_of)))
 
 
 @app.command()

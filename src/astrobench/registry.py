@@ -31,6 +31,6 @@ def get_task(name: str) -> Task:
     return getattr(import_module(module), cls)()
 
 
-def anchors_for(names) -> dict[str, dict]:
-    """``{task name: Task.anchors}`` of the known tasks among ``names`` (others are left out)."""
-    return {name: get_task(name).anchors for name in set(names) if name in TASKS}
+def anchors_of(name: str):
+    """A known task's published anchors (``Task.anchors``); none for a name that is not a registered task."""
+    return get_task(name).anchors if name in TASKS else {}

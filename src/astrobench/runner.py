@@ -20,7 +20,7 @@ from astrobench.core.io import ConfigError, DataFormatError, read_run_config, wr
 from astrobench.core.metrics import N_BOOT
 from astrobench.core.report import render_report
 from astrobench.core.task import RunContext
-from astrobench.registry import anchors_for, get_task, task_names
+from astrobench.registry import anchors_of, get_task, task_names
 
 ERROR_BARS = f"bootstrap standard error over test objects ({N_BOOT} resamples)"
 
@@ -254,7 +254,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
     render_report([run_dir], run_dir / "report.html", title=f"astrobench {task.name}: {run_dir.name}",
-                  anchors_by_task={task.name: task.anchors})
+                  anchors_of=anchors_of)
     dist.wait_for_other_ranks()
     ctx.log(f"done in {ctx.seconds['total']:.0f} s -> {run_dir / 'report.html'}")
     return run_dir
@@ -292,9 +292,8 @@ def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True, si
     run_dirs = [run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size}, progress=progress)
                 for name in (tasks or task_names())]
     index = out / f"index-{stamp}.html"
-    names = tasks or task_names()
     render_report(run_dirs, index, title="astrobench demo: every task, quick size, simulated data",
-                  anchors_by_task=anchors_for(names))
+                  anchors_of=anchors_of)
     summary = {d.parent.name: json.loads((d / "metrics.json").read_text())["seconds"]["total"] for d in run_dirs}
     if progress:
         from astrobench.core.task import console

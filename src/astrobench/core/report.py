@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +93,16 @@ def _run_section(run_dir: Path, anchors: Mapping[str, Mapping]) -> str:
 
 
 def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench report",
-                  anchors_by_task: Mapping[str, Mapping] | None = None) -> Path:
+                  anchors_of: Callable[[str], Mapping[str, Mapping]] | None = None) -> Path:
     """Write one self-contained HTML page over one or more run folders to ``out`` and return ``out``.
-    ``anchors_by_task`` maps a task name (``metrics.json``'s ``task``) to its published anchors (``Task.anchors``);
-    the caller passes them, so that this module needs no task."""
-    anchors_by_task = anchors_by_task or {}
+    ``anchors_of(task_name)`` gives a task's published anchors (``Task.anchors``; ``metrics.json``'s ``task``); the
+    caller passes it, so that this module needs no task."""
     sections = []
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
         task_name = metrics.get("task") if isinstance(metrics, dict) else None
-        anchors = anchors_by_task.get(task_name, {}) if task_name else {}
+        anchors = anchors_of(task_name) if task_name and anchors_of else {}
         sections.append(_run_section(run_dir, anchors))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>")

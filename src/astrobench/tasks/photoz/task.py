@@ -53,7 +53,6 @@ ENSEMBLE_SIZE = 3  # the ensemble averages this many best point methods (by vali
 MIN_GALAXIES = 300  # the 70/15/15 split and 3-fold searches (kNN up to 50 neighbours) need a few hundred
 
 
-delta = M.redshift_delta
 POINT_METRICS = M.REDSHIFT_POINT_METRICS
 
 
