@@ -19,7 +19,7 @@ from astrobench.core import distributed as dist
 from astrobench.core.io import ConfigError, DataFormatError, read_run_config, write_json_atomic
 from astrobench.core.metrics import N_BOOT
 from astrobench.core.report import render_report
-from astrobench.core.task import RunContext
+from astrobench.core.task import RunContext, run_steps
 from astrobench.registry import anchors_of, get_task, task_names
 
 ERROR_BARS = f"bootstrap standard error over test objects ({N_BOOT} resamples)"
@@ -235,7 +235,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
     ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
     start = time.perf_counter()
     try:
-        results = task.run(ctx)
+        results = run_steps(task, ctx)
     except Exception:
         # a new run that failed leaves nothing behind (the same command, corrected, can use the same name), unless
         # it trained something worth continuing; an interrupted run (Ctrl-C, kill) is always kept for --resume
@@ -275,7 +275,7 @@ def follow_owner(task_name: str | None, out: str | Path, name: str | None, resum
     try:
         lightning.seed_everything(config["seed"], verbose=False)
         ctx = RunContext(run_dir=scratch, config=config, resume=resume is not None, owner_run_dir=run_dir)
-        get_task(config["task"]).run(ctx)
+        run_steps(get_task(config["task"]), ctx)
         dist.wait_for_other_ranks()
     finally:
         dist.set_owner_run_dir(None)

@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -121,42 +122,134 @@ def cached(task: str, version: str, key: dict[str, Any], build: Callable[[Path],
     return target
 
 
-class Task:
-    """Base class of a task. Subclasses set the class attributes and implement the four methods."""
+@dataclass(frozen=True)
+class Simulation:
+    """One simulated file a run needs, made once and cached.
 
-    name: str = ""
-    summary: str = ""
-    n_unit: str = ""  # what --n counts
-    bytes_per_object: float = 0  # memory held per --n unit, simulated or loaded (0: no check)
-    count_options: tuple[str, ...] = ()  # options that count --n units for a run (ints or lists of ints, summed)
+    ``key`` is everything the file depends on (sizes, seed, simulator options); with the simulator version it names
+    the cache folder. ``write(folder)`` writes the file ``filename`` into ``folder`` in the task's real on-disk format
+    and returns its path. ``owner`` / ``version`` name another task's simulator whose cache this file shares (a task
+    that reuses another task's data); by default the task's own name and ``simulator_version``."""
+
+    key: Mapping[str, Any]
+    filename: str
+    write: Callable[[Path], Path]
+    owner: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class Evaluation:
+    """What the evaluate step hands on: ``results`` is the results tree of metrics.json (numbers, lists, strings);
+    ``outputs`` holds the arrays the figures step draws (predictions, samples) and is never written."""
+
+    results: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """A task: one hack project as a pipeline of steps that the runner calls in order and times the same way.
+
+    ``load(ctx) -> data``  (timed as ``simulate`` and ``load``) → ``fit(ctx, data) -> models`` (``fit``) →
+    ``evaluate(ctx, data, models) -> Evaluation`` (``evaluate``) → ``figures(ctx, data, models, evaluation)``
+    (``figures``). The base class's ``load`` owns simulate-or-read: without ``--data`` it writes the files
+    ``simulations(ctx)`` describes (cached) and records them in ``ctx.data_info``; with ``--data`` it takes the
+    user's file; then it calls the task's ``read``. A task whose data are built from other sources (several
+    simulators, real evaluation frames beside simulated training frames) overrides ``load``.
+
+    Subclasses set the class attributes and implement the abstract methods; :func:`run_steps` runs them.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    n_unit: ClassVar[str] = ""  # what --n counts
+    simulator_version: ClassVar[str] = ""  # part of every cache key: a changed simulator never reuses stale files
+    bytes_per_object: ClassVar[float] = 0  # memory held per --n unit, simulated or loaded (0: no check)
+    count_options: ClassVar[tuple[str, ...]] = ()  # options that count --n units (ints or lists of ints, summed)
     # "experiment.method.metric" -> {"value": ..., "source": ...}: the published numbers a run is compared with
     # (read-only here; a task assigns its own mapping)
     anchors: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
-    sizes = ("smoke", "quick", "full")
+    sizes: ClassVar[tuple[str, ...]] = ("smoke", "quick", "full")
 
     def objects_in_run(self, options: dict[str, Any]) -> float:
         """How many --n units a run with ``options`` simulates or loads (for the memory check before it starts)."""
         return float(sum(sum(v) if isinstance(v, (list, tuple)) else v for k in self.count_options
                          if isinstance(v := options.get(k, 0), (int, float, list, tuple))))
 
+    @abstractmethod
     def options(self, size: str) -> dict[str, Any]:
         """Every task option with its default at ``size`` (smoke, quick or full)."""
-        raise NotImplementedError
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Check option values beyond their types (ranges, list lengths); raise ConfigError. Returns ``options``."""
         return options
 
+    @abstractmethod
     def simulate(self, out: str | Path, n: int, seed: int = 0, format: str | None = None, **options) -> Path:
         """Write ``n`` simulated objects (``n_unit``) with ``seed`` to ``out`` in the task's real on-disk format
         (``format`` where it has several; ``options`` are the simulator's own keywords); return the written path."""
+
+    # --- the steps ------------------------------------------------------------------------------------------------
+
+    def simulations(self, ctx: RunContext) -> Mapping[str, Simulation]:
+        """The simulated files a run without ``--data`` reads, by name (``"data"`` where there is one)."""
+        raise NotImplementedError(f"{self.name}: no simulations(); a task without one overrides load()")
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> Any:
+        """Read and check the files: the simulated ones by the names of :meth:`simulations`, or the user's file as
+        ``{"data": path}``. Raises DataFormatError naming the file. Returns whatever ``fit`` takes."""
+        raise NotImplementedError(f"{self.name}: no read(); a task without one overrides load()")
+
+    def load(self, ctx: RunContext) -> Any:
+        """Simulate (cached) or take ``--data``, then :meth:`read`; times ``simulate`` and ``load`` and records the
+        source and path(s) in ``ctx.data_info``. Returns the data the other steps take."""
+        if ctx.config["data"] is None:
+            with ctx.timer("simulate"):
+                paths = {key: simulated(self, sim, ctx) for key, sim in self.simulations(ctx).items()}
+            ctx.data_info.update(source="simulated",
+                                 path=str(paths["data"]) if list(paths) == ["data"] else {k: str(v) for k, v in
+                                                                                          paths.items()})
+        else:
+            paths = {"data": Path(ctx.config["data"])}
+            ctx.data_info.update(source="file", path=str(paths["data"]))
+        with ctx.timer("load"):
+            return self.read(ctx, paths)
+
+    def fit(self, ctx: RunContext, data: Any) -> Any:
+        """Train every method on ``data`` (checkpoints under ``ctx.checkpoint_dir``); return the fitted models."""
         raise NotImplementedError
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
-        """Run every experiment; return the ``results`` tree of metrics.json."""
+    def evaluate(self, ctx: RunContext, data: Any, models: Any) -> Evaluation:
+        """Score the fitted ``models`` on the held-out part of ``data``; return the results tree (with ``_err``
+        values) and the arrays the figures step draws."""
         raise NotImplementedError
 
+    def figures(self, ctx: RunContext, data: Any, models: Any, evaluation: Evaluation) -> None:
+        """Draw the run's figures into ``ctx.figures`` (PNG); by default none."""
+        return None
+
+    @abstractmethod
     def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
         """Apply the models saved in the finished run folder ``run_dir`` to the real-format file ``data``; write the
         predictions (CSV) to ``out`` and return it."""
-        raise NotImplementedError
+
+
+def simulated(task: Task, sim: Simulation, ctx: RunContext) -> Path:
+    """The path of ``sim``'s file in the cache (written the first time, see :func:`cached`)."""
+    return cached(sim.owner or task.name, sim.version or task.simulator_version, dict(sim.key), sim.write,
+                  sim.filename)
+
+
+def run_steps(task: Task, ctx: RunContext) -> dict[str, Any]:
+    """Run ``task``'s steps in order, each timed into ``ctx.seconds`` (``load`` times ``simulate`` and ``load``
+    itself); return the results tree of metrics.json."""
+    if "run" in vars(type(task)):  # a task not yet split into steps
+        return task.run(ctx)  # type: ignore[attr-defined]
+    data = task.load(ctx)
+    with ctx.timer("fit"):
+        models = task.fit(ctx, data)
+    with ctx.timer("evaluate"):
+        evaluation = task.evaluate(ctx, data, models)
+    with ctx.timer("figures"):
+        task.figures(ctx, data, models, evaluation)
+    return evaluation.results

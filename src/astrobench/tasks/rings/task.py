@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -11,7 +13,7 @@ import torch
 from astrobench.core import metrics as M
 from astrobench.core import plots
 from astrobench.core.io import DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import (
     ClassificationTask,
     ConditionalDecoderTask,
@@ -52,6 +54,7 @@ class RingsTask(Task):
     n_unit = "images"
     bytes_per_object = 8e3  # a 28 x 28 image and its labels
     count_options = ("n_classify", "n_classify_n", "n_single", "n_generate_train")
+    simulator_version = SIMULATOR_VERSION
     anchors = {
         "classify.cnn.accuracy": {"value": ">= 0.995", "source": TARGET},
         "regress.cnn.x.rmse": {"value": "<= 0.3 px", "source": TARGET},
@@ -131,39 +134,32 @@ class RingsTask(Task):
         return simulate_rings(out, n=n, seed=seed, format=format or "png", mode=mode, max_rings=max_rings,
                             image_size=image_size)
 
-    def _simulated(self, ctx: RunContext, mode: str, max_rings: int, n: int, seed_offset: int) -> RingSet:
-        key = {"mode": mode, "max_rings": max_rings, "n": n, "image_size": ctx.options["image_size"],
-               "seed": ctx.seed + seed_offset}
+    # the simulated sets: experiment -> (simulator mode, max rings, option with [train, val, test], seed offset)
+    PLAN: ClassVar[dict[str, tuple[str, str | int, str, int]]] = {
+        "classify": ("n_ring", 2, "n_classify", 0), "classify_n": ("n_ring", "max_rings", "n_classify_n", 1),
+        "single": ("single", 1, "n_single", 2)}
 
-        def build(folder: Path) -> Path:
-            return simulate_rings(folder / "rings.npz", n=n, seed=key["seed"], format="npz", mode=mode,
-                                max_rings=max_rings, image_size=key["image_size"])
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
+        sims = {}
+        for experiment, (mode, rings, sizes, offset) in self.PLAN.items():
+            max_rings = ctx.options[rings] if isinstance(rings, str) else rings
+            key = {"mode": mode, "max_rings": max_rings, "n": sum(ctx.options[sizes]),
+                   "image_size": ctx.options["image_size"], "seed": ctx.seed + offset}
+            sims[experiment] = Simulation(key, "rings.npz", functools.partial(_write_simulated, key=key))
+        return sims
 
-        with ctx.timer("simulate"):
-            path = cached(self.name, SIMULATOR_VERSION, key, build, "rings.npz")
-        ctx.data_info.setdefault("path", {})[f"{mode}_{max_rings}"] = str(path)
-        with ctx.timer("load"):
-            return load_rings(path)
-
-    def _splits(self, ctx: RunContext) -> dict[str, tuple[RingSet, RingSet, RingSet]]:
-        """{"classify"|"classify_n"|"single": (train, val, test)} from the simulator or from --data."""
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> dict[str, tuple[RingSet, RingSet, RingSet]]:
+        """{"classify"|"classify_n"|"single": (train, val, test)}: the simulated sets cut by the options' sizes, or
+        the user's collection split by ``data_split``."""
         opts = ctx.options
         splits: dict[str, tuple[RingSet, RingSet, RingSet]] = {}
-        if ctx.config["data"] is None:
-            ctx.data_info["source"] = "simulated"
-            plan = {"classify": ("n_ring", 2, opts["n_classify"], 0),
-                    "classify_n": ("n_ring", opts["max_rings"], opts["n_classify_n"], 1),
-                    "single": ("single", 1, opts["n_single"], 2)}
-            for key, (mode, max_rings, sizes, offset) in plan.items():
-                full = self._simulated(ctx, mode, max_rings, sum(sizes), offset)
-                cut = np.cumsum(sizes)
-                splits[key] = (full.subset(slice(0, cut[0])), full.subset(slice(cut[0], cut[1])),
-                               full.subset(slice(cut[1], cut[2])))
+        if "data" not in paths:
+            for experiment, path in paths.items():
+                full, cut = load_rings(path), np.cumsum(opts[self.PLAN[experiment][2]])
+                splits[experiment] = (full.subset(slice(0, cut[0])), full.subset(slice(cut[0], cut[1])),
+                                      full.subset(slice(cut[1], cut[2])))
         else:
-            ctx.data_info.update(source="file", path=ctx.config["data"])
-            with ctx.timer("load"):
-                collection = load_ring_collection(ctx.config["data"])
-            for kind, ring_set in collection.items():
+            for kind, ring_set in load_ring_collection(paths["data"]).items():
                 if ring_set.image_size != opts["image_size"]:
                     raise DataFormatError(ring_set.source, f"images are {ring_set.image_size} px but image_size is "
                                           f"{opts['image_size']}; pass --set image_size={ring_set.image_size}")
@@ -180,21 +176,22 @@ class RingsTask(Task):
                              n_test=sum(len(s[2]) for s in splits.values()), image_size=first[0].image_size)
         return splits
 
-    # --- experiments --------------------------------------------------------------------------------------
+    # --- fit ----------------------------------------------------------------------------------------------------
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
-        splits = self._splits(ctx)  # times "simulate" and "load" itself
-        results: dict[str, Any] = {}
+    def fit(self, ctx: RunContext, data: dict[str, tuple[RingSet, RingSet, RingSet]]) -> dict[str, Any]:
+        """{"classify"|"classify_n": {"cnn": (module, FitResult), "pca_svm": pipeline},
+        "regress": {"cnn": ..., "circle_fit": CircleFit}, "generate": {"decoder"|"cvae": (module, FitResult)}}."""
+        models: dict[str, Any] = {}
         for key in ("classify", "classify_n"):
-            if key in splits:
-                results[key] = self._classify(ctx, key, *splits[key], with_svm=key == "classify")
-        cluster_source = splits.get("classify_n") or splits.get("classify")
-        if cluster_source is not None:
-            results["clusters"] = self._clusters(ctx, cluster_source[2])
-        if "single" in splits:
-            regressor, results["regress"] = self._regress(ctx, *splits["single"])
-            results["generate"] = self._generate(ctx, *splits["single"], regressor)
-        return results
+            if key in data:
+                train, val, _ = data[key]
+                models[key] = {"cnn": self._train_classifier(ctx, key, train, val, int(train.n_rings.max()))}
+                if key == "classify":
+                    models[key]["pca_svm"] = self._fit_svm(ctx, key, train)
+        if "single" in data:
+            models["regress"] = self._fit_regressors(ctx, *data["single"][:2])
+            models["generate"] = self._fit_generators(ctx, *data["single"][:2])
+        return models
 
     def _train_classifier(self, ctx, experiment, train, val, n_classes):
         # The number of rings does not change under rotations and flips: train on all 8 views of each image.
@@ -203,47 +200,96 @@ class RingsTask(Task):
                                     lr=ctx.options["lr"], augment=random_d4 if ctx.options["augment_d4"] else None)
         ckpt = ctx.checkpoint_dir(experiment, "cnn")
         ctx.log(f"{experiment}: training cnn on {len(train)} images")
-        with ctx.timer("fit"):
-            res = fit(module, as_dataset(train.as_float(), train.n_rings - 1, dtypes=(torch.float32, torch.long)),
-                      as_dataset(val.as_float(), val.n_rings - 1, dtypes=(torch.float32, torch.long)),
-                      ckpt, ctx.train_config(), resume=ctx.resume)
+        res = fit(module, as_dataset(train.as_float(), train.n_rings - 1, dtypes=(torch.float32, torch.long)),
+                  as_dataset(val.as_float(), val.n_rings - 1, dtypes=(torch.float32, torch.long)),
+                  ckpt, ctx.train_config(), resume=ctx.resume)
         write_json_atomic(ckpt / "meta.json", {"kind": "classifier", "n_classes": n_classes,
                                                "image_size": ctx.options["image_size"], "widths": ctx.options["widths"],
                                                "augment_d4": ctx.options["augment_d4"]})
-        plots.loss_curves(res.history, f"{experiment} cnn", ctx.figures / f"loss_{experiment}_cnn.png")
         return module, res
 
-    def _classify(self, ctx: RunContext, experiment: str, train: RingSet, val: RingSet, test: RingSet,
-                  with_svm: bool) -> dict[str, Any]:
+    @staticmethod
+    def _fit_svm(ctx: RunContext, experiment: str, train: RingSet):
+        from sklearn.decomposition import PCA
+        from sklearn.pipeline import make_pipeline
+        from sklearn.svm import SVC
 
-        n_classes = int(train.n_rings.max())  # the network knows the classes its training set has
-        labels = list(range(1, max(n_classes, int(test.n_rings.max())) + 1))
-        module, res = self._train_classifier(ctx, experiment, train, val, n_classes)
-        with ctx.timer("evaluate"):
-            pred = predict_batches(self._class_probabilities(module, ctx.options["augment_d4"]),
-                                   test.as_float()).argmax(1) + 1
+        n_fit = min(len(train), ctx.options["svm_max_train"])
+        ctx.log(f"{experiment}: fitting pca_svm on {n_fit} images")
+        pipe = make_pipeline(PCA(min(ctx.options["pca_components"], n_fit - 1), random_state=ctx.seed),
+                             SVC(C=ctx.options["svm_c"], gamma="scale"))
+        return pipe.fit(train.as_float()[:n_fit].reshape(n_fit, -1), train.n_rings[:n_fit])
+
+    @staticmethod
+    def _fit_regressors(ctx: RunContext, train: RingSet, val: RingSet) -> dict[str, Any]:
+        opts = ctx.options
+        ctx.seed_model("regress", "cnn")
+        module = RegressionTask(ring_regressor(opts["image_size"], opts["widths"]), train.params.mean(0),
+                                train.params.std(0), lr=opts["lr"])
+        ckpt = ctx.checkpoint_dir("regress", "cnn")
+        ctx.log(f"regress: training cnn on {len(train)} images")
+        res = fit(module, as_dataset(train.as_float(), train.params), as_dataset(val.as_float(), val.params),
+                  ckpt, ctx.train_config(max_epochs=opts["regress_max_epochs"]), resume=ctx.resume)
+        write_json_atomic(ckpt / "meta.json", {"kind": "regressor", "image_size": opts["image_size"],
+                                               "widths": opts["widths"]})
+        n_fit = opts["circle_fit_max_train"]
+        return {"cnn": (module, res), "circle_fit": CircleFit().fit(train.images[:n_fit], train.params[:n_fit])}
+
+    @staticmethod
+    def _fit_generators(ctx: RunContext, train: RingSet, val: RingSet) -> dict[str, Any]:
+        opts = ctx.options
+        mean, std = train.params.mean(0), train.params.std(0)
+        cfg = ctx.train_config(max_epochs=opts["gen_max_epochs"])
+        train = train.subset(slice(0, opts["n_generate_train"]))
+        train_ds, val_ds = as_dataset(train.params, train.as_float()), as_dataset(val.params, val.as_float())
+        latent = opts["cvae_latent_dim"]
+        ctx.seed_model("generate", "decoder_and_cvae")
+        generators = {
+            "decoder": ConditionalDecoderTask(RingDecoder(0, mean, std, opts["image_size"], opts["decoder_width"]),
+                                              lr=opts["lr"]),
+            "cvae": ConditionalVAETask(RingEncoder(latent, mean, std, opts["image_size"], opts["widths"]),
+                                       RingDecoder(latent, mean, std, opts["image_size"], opts["decoder_width"]),
+                                       latent, likelihood="bernoulli", beta=opts["cvae_beta"], lr=opts["lr"]),
+        }
+        fitted = {}
+        for method, module in generators.items():
+            ctx.log(f"generate: training {method} on {len(train)} images")
+            fitted[method] = (module, fit(module, train_ds, val_ds, ctx.checkpoint_dir("generate", method), cfg,
+                                          resume=ctx.resume))
+        return fitted
+
+    # --- evaluate -------------------------------------------------------------------------------------------------
+
+    def evaluate(self, ctx: RunContext, data: dict[str, tuple[RingSet, RingSet, RingSet]],
+                 models: dict[str, Any]) -> Evaluation:
+        results: dict[str, Any] = {}
+        outputs: dict[str, Any] = {}
+        for key in ("classify", "classify_n"):
+            if key in data:
+                results[key], outputs[key] = self._score_classifiers(ctx, data[key], models[key])
+        cluster_source = data.get("classify_n") or data.get("classify")
+        if cluster_source is not None:
+            results["clusters"], outputs["clusters"] = self._clusters(ctx, cluster_source[2])
+        if "single" in data:
+            test = data["single"][2]
+            results["regress"], outputs["regress"] = self._score_regressors(ctx, test, models["regress"])
+            results["generate"], outputs["generate"] = self._score_generators(ctx, test, models["generate"],
+                                                                              models["regress"]["cnn"][0])
+        return Evaluation(results, outputs)
+
+    def _score_classifiers(self, ctx: RunContext, split: tuple[RingSet, RingSet, RingSet], models: dict[str, Any]):
+        """The classifiers' metrics on the test set, and their confusion matrices (for the figures)."""
+        train, _, test = split
+        labels = list(range(1, max(int(train.n_rings.max()), int(test.n_rings.max())) + 1))
+        module, res = models["cnn"]
+        pred = predict_batches(self._class_probabilities(module, ctx.options["augment_d4"]),
+                               test.as_float()).argmax(1) + 1
         out: dict[str, Any] = {"cnn": self._classification_metrics(test.n_rings, pred, labels, ctx.seed)}
         out["cnn"]["epochs"] = res.epochs
-        matrices = {"cnn": np.asarray(out["cnn"]["confusion_matrix"])}
-        if with_svm:
-            from sklearn.decomposition import PCA
-            from sklearn.pipeline import make_pipeline
-            from sklearn.svm import SVC
-
-            n_fit = min(len(train), ctx.options["svm_max_train"])
-            ctx.log(f"{experiment}: fitting pca_svm on {n_fit} images")
-            with ctx.timer("fit"):
-                pipe = make_pipeline(PCA(min(ctx.options["pca_components"], n_fit - 1), random_state=ctx.seed),
-                                     SVC(C=ctx.options["svm_c"], gamma="scale"))
-                pipe.fit(train.as_float()[:n_fit].reshape(n_fit, -1), train.n_rings[:n_fit])
-            with ctx.timer("evaluate"):
-                svm_pred = pipe.predict(test.as_float().reshape(len(test), -1))
+        if "pca_svm" in models:
+            svm_pred = models["pca_svm"].predict(test.as_float().reshape(len(test), -1))
             out["pca_svm"] = self._classification_metrics(test.n_rings, svm_pred, labels, ctx.seed)
-            matrices["pca_svm"] = np.asarray(out["pca_svm"]["confusion_matrix"])
-        plots.confusion_matrices(matrices, [str(n) for n in labels], ctx.figures / f"{experiment}_confusion.png")
-        if experiment == "classify_n":
-            self._plot_accuracy_by_n(out["cnn"], ctx.figures / "classify_n_accuracy_by_n.png")
-        return out
+        return out, {"labels": labels, "matrices": {m: np.asarray(r["confusion_matrix"]) for m, r in out.items()}}
 
     @staticmethod
     def _class_probabilities(module, d4: bool):
@@ -266,68 +312,31 @@ class RingsTask(Task):
         return out
 
     @staticmethod
-    def _plot_accuracy_by_n(m: dict, path: Path) -> None:
-        fig, ax = plots.plt.subplots(figsize=(4.5, 3.3))
-        ns = [int(k) for k in m["accuracy_by_n"]]
-        ax.errorbar(ns, list(m["accuracy_by_n"].values()), yerr=list(m["accuracy_by_n_err"].values()), fmt="o-")
-        ax.set_xlabel("true number of rings N")
-        ax.set_ylabel("CNN accuracy")
-        ax.set_xticks(ns)
-        ax.grid(alpha=0.3)
-        plots.save_figure(fig, path)
-
-    def _clusters(self, ctx: RunContext, test: RingSet) -> dict[str, Any]:
+    def _clusters(ctx: RunContext, test: RingSet):
+        """DBSCAN's cluster count against the true number of rings; and the counts (for the figure)."""
         from sklearn.cluster import DBSCAN
 
         sub = test.subset(slice(0, ctx.options["n_clusters"]))
         dbscan = DBSCAN(eps=ctx.options["dbscan_eps"], min_samples=ctx.options["dbscan_min_samples"])
-        with ctx.timer("evaluate"):
-            found = np.array([
-                len(set(dbscan.fit_predict(np.argwhere(img > 0))) - {-1}) if (img > 0).any() else 0
-                for img in sub.images
-            ])
+        found = np.array([len(set(dbscan.fit_predict(np.argwhere(img > 0))) - {-1}) if (img > 0).any() else 0
+                          for img in sub.images])
         means, errs, exact, exact_errs = {}, {}, {}, {}
         for n in np.unique(sub.n_rings):
             sel = sub.n_rings == n
             means[str(n)], errs[str(n)] = M.bootstrap(np.mean, found[sel], seed=ctx.seed)
             exact[str(n)], exact_errs[str(n)] = M.bootstrap(np.mean, found[sel] == n, seed=ctx.seed)
-        fig, ax = plots.plt.subplots(figsize=(4.8, 3.6))
-        ns = np.unique(sub.n_rings)
-        ax.violinplot([found[sub.n_rings == n] for n in ns], positions=ns, showmeans=True)
-        ax.plot(ns, ns, "k--", lw=1, label="found = true")
-        ax.set_xlabel("true number of rings N")
-        ax.set_ylabel("DBSCAN clusters found")
-        ax.set_xticks(ns)
-        ax.legend()
-        plots.save_figure(fig, ctx.figures / "clusters_found_vs_true.png")
-        return {"dbscan": {"mean_clusters_by_n": means, "mean_clusters_by_n_err": errs,
-                           "exact_fraction_by_n": exact, "exact_fraction_by_n_err": exact_errs,
-                           "n_images": int(len(sub))}}
+        return ({"dbscan": {"mean_clusters_by_n": means, "mean_clusters_by_n_err": errs,
+                            "exact_fraction_by_n": exact, "exact_fraction_by_n_err": exact_errs,
+                            "n_images": int(len(sub))}},
+                {"found": found, "n_rings": sub.n_rings})
 
-    def _regress(self, ctx: RunContext, train: RingSet, val: RingSet, test: RingSet):
-        opts = ctx.options
-        ctx.seed_model("regress", "cnn")
-        module = RegressionTask(ring_regressor(opts["image_size"], opts["widths"]), train.params.mean(0),
-                                train.params.std(0), lr=opts["lr"])
-        ckpt = ctx.checkpoint_dir("regress", "cnn")
-        ctx.log(f"regress: training cnn on {len(train)} images")
-        with ctx.timer("fit"):
-            res = fit(module, as_dataset(train.as_float(), train.params), as_dataset(val.as_float(), val.params),
-                      ckpt, ctx.train_config(max_epochs=opts["regress_max_epochs"]), resume=ctx.resume)
-        write_json_atomic(ckpt / "meta.json", {"kind": "regressor", "image_size": opts["image_size"],
-                                               "widths": opts["widths"]})
-        plots.loss_curves(res.history, "regress cnn", ctx.figures / "loss_regress_cnn.png")
-        with ctx.timer("evaluate"):
-            pred = predict_batches(lambda x: module.predict_physical(x)[0], test.as_float())
+    def _score_regressors(self, ctx: RunContext, test: RingSet, models: dict[str, Any]):
+        module, res = models["cnn"]
+        pred = predict_batches(lambda x: module.predict_physical(x)[0], test.as_float())
         results = {"cnn": {"epochs": res.epochs, **self._regression_metrics(test.params, pred, PARAM_NAMES, ctx.seed)}}
-        with ctx.timer("fit"):
-            n_fit = opts["circle_fit_max_train"]
-            circle = CircleFit().fit(train.images[:n_fit], train.params[:n_fit])
-        with ctx.timer("evaluate"):
-            results["circle_fit"] = self._regression_metrics(test.params, circle.predict(test.images), PARAM_NAMES[:3],
-                                                             ctx.seed)
-        self._regression_figures(ctx, test, pred)
-        return module, results
+        results["circle_fit"] = self._regression_metrics(test.params, models["circle_fit"].predict(test.images),
+                                                         PARAM_NAMES[:3], ctx.seed)
+        return results, {"test": test, "pred": pred}
 
     @staticmethod
     def _regression_metrics(truth: np.ndarray, pred: np.ndarray, names, seed: int) -> dict[str, Any]:
@@ -338,6 +347,80 @@ class RingsTask(Task):
             if p in REL_ERR_PARAMS:
                 out[p].update(M.with_error("rel_err_sigma68", M.rel_err_sigma68, truth[:, j], pred[:, j], seed=seed))
         return out
+
+    @staticmethod
+    def _score_generators(ctx: RunContext, test: RingSet, generators: dict[str, Any], regressor):
+        """C2ST and radius fidelity of the generated rings, with a real-vs-real and a degraded control."""
+        # Disjoint halves of the test pool: A is the C2ST reference, B's labels condition the generators.
+        n_c2st = min(ctx.options["n_c2st"], len(test) // 2)
+        ref, other = test.subset(slice(0, n_c2st)), test.subset(slice(n_c2st, 2 * n_c2st))
+        cond = torch.as_tensor(other.params, dtype=torch.float32)
+        samples: dict[str, np.ndarray] = {}
+        for method, (module, _) in generators.items():
+            gen = torch.Generator().manual_seed(ctx.seed)
+            # Images in the real format are binary (0 or 255): the decoder's grey output is thresholded.
+            samples[method] = (module.sample(cond, generator=gen).numpy() > 0.5).astype(np.float32)
+        if n_c2st >= M.C2ST_MIN_SAMPLES:
+            c2st = M.c2st_with_controls(ref.as_float(), other.as_float(), samples, degrade=_thicken, seed=ctx.seed)
+        else:
+            ctx.log(f"generate: only {n_c2st} test images per C2ST side (< {M.C2ST_MIN_SAMPLES}); C2ST skipped")
+            c2st = {key: {} for key in ("real_vs_real", "real_vs_degraded", *samples)}
+        out: dict[str, Any] = {}
+        for method, images in {"real": other.as_float(), **samples}.items():
+            radius = predict_batches(lambda x: regressor.predict_physical(x)[0], images)[:, 2]
+            out[method] = {**c2st["real_vs_real" if method == "real" else method],
+                           **M.with_error("radius_fidelity_rmse", M.rmse, other.params[:, 2], radius, seed=ctx.seed)}
+        if c2st["real_vs_degraded"]:
+            out["degraded"] = c2st["real_vs_degraded"]
+        for method, (_, res) in generators.items():
+            out[method]["epochs"] = res.epochs
+        return out, {"real": other, "samples": samples}
+
+    # --- figures --------------------------------------------------------------------------------------------------
+
+    def figures(self, ctx: RunContext, data, models: dict[str, Any], evaluation: Evaluation) -> None:
+        results, outputs = evaluation.results, evaluation.outputs
+        for experiment, fitted in models.items():
+            for method, model in fitted.items():
+                if isinstance(model, tuple):  # a network and its training history
+                    plots.loss_curves(model[1].history, f"{experiment} {method}",
+                                      ctx.figures / f"loss_{experiment}_{method}.png")
+        for key in ("classify", "classify_n"):
+            if key in outputs:
+                plots.confusion_matrices(outputs[key]["matrices"], [str(n) for n in outputs[key]["labels"]],
+                                         ctx.figures / f"{key}_confusion.png")
+        if "classify_n" in results:
+            self._plot_accuracy_by_n(results["classify_n"]["cnn"], ctx.figures / "classify_n_accuracy_by_n.png")
+        if "clusters" in outputs:
+            self._plot_clusters(outputs["clusters"]["found"], outputs["clusters"]["n_rings"],
+                                ctx.figures / "clusters_found_vs_true.png")
+        if "regress" in outputs:
+            self._regression_figures(ctx, outputs["regress"]["test"], outputs["regress"]["pred"])
+        if "generate" in outputs:
+            self._generation_figure(ctx, outputs["generate"]["real"], outputs["generate"]["samples"])
+
+    @staticmethod
+    def _plot_accuracy_by_n(m: dict, path: Path) -> None:
+        fig, ax = plots.plt.subplots(figsize=(4.5, 3.3))
+        ns = [int(k) for k in m["accuracy_by_n"]]
+        ax.errorbar(ns, list(m["accuracy_by_n"].values()), yerr=list(m["accuracy_by_n_err"].values()), fmt="o-")
+        ax.set_xlabel("true number of rings N")
+        ax.set_ylabel("CNN accuracy")
+        ax.set_xticks(ns)
+        ax.grid(alpha=0.3)
+        plots.save_figure(fig, path)
+
+    @staticmethod
+    def _plot_clusters(found: np.ndarray, n_rings: np.ndarray, path: Path) -> None:
+        fig, ax = plots.plt.subplots(figsize=(4.8, 3.6))
+        ns = np.unique(n_rings)
+        ax.violinplot([found[n_rings == n] for n in ns], positions=ns, showmeans=True)
+        ax.plot(ns, ns, "k--", lw=1, label="found = true")
+        ax.set_xlabel("true number of rings N")
+        ax.set_ylabel("DBSCAN clusters found")
+        ax.set_xticks(ns)
+        ax.legend()
+        plots.save_figure(fig, path)
 
     @staticmethod
     def _regression_figures(ctx: RunContext, test: RingSet, pred: np.ndarray) -> None:
@@ -369,58 +452,6 @@ class RingsTask(Task):
 
         plots.image_grid({"true (green) / predicted (red)": test.as_float()[:8, 0]},
                          ctx.figures / "regress_examples.png", overlays={"true (green) / predicted (red)": overlay})
-
-    def _generate(self, ctx: RunContext, train: RingSet, val: RingSet, test: RingSet, regressor) -> dict[str, Any]:
-        opts = ctx.options
-        mean, std = train.params.mean(0), train.params.std(0)
-        cfg = ctx.train_config(max_epochs=opts["gen_max_epochs"])
-        train = train.subset(slice(0, opts["n_generate_train"]))
-        train_ds = as_dataset(train.params, train.as_float())
-        val_ds = as_dataset(val.params, val.as_float())
-        latent = opts["cvae_latent_dim"]
-        ctx.seed_model("generate", "decoder_and_cvae")
-        generators = {
-            "decoder": ConditionalDecoderTask(RingDecoder(0, mean, std, opts["image_size"], opts["decoder_width"]),
-                                              lr=opts["lr"]),
-            "cvae": ConditionalVAETask(RingEncoder(latent, mean, std, opts["image_size"], opts["widths"]),
-                                       RingDecoder(latent, mean, std, opts["image_size"], opts["decoder_width"]),
-                                       latent, likelihood="bernoulli", beta=opts["cvae_beta"], lr=opts["lr"]),
-        }
-        # Disjoint halves of the test pool: A is the C2ST reference, B's labels condition the generators.
-        n_c2st = min(opts["n_c2st"], len(test) // 2)
-        ref, other = test.subset(slice(0, n_c2st)), test.subset(slice(n_c2st, 2 * n_c2st))
-        cond = torch.as_tensor(other.params, dtype=torch.float32)
-        samples: dict[str, np.ndarray] = {}
-        histories = {}
-        for method, module in generators.items():
-            ctx.log(f"generate: training {method} on {len(train)} images")
-            with ctx.timer("fit"):
-                histories[method] = fit(module, train_ds, val_ds, ctx.checkpoint_dir("generate", method), cfg,
-                                        resume=ctx.resume)
-            plots.loss_curves(histories[method].history, f"generate {method}",
-                              ctx.figures / f"loss_generate_{method}.png")
-            gen = torch.Generator().manual_seed(ctx.seed)
-            with ctx.timer("evaluate"):
-                # Images in the real format are binary (0 or 255): the decoder's grey output is thresholded.
-                samples[method] = (module.sample(cond, generator=gen).numpy() > 0.5).astype(np.float32)
-        with ctx.timer("evaluate"):
-            if n_c2st >= M.C2ST_MIN_SAMPLES:
-                c2st = M.c2st_with_controls(ref.as_float(), other.as_float(), samples, degrade=_thicken, seed=ctx.seed)
-            else:
-                ctx.log(f"generate: only {n_c2st} test images per C2ST side (< {M.C2ST_MIN_SAMPLES}); C2ST skipped")
-                c2st = {key: {} for key in ("real_vs_real", "real_vs_degraded", *samples)}
-            out: dict[str, Any] = {}
-            for method, images in {"real": other.as_float(), **samples}.items():
-                radius = predict_batches(lambda x: regressor.predict_physical(x)[0], images)[:, 2]
-                out[method] = {**c2st["real_vs_real" if method == "real" else method],
-                               **M.with_error("radius_fidelity_rmse", M.rmse, other.params[:, 2], radius,
-                                              seed=ctx.seed)}
-            if c2st["real_vs_degraded"]:
-                out["degraded"] = c2st["real_vs_degraded"]
-            for method in generators:
-                out[method]["epochs"] = histories[method].epochs
-        self._generation_figure(ctx, other, samples)
-        return out
 
     @staticmethod
     def _generation_figure(ctx: RunContext, real: RingSet, samples: dict[str, np.ndarray]) -> None:
@@ -462,6 +493,11 @@ class RingsTask(Task):
                 for j, p in enumerate(PARAM_NAMES):
                     columns[f"{experiment}_cnn_{p}"] = pred[:, j]
         return write_predictions(columns, out, ".4f")
+
+
+def _write_simulated(folder: Path, key: dict[str, Any]) -> Path:
+    return simulate_rings(folder / "rings.npz", n=key["n"], seed=key["seed"], format="npz", mode=key["mode"],
+                          max_rings=key["max_rings"], image_size=key["image_size"])
 
 
 def _thicken(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
