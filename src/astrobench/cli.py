@@ -125,13 +125,13 @@ def run(
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Run every experiment of a task and write metrics.json, figures and report.html."""
-    from astrobench.runner import parse_set
+    from astrobench.runner import Hardware, parse_set
     from astrobench.runner import run as run_task
 
     _use_scheduler(scheduler)
+    hardware = Hardware(accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy)
     run_dir = run_task(task, data=data, quick=quick, out=out, name=name, seed=seed, overrides=parse_set(set_),
-                       accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
-                       resume=resume, progress=not no_progress)
+                       hardware=hardware, resume=resume, progress=not no_progress)
     from astrobench.core.distributed import is_global_zero
 
     if is_global_zero():  # in a multi-process run, the owner says where the run is

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -68,15 +70,26 @@ def apply_overrides(defaults: dict[str, Any], overrides: dict[str, Any], task: s
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
-def check_trainer(accelerator: str, devices: Any, num_nodes: int, strategy: str) -> None:
+@dataclass(frozen=True)
+class Hardware:
+    """Where a run trains: the Lightning Trainer's ``accelerator``, ``devices`` (per node), ``num_nodes`` and
+    ``strategy`` (``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+
+
+def check_trainer(hardware: Hardware) -> None:
     """Refuse hardware flags before anything is created (Lightning would refuse some only inside the first fit, and
     accept others that cannot run here): an unknown strategy or accelerator, fewer than one node, more CPU
     processes than cores, a GPU that is not there."""
-    import os
-
     import torch
     from lightning.pytorch.strategies import StrategyRegistry
 
+    accelerator, devices, num_nodes, strategy = (hardware.accelerator, hardware.devices, hardware.num_nodes,
+                                                 hardware.strategy)
     if not isinstance(num_nodes, int) or num_nodes < 1:
         raise ConfigError(f"--num-nodes must be at least 1, got {num_nodes!r}")
     known = sorted(set(StrategyRegistry.available_strategies()) | {"auto"})
@@ -97,8 +110,8 @@ def check_trainer(accelerator: str, devices: Any, num_nodes: int, strategy: str)
 
 
 def resolve_config(task_name: str, data: str | Path | None = None, quick: bool = False, seed: int = 0,
-                   overrides: dict[str, Any] | None = None, accelerator: str = "auto", devices: Any = "auto",
-                   num_nodes: int = 1, strategy: str = "auto", progress: bool = True) -> dict[str, Any]:
+                   overrides: dict[str, Any] | None = None, hardware: Hardware | None = None,
+                   progress: bool = True) -> dict[str, Any]:
     """The full configuration of a run, every default written out."""
     task = get_task(task_name)
     overrides = dict(overrides or {})
@@ -108,14 +121,15 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
     check_seed(seed)
     if data is not None and not Path(data).exists():
         raise DataFormatError(data, "not found")
-    check_trainer(accelerator, devices, num_nodes, strategy)
+    hardware = hardware or Hardware()
+    check_trainer(hardware)
     return {
         "task": task_name,
         "size": size,
         "seed": int(seed),
         "data": None if data is None else str(Path(data).resolve()),
         "progress": progress,
-        "trainer": {"accelerator": accelerator, "devices": devices, "num_nodes": num_nodes, "strategy": strategy},
+        "trainer": dataclasses.asdict(hardware),
         "options": _checked_options(task, task_name, size, overrides),
     }
 
@@ -202,8 +216,7 @@ def discard_failed_run(run_dir: Path, made: list[Path]) -> bool:
 
 def run(task_name: str | None = None, data: str | Path | None = None, quick: bool = False,
         out: str | Path = "runs", name: str | None = None, seed: int | None = None,
-        overrides: dict[str, Any] | None = None,
-        accelerator: str = "auto", devices: Any = "auto", num_nodes: int = 1, strategy: str = "auto",
+        overrides: dict[str, Any] | None = None, hardware: Hardware | None = None,
         resume: str | Path | None = None, progress: bool = True) -> Path:
     """Run every experiment of a task into a new run folder (or continue ``resume``); return the folder.
 
@@ -225,8 +238,7 @@ def run(task_name: str | None = None, data: str | Path | None = None, quick: boo
     else:
         if task_name is None:
             raise ConfigError("name a task to run")
-        config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, accelerator, devices,
-                                num_nodes, strategy, progress)
+        config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, hardware, progress)
         run_dir, made = new_run_dir(out, task_name, name)
         write_json_atomic(run_dir / "config.json", config)
     dist.announce_owner(run_dir)  # the ranks Lightning starts at the first fit re-run this command: they follow it

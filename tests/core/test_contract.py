@@ -51,5 +51,38 @@ def test_anchors_cite_sources_a_reader_can_find(task):
 
 
 def test_the_contract_documents_itself():
-    for name in ("options", "check_options", "simulate", "run", "predict"):
+    for name in ("options", "check_options", "simulate", "simulations", "read", "load", "fit", "evaluate", "figures",
+                 "predict"):
         assert inspect.getdoc(getattr(Task, name)), f"Task.{name} has no docstring"
+
+
+def test_the_contract_is_abstract():
+    with pytest.raises(TypeError, match="abstract"):
+        Task()  # type: ignore[abstract]
+
+    class Half(Task):  # the steps are not optional
+        def options(self, size):
+            return {}
+
+        def simulate(self, out, n, seed=0, format=None, **options):
+            return out
+
+        def fit(self, ctx, data):
+            return None
+
+        def predict(self, run_dir, data, out):
+            return out
+
+    with pytest.raises(TypeError, match="evaluate"):
+        Half()
+
+
+def test_every_task_gets_its_data_through_the_core_or_says_why(task):
+    """A task either supplies simulations() and read() (the core simulates, caches and reads) or overrides load()
+    with a docstring saying why (data built from several sources)."""
+    cls = type(task)
+    own = {name for name in ("simulations", "read", "load") if getattr(cls, name) is not getattr(Task, name)}
+    says_why = "load" in own and inspect.getdoc(cls.load) != inspect.getdoc(Task.load)
+    assert own == {"simulations", "read"} or says_why, f"{task.name}: overrides {sorted(own)}"
+    if "load" not in own:
+        assert cls.simulator_version, f"{task.name}: no simulator_version"

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from astrobench import registry
+from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.runner import run
-
-SIMULATOR_VERSION = "1"
 
 
 def simulate_line(out: Path, n: int, seed: int = 0, slope: float = 2.0) -> Path:
@@ -49,6 +48,7 @@ class LineTask(Task):
     name = "line"
     summary = "the slope of a noisy line (a toy, registered only in the tests)"
     n_unit = "points"
+    simulator_version = "1"
     anchors = {"fit.ols.slope": {"value": 2.0, "source": "the simulator's true slope"}}
 
     def options(self, size: str) -> dict[str, Any]:
@@ -62,21 +62,35 @@ class LineTask(Task):
     def simulate(self, out, n, seed=0, format=None, slope=2.0) -> Path:
         return simulate_line(Path(out), n, seed, slope)
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
-        opts = ctx.options
-        with ctx.timer("simulate"):
-            path = Path(ctx.config["data"]) if ctx.config["data"] else cached(
-                "line", SIMULATOR_VERSION, {"n": opts["n_points"], "seed": ctx.seed, "slope": opts["slope"]},
-                lambda folder: simulate_line(folder / "line.csv", opts["n_points"], ctx.seed, opts["slope"]),
-                "line.csv")
-        with ctx.timer("load"):
-            x, y = read_line(path)
-        ctx.data_info.update(source="file" if ctx.config["data"] else "simulated", n=len(x))
-        with ctx.timer("fit"):
-            slope, intercept = np.polyfit(x, y, 1)
-        with ctx.timer("evaluate"):
-            rmse = float(np.sqrt(np.mean((y - slope * x - intercept) ** 2)))
-        return {"fit": {"ols": {"slope": float(slope), "rmse": rmse}}}
+    # the steps: core simulates (cached) or takes --data, then calls read; the runner times each step
+
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
+        key = {"n": ctx.options["n_points"], "seed": ctx.seed, "slope": ctx.options["slope"]}
+        return {"data": Simulation(key, "line.csv", lambda folder: simulate_line(folder / "line.csv", key["n"],
+                                                                                 key["seed"], key["slope"]))}
+
+    def read(self, ctx: RunContext, paths) -> tuple[np.ndarray, np.ndarray]:
+        x, y = read_line(paths["data"])
+        ctx.data_info["n"] = len(x)
+        return x, y
+
+    def fit(self, ctx: RunContext, data) -> tuple[float, float]:
+        x, y = data
+        slope, intercept = np.polyfit(x, y, 1)
+        return float(slope), float(intercept)
+
+    def evaluate(self, ctx: RunContext, data, models) -> Evaluation:
+        (x, y), (slope, intercept) = data, models
+        rmse = float(np.sqrt(np.mean((y - slope * x - intercept) ** 2)))
+        return Evaluation({"fit": {"ols": {"slope": slope, "rmse": rmse}}}, {"residuals": y - slope * x - intercept})
+
+    def figures(self, ctx: RunContext, data, models, evaluation: Evaluation) -> None:
+        fig, ax = plots.plt.subplots()
+        ax.hist(evaluation.outputs["residuals"], bins=20)
+        plots.save_figure(fig, ctx.figures / "residuals.png")
+
+    def predict(self, run_dir, data, out):
+        raise ConfigError("the toy keeps no model")
 
 
 @pytest.fixture
@@ -88,10 +102,12 @@ def line_registered(monkeypatch):
 def test_a_tenth_task_runs_through_the_same_path(line_registered, tmp_path):
     run_dir = run("line", out=tmp_path, name="toy", seed=0, progress=False, overrides={"size": "smoke"})
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["task"] == "line" and metrics["data"] == {"source": "simulated", "n": 50}
+    assert metrics["task"] == "line" and metrics["data"]["source"] == "simulated" and metrics["data"]["n"] == 50
+    assert Path(metrics["data"]["path"]).name == "line.csv"  # in the cache, under the task's name
     assert metrics["results"]["fit"]["ols"]["slope"] == pytest.approx(2.0, abs=0.1)
     assert 0.5 < metrics["results"]["fit"]["ols"]["rmse"] < 1.5  # the unit noise
-    assert {"simulate", "load", "fit", "evaluate", "total"} <= set(metrics["seconds"])
+    assert set(metrics["seconds"]) == {"simulate", "load", "fit", "evaluate", "figures", "total"}
+    assert (run_dir / "figures" / "residuals.png").stat().st_size > 0
     assert "the simulator&#x27;s true slope" in (run_dir / "report.html").read_text() or \
         "the simulator's true slope" in (run_dir / "report.html").read_text()
 

@@ -20,7 +20,7 @@ from astrobench.tasks.photoz.data import (
     read_catalogue,
     split_indices,
 )
-from astrobench.tasks.photoz.models import KNNPDF, TREE_SEARCH, fit_point
+from astrobench.tasks.photoz.models import KNNPDF, TREE_SEARCH, SearchBudget, fit_point
 
 S = importlib.import_module("astrobench.tasks.photoz.simulate")
 N_TEMPLATES = 120
@@ -226,10 +226,10 @@ def test_fit_point_caps_rows_and_learns_a_known_relation():
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 3, (900, 2))
     y = X[:, 0] + 0.05 * rng.normal(size=900)
-    model = fit_point("svr", X[:600], y[:600], seed=0, n_iter=2, cv_folds=2, max_rows=300)
+    model = fit_point("svr", X[:600], y[:600], seed=0, budget=SearchBudget(2, 2), max_rows=300)
     assert model.n_train == 300
     assert np.mean((model.predict(X[600:]) - y[600:]) ** 2) < 0.05
-    tree = fit_point("tree_tuned", X[:600], y[:600], seed=0, n_iter=2, cv_folds=2, tree_n_iter=5, tree_cv_folds=2)
+    tree = fit_point("tree_tuned", X[:600], y[:600], seed=0, budget=SearchBudget(2, 2, 5, 2))
     assert set(tree.best_params) == {"max_depth", "min_samples_split", "min_samples_leaf"}
 
 

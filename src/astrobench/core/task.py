@@ -205,7 +205,7 @@ class Task(ABC):
         source and path(s) in ``ctx.data_info``. Returns the data the other steps take."""
         if ctx.config["data"] is None:
             with ctx.timer("simulate"):
-                paths = {key: simulated(self, sim, ctx) for key, sim in self.simulations(ctx).items()}
+                paths = {key: simulated(sim, self) for key, sim in self.simulations(ctx).items()}
             ctx.data_info.update(source="simulated",
                                  path=str(paths["data"]) if list(paths) == ["data"] else {k: str(v) for k, v in
                                                                                           paths.items()})
@@ -215,14 +215,14 @@ class Task(ABC):
         with ctx.timer("load"):
             return self.read(ctx, paths)
 
+    @abstractmethod
     def fit(self, ctx: RunContext, data: Any) -> Any:
         """Train every method on ``data`` (checkpoints under ``ctx.checkpoint_dir``); return the fitted models."""
-        raise NotImplementedError
 
+    @abstractmethod
     def evaluate(self, ctx: RunContext, data: Any, models: Any) -> Evaluation:
         """Score the fitted ``models`` on the held-out part of ``data``; return the results tree (with ``_err``
         values) and the arrays the figures step draws."""
-        raise NotImplementedError
 
     def figures(self, ctx: RunContext, data: Any, models: Any, evaluation: Evaluation) -> None:
         """Draw the run's figures into ``ctx.figures`` (PNG); by default none."""
@@ -234,17 +234,18 @@ class Task(ABC):
         predictions (CSV) to ``out`` and return it."""
 
 
-def simulated(task: Task, sim: Simulation, ctx: RunContext) -> Path:
-    """The path of ``sim``'s file in the cache (written the first time, see :func:`cached`)."""
-    return cached(sim.owner or task.name, sim.version or task.simulator_version, dict(sim.key), sim.write,
-                  sim.filename)
+def simulated(sim: Simulation, task: Task | None = None) -> Path:
+    """The path of ``sim``'s file in the cache, written the first time (see :func:`cached`); under ``sim.owner``
+    and ``sim.version``, by default ``task``'s name and simulator version."""
+    owner, version = sim.owner or (task.name if task else ""), sim.version or (task.simulator_version if task else "")
+    if not owner or not version:
+        raise ValueError(f"{sim.filename}: a simulation outside a task needs its owner and version")
+    return cached(owner, version, dict(sim.key), sim.write, sim.filename)
 
 
 def run_steps(task: Task, ctx: RunContext) -> dict[str, Any]:
     """Run ``task``'s steps in order, each timed into ``ctx.seconds`` (``load`` times ``simulate`` and ``load``
     itself); return the results tree of metrics.json."""
-    if "run" in vars(type(task)):  # a task not yet split into steps
-        return task.run(ctx)  # type: ignore[attr-defined]
     data = task.load(ctx)
     with ctx.timer("fit"):
         models = task.fit(ctx, data)

@@ -271,35 +271,44 @@ def render_frame(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generato
     # --- clouds ------------------------------------------------------------------------------------------
     tau = cloud_optical_depth(geo, cond, rng)
     transmission = np.exp(-tau)
-    # what the cloud scatters toward the camera: town light (strongest low and toward the town), moonlight
-    # (forward-scattered near the Moon), twilight, and a faint floor
-    moon_lit = 0.0
-    if cond.moon_alt > 0:
-        rho_moon = geo.separation_deg(cond.moon_alt, cond.moon_az)
-        moon_lit = s["cloud_albedo_moon"] * 40 * moon_illuminated_fraction(cond.moon_phase_angle) * (
-            0.5 + np.exp(-rho_moon / 25))
-    cloud_light = (s["cloud_base_brightness"] + s["cloud_albedo_town"] * cond.light_pollution
-                   * (0.3 + 0.7 * np.exp(-((d_town / 50.0) ** 2))) * (0.4 + 0.6 * np.exp(-np.maximum(alt, 0) / 25))
-                   + moon_lit + 0.8 * twilight)
+    cloud_light = _cloud_light(geo, cond, s, d_town, alt, twilight)
     # Rayleigh-scattered twilight and moonlight come from the whole air column, most of it (AIR_ABOVE_CLOUDS) above a
     # low cloud deck, so the cloud dims it; town light scatters off aerosols in the boundary layer, below the clouds
     scattered = (twilight + moon) * AIR_ABOVE_CLOUDS
     sky_units = ((behind_clouds + stars + scattered) * transmission + cloud_light * (1 - transmission) + town
                  + (twilight + moon) * (1 - AIR_ABOVE_CLOUDS))
 
-    # --- the Moon's disc and halo, through the clouds ---------------------------------------------------
-    rate = sky_units * s["dark_sky_adu_s"]
-    if cond.moon_alt > 0:
-        my, mx = geo.pixel_of(cond.moon_alt, cond.moon_az)
-        rows, cols = np.indices(geo.shape)
-        d = np.hypot(rows - my, cols - mx)
-        iy, ix = int(np.clip(my, 0, geo.shape[0] - 1)), int(np.clip(mx, 0, geo.shape[1] - 1))  # may lie off the frame
-        brightness = moon_illuminated_fraction(cond.moon_phase_angle) * np.exp(-tau[iy, ix])
-        halo = 2e4 / (1 + (d / s["moon_halo_px"]) ** 2) ** 1.5
-        rate = rate + brightness * (3e6 * (d < s["moon_disc_radius_px"]) + halo)
+    rate = _moon_disc(sky_units * s["dark_sky_adu_s"], geo, cond, tau, s)
 
     counts, exptime = expose(rate, sky, airglow + town + twilight + moon, geo, camera, rng)
     return counts, exptime, tau, sky
+
+
+def _cloud_light(geo: FisheyeGeometry, cond: Conditions, s: dict, d_town: np.ndarray, alt: np.ndarray,
+                 twilight: np.ndarray) -> np.ndarray:
+    """What the cloud scatters toward the camera, in dark-sky units: town light (strongest low and toward the
+    town, ``d_town`` degrees away), moonlight (forward-scattered near the Moon), twilight, and a faint floor."""
+    moon_lit = 0.0
+    if cond.moon_alt > 0:
+        rho_moon = geo.separation_deg(cond.moon_alt, cond.moon_az)
+        moon_lit = s["cloud_albedo_moon"] * 40 * moon_illuminated_fraction(cond.moon_phase_angle) * (
+            0.5 + np.exp(-rho_moon / 25))
+    return (s["cloud_base_brightness"] + s["cloud_albedo_town"] * cond.light_pollution
+            * (0.3 + 0.7 * np.exp(-((d_town / 50.0) ** 2))) * (0.4 + 0.6 * np.exp(-np.maximum(alt, 0) / 25))
+            + moon_lit + 0.8 * twilight)
+
+
+def _moon_disc(rate: np.ndarray, geo: FisheyeGeometry, cond: Conditions, tau: np.ndarray, s: dict) -> np.ndarray:
+    """``rate`` [ADU/s] with the Moon's disc and halo added, dimmed by the cloud in front of the Moon."""
+    if cond.moon_alt <= 0:
+        return rate
+    my, mx = geo.pixel_of(cond.moon_alt, cond.moon_az)
+    rows, cols = np.indices(geo.shape)
+    d = np.hypot(rows - my, cols - mx)
+    iy, ix = int(np.clip(my, 0, geo.shape[0] - 1)), int(np.clip(mx, 0, geo.shape[1] - 1))  # may lie off the frame
+    brightness = moon_illuminated_fraction(cond.moon_phase_angle) * np.exp(-tau[iy, ix])
+    halo = 2e4 / (1 + (d / s["moon_halo_px"]) ** 2) ** 1.5
+    return rate + brightness * (3e6 * (d < s["moon_disc_radius_px"]) + halo)
 
 
 def milky_way_glow(geo: FisheyeGeometry, cond: Conditions, rng: np.random.Generator, s: dict = SKY) -> np.ndarray:

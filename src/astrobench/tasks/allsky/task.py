@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from astrobench.core.io import (
     write_pickle_atomic,
     write_predictions,
 )
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task, simulated
 from astrobench.core.training import StepConfig, as_dataset, fit, load_weights, predict_batches, train_steps
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, FrameSet, load_frames, split_indices
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, parse_camera
@@ -60,7 +60,7 @@ def simulated_frames(ctx: RunContext, n: int, seed: int, camera: str | dict | No
         return simulate_frames(folder, n=n, seed=seed, format=fmt, n_jobs=opts["n_jobs"], camera=camera,
                                frames_per_camera=per_camera, progress=ctx.progress)
 
-    manifest = cached("allsky", SIMULATOR_VERSION, sim_key, build_frames, "manifest.csv")
+    manifest = simulated(Simulation(sim_key, "manifest.csv", build_frames, owner="allsky", version=SIMULATOR_VERSION))
 
     def build_arrays(folder: Path) -> Path:
         ctx.log(f"preprocessing {n} frames (cached for later runs)")
@@ -68,11 +68,27 @@ def simulated_frames(ctx: RunContext, n: int, seed: int, camera: str | dict | No
         frames.save(folder / "frames.npz")
         return folder / "frames.npz"
 
-    arrays = cached("allsky", SIMULATOR_VERSION, {**sim_key, "image_size": opts["image_size"],
-                                                   "preprocess": PREPROCESS_VERSION}, build_arrays, "frames.npz")
+    arrays = simulated(Simulation({**sim_key, "image_size": opts["image_size"], "preprocess": PREPROCESS_VERSION},
+                                  "frames.npz", build_arrays, owner="allsky", version=SIMULATOR_VERSION))
     label = camera if isinstance(camera, str) else "camera_" + config_key(camera)[:8]
     ctx.data_info.setdefault("simulated", {})[f"n{n}_seed{seed}_{label}"] = str(manifest)
     return FrameSet.load(arrays)
+
+
+class AllskyData(NamedTuple):
+    """What an allsky run works on: the train / validation / test frames, the real frames to evaluate on
+    (``eval_data``) and to adapt on (``adapt_data``), simulated frames to pre-train on, whether adaptation is
+    leave-one-frame-out (the same folder for both), and the methods to run (and those skipped, with the reason)."""
+
+    train: FrameSet
+    val: FrameSet
+    test: FrameSet
+    eval_frames: FrameSet | None
+    adapt_frames: FrameSet | None
+    pretrain: FrameSet | None
+    lofo: bool
+    methods: list[str]
+    skipped: dict[str, Any]
 
 
 class AllskyTask(Task):
@@ -175,16 +191,19 @@ class AllskyTask(Task):
         return simulate_frames(out, n=n, seed=seed, format=format, n_jobs=n_jobs, camera=camera,
                                frames_per_camera=frames_per_camera)
 
-    def _splits(self, ctx: RunContext) -> tuple[FrameSet, FrameSet, FrameSet]:
+    def _frames(self, ctx: RunContext) -> FrameSet:
+        """The frames the models are trained and tested on: simulated, or the user's ``--data``."""
         opts = ctx.options
         if ctx.config["data"] is None:
-            ctx.data_info["source"] = "simulated"
-            frames = simulated_frames(ctx, opts["n_frames"], ctx.seed)
-        else:
-            ctx.data_info.update(source="file", path=str(ctx.config["data"]))
-            frames = load_frames(ctx.config["data"], opts["image_size"], progress=ctx.progress, n_jobs=opts["n_jobs"],
-                                 camera=opts["camera"])
-            ctx.data_info["camera"] = frames.cameras
+            return simulated_frames(ctx, opts["n_frames"], ctx.seed)
+        ctx.data_info.update(path=str(ctx.config["data"]))
+        frames = load_frames(ctx.config["data"], opts["image_size"], progress=ctx.progress, n_jobs=opts["n_jobs"],
+                             camera=opts["camera"])
+        ctx.data_info["camera"] = frames.cameras
+        return frames
+
+    def _splits(self, ctx: RunContext, frames: FrameSet) -> tuple[FrameSet, FrameSet, FrameSet]:
+        opts = ctx.options
         counts = np.bincount(frames.labels, minlength=len(frames.class_names))
         if (counts > 0).sum() < 2:
             raise DataFormatError(frames.source, "a classifier needs frames of at least two classes")
@@ -203,28 +222,20 @@ class AllskyTask(Task):
                              frames_with_flags=int(frames.has_flags.sum()))
         return parts[0], parts[1], parts[2]
 
-    # --- experiments ------------------------------------------------------------------------------------------
+    # --- steps ------------------------------------------------------------------------------------------------
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def load(self, ctx: RunContext) -> AllskyData:
+        """The training frames (simulated, or ``--data``) split by camera or by frame, the real frames to evaluate
+        on (``eval_data``) and adapt on (``adapt_data``), and simulated frames to pre-train on (``pretrain``). A
+        user's frames are read (and checked) first: a bad folder stops the run before minutes of simulation."""
         opts = ctx.options
-        methods = list(opts["methods"])
-        skipped: dict[str, Any] = {}
-        if "mobilenet_ft" in methods:
-            try:  # fail before any work
-                ctx.data_info["imagenet_weights"] = str(imagenet_weights_path(opts["imagenet_weights"] or None))
-            except ConfigError as err:
-                if opts["imagenet_weights"] or methods != list(METHODS):
-                    raise  # asked for by name: the user must hear it
-                # the default method list (`astrobench demo`, a first run): go on without it and say why
-                methods.remove("mobilenet_ft")
-                skipped["mobilenet_ft"] = {"skipped": str(err)}
-                ctx.log(f"[yellow]mobilenet_ft skipped:[/] {err}")
-        with ctx.timer("simulate"):
-            # the user's frames are read (and checked) first: a bad folder stops the run before minutes of simulation
+        methods, skipped = self._methods(ctx)
+        ctx.data_info["source"] = "simulated" if ctx.config["data"] is None else "file"
+        with ctx.timer("simulate" if ctx.config["data"] is None else "load"):
             early = list(KNOWN_CLASSES) if ctx.config["data"] is None else None
             if early:
                 eval_frames, adapt_frames = self._real_and_adapt_frames(ctx, early)
-            train, val, test = self._splits(ctx)
+            train, val, test = self._splits(ctx, self._frames(ctx))
             if not early:
                 eval_frames, adapt_frames = self._real_and_adapt_frames(ctx, train.class_names)
             pretrain = None
@@ -241,22 +252,57 @@ class AllskyTask(Task):
                 raise DataFormatError(opts["adapt_data"], f"{len(adapt_files & eval_files)} frame(s) are in both "
                                       "adapt_data and eval_data; use the same folder for leave-one-frame-out, or "
                                       "folders without common frames")
+        return AllskyData(train, val, test, eval_frames, adapt_frames, pretrain, lofo, methods, skipped)
+
+    def _methods(self, ctx: RunContext) -> tuple[list[str], dict[str, Any]]:
+        """The methods to run, and those skipped with the reason: without the ImageNet weights file the default
+        method list (`astrobench demo`, a first run) goes on without mobilenet_ft and says why; a list that names
+        it, or a weights path that is not there, stops the run before any work."""
+        opts = ctx.options
+        methods = list(opts["methods"])
+        skipped: dict[str, Any] = {}
+        if "mobilenet_ft" in methods:
+            try:
+                ctx.data_info["imagenet_weights"] = str(imagenet_weights_path(opts["imagenet_weights"] or None))
+            except ConfigError as err:
+                if opts["imagenet_weights"] or methods != list(METHODS):
+                    raise  # asked for by name: the user must hear it
+                methods.remove("mobilenet_ft")
+                skipped["mobilenet_ft"] = {"skipped": str(err)}
+                ctx.log(f"[yellow]mobilenet_ft skipped:[/] {err}")
+        return methods, skipped
+
+    def fit(self, ctx: RunContext, data: AllskyData) -> dict[str, Any]:
+        """{"classify": {method: (model, FrameSet -> (N, K + 33) probabilities)}, "histories": {name: loss
+        history}, "adapted": (results key, {method: probabilities of the real frames}, protocol) when
+        ``adapt_data`` is given}: the networks fine-tuned on real frames are kept as their predictions (one copy per
+        left-out frame)."""
+        histories: dict[str, dict] = {}
+        classify = {method: self._train(ctx, method, data.train, data.val, data.pretrain, histories)
+                    for method in data.methods}
+        out: dict[str, Any] = {"classify": classify, "histories": histories}
+        if data.adapt_frames is not None:
+            out["adapted"] = self._adapt(ctx, classify, data.adapt_frames, data.eval_frames, data.lofo)
+        return out
+
+    def evaluate(self, ctx: RunContext, data: AllskyData, models: dict[str, Any]) -> Evaluation:
+        """Every method on the simulated (or ``--data``) test split, the model chosen by validation accuracy, and
+        the same models on the real frames, before and after adaptation; ``summary.answer`` says it in words."""
+        opts = ctx.options
+        train, val, test, eval_frames = data.train, data.val, data.test, data.eval_frames
         rule = flag_rule_applies(train)
-        results: dict[str, Any] = {"classify": dict(skipped)}
-        models, val_accuracy, test_probs, real_probs = {}, {}, {}, {}
-        for method in methods:
-            model, probs_fn = self._train(ctx, method, train, val, pretrain)
-            models[method] = (model, probs_fn)
-            with ctx.timer("evaluate"):
-                val_probs = probs_fn(val)
-                probs = probs_fn(test)
-                for name, (_, pred) in decisions(method, val_probs, len(val.class_names), rule).items():
-                    val_accuracy[name] = M.accuracy(val.labels, pred)
-                for name, (p, pred) in decisions(method, probs, len(test.class_names), rule).items():
-                    test_probs[name] = (p, pred)
-                    results["classify"][name] = frame_metrics(p, test, ctx.seed, pred)
-                if eval_frames is not None:
-                    real_probs[method] = probs_fn(eval_frames)
+        results: dict[str, Any] = {"classify": dict(data.skipped)}
+        val_accuracy, test_probs, real_probs = {}, {}, {}
+        for method, (_, probs_fn) in models["classify"].items():
+            val_probs = probs_fn(val)
+            probs = probs_fn(test)
+            for name, (_, pred) in decisions(method, val_probs, len(val.class_names), rule).items():
+                val_accuracy[name] = M.accuracy(val.labels, pred)
+            for name, (p, pred) in decisions(method, probs, len(test.class_names), rule).items():
+                test_probs[name] = (p, pred)
+                results["classify"][name] = frame_metrics(p, test, ctx.seed, pred)
+            if eval_frames is not None:
+                real_probs[method] = probs_fn(eval_frames)
         if rule:
             results["classify"]["boundary"] = boundary_floor(test, test_probs)
         best = max(val_accuracy, key=val_accuracy.get)
@@ -269,23 +315,25 @@ class AllskyTask(Task):
             if parse_camera(opts["eval_camera"]) != "auto":  # how the default geometry would have done
                 auto = load_frames(opts["eval_data"], opts["image_size"], class_names=train.class_names, n_jobs=1)
                 ctx.data_info["eval_data"]["camera_auto"] = auto.cameras
-                results["real_auto_camera"] = self._evaluate({m: fn(auto) for m, (_, fn) in models.items()}, auto,
-                                                             ctx.seed, rule)
-            results["summary"]["real_best_by_validation"] = {
-                "method": best, **headline(results["real"][best])}
-        if adapt_frames is not None:
-            with ctx.timer("adapt"):
-                key, adapted = self._adapt(ctx, models, adapt_frames, eval_frames, lofo, rule)
-            results[key] = adapted
-            tuned = [m for m in adapted if m != "protocol"]
+                results["real_auto_camera"] = self._evaluate({m: fn(auto) for m, (_, fn) in models["classify"].items()},
+                                                             auto, ctx.seed, rule)
+            results["summary"]["real_best_by_validation"] = {"method": best, **headline(results["real"][best])}
+        if "adapted" in models:
+            key, probs_by_method, protocol = models["adapted"]
+            target = data.adapt_frames if data.lofo else eval_frames
+            adapted = self._evaluate(probs_by_method, target, ctx.seed, rule) if target is not None else {}
+            results[key] = {**adapted, "protocol": protocol}
+            tuned = [m for m in results[key] if m != "protocol"]
             if tuned:  # chosen on simulated validation accuracy, never on the real frames
                 top = max(tuned, key=lambda m: val_accuracy.get(m, -1))
-                results["summary"][f"{key}_best_by_validation"] = {
-                    "method": top, **headline(adapted[top])}
+                results["summary"][f"{key}_best_by_validation"] = {"method": top, **headline(results[key][top])}
         results["summary"]["answer"] = answer(results, best)
-        with ctx.timer("figures"):
-            self._figures(ctx, test, test_probs, results, models, eval_frames, best, real_probs, rule)
-        return results
+        return Evaluation(results, {"test_probs": test_probs, "real_probs": real_probs, "best": best, "rule": rule})
+
+    def figures(self, ctx: RunContext, data: AllskyData, models: dict[str, Any], evaluation: Evaluation) -> None:
+        for name, history in models["histories"].items():
+            plots.loss_curves(history, name, ctx.figures / f"loss_{name.replace(' ', '_')}.png")
+        self._figures(ctx, data, models["classify"], evaluation)
 
     def _real_and_adapt_frames(self, ctx: RunContext, class_names: list[str]):
         eval_frames = self._real_frames(ctx, "eval_data", class_names)
@@ -304,18 +352,19 @@ class AllskyTask(Task):
         ctx.data_info[key] = {"path": str(opts[key]), "n": len(frames), "camera": frames.cameras}
         return frames
 
-    def _evaluate(self, probs_by_method: dict[str, np.ndarray], frames: FrameSet, seed: int, rule: bool) -> dict:
+    @staticmethod
+    def _evaluate(probs_by_method: dict[str, np.ndarray], frames: FrameSet, seed: int, rule: bool) -> dict:
         out = {}
         for method, probs in probs_by_method.items():
             for name, (p, pred) in decisions(method, probs, len(frames.class_names), rule).items():
                 out[name] = {**frame_metrics(p, frames, seed, pred), "predictions_by_frame": per_frame(p, frames, pred)}
         return out
 
-    def _adapt(self, ctx: RunContext, models, adapt: FrameSet, eval_frames: FrameSet | None, lofo: bool, rule: bool):
+    def _adapt(self, ctx: RunContext, models, adapt: FrameSet, eval_frames: FrameSet | None, lofo: bool):
         """Fine-tune every simulator-trained network on the labelled real frames of ``adapt_data`` with the transfer
         task's step loop. When they are also the evaluation frames: leave-one-frame-out, each frame predicted by a
-        copy fine-tuned on the others only (``real_lofo``); else fine-tuned on all of them and evaluated on
-        ``eval_data`` (``real_adapted``)."""
+        copy fine-tuned on the others only (``real_lofo``); else fine-tuned on all of them and applied to
+        ``eval_data`` (``real_adapted``). Returns (that key, {method: probabilities}, the protocol)."""
         opts = ctx.options
         networks = [m for m in models if m in NETWORKS]
         k = len(adapt.class_names)
@@ -338,22 +387,22 @@ class AllskyTask(Task):
                 probs = self._network_probs(tuned, eval_frames, opts) if eval_frames is not None else None
             if probs is not None:
                 probs_by_method[method] = probs
-        target = adapt if lofo else eval_frames
-        out = self._evaluate(probs_by_method, target, ctx.seed, rule) if target is not None else {}
-        out["protocol"] = {"adapt_data": str(opts["adapt_data"]), "n_adapt": len(adapt), "steps": opts["adapt_steps"],
-                           "lr": opts["adapt_lr"], "leave_one_frame_out": lofo, "methods": networks}
+        protocol = {"adapt_data": str(opts["adapt_data"]), "n_adapt": len(adapt), "steps": opts["adapt_steps"],
+                    "lr": opts["adapt_lr"], "leave_one_frame_out": lofo, "methods": networks}
         if lofo:
-            out["protocol"]["train_indices_by_frame"] = {Path(adapt.files[i]).name: idx.tolist()
-                                                         for i, idx in enumerate(folds)}
-        return ("real_lofo" if lofo else "real_adapted"), out
+            protocol["train_indices_by_frame"] = {Path(adapt.files[i]).name: idx.tolist()
+                                                  for i, idx in enumerate(folds)}
+        return ("real_lofo" if lofo else "real_adapted"), probs_by_method, protocol
 
     @staticmethod
     def _network_probs(module: SkyConditionTask, frames: FrameSet, opts) -> np.ndarray:
         tta = opts["tta"] and opts["augment_d4"]
         return predict_batches(lambda x: module.probabilities(x, tta=tta), frames.images, batch_size=256)
 
-    def _train(self, ctx: RunContext, method: str, train: FrameSet, val: FrameSet, pretrain: FrameSet | None):
-        """Fit one method; returns (model, FrameSet -> (N, K + 33) probabilities)."""
+    def _train(self, ctx: RunContext, method: str, train: FrameSet, val: FrameSet, pretrain: FrameSet | None,
+               histories: dict[str, dict]):
+        """Fit one method (its loss histories into ``histories``); returns (model, FrameSet -> (N, K + 33)
+        probabilities)."""
         opts = ctx.options
         n_classes = len(train.class_names)
         if method == "features_gbm":
@@ -363,9 +412,8 @@ class AllskyTask(Task):
                     gbm = pickle.load(f)
             else:
                 ctx.log(f"classify: fitting features_gbm on {len(train)} frames")
-                with ctx.timer("fit"):
-                    gbm = FeatureGBM(opts["gbm_max_iter"], seed=ctx.seed).fit(train.features, train.labels,
-                                                                              train.flags, n_classes)
+                gbm = FeatureGBM(opts["gbm_max_iter"], seed=ctx.seed).fit(train.features, train.labels, train.flags,
+                                                                          n_classes)
                 write_pickle_atomic(path, gbm)
                 write_json_atomic(path.parent / "meta.json", {"method": method, "class_names": train.class_names,
                                                               "image_size": opts["image_size"]})
@@ -376,12 +424,12 @@ class AllskyTask(Task):
             source = self._network(ctx, method, len(pretrain.class_names))
             p_train, p_val, _ = [pretrain.subset(i) for i in split_indices(pretrain.labels, (0.85, 0.15, 0.0),
                                                                             ctx.seed)]
-            self._fit(ctx, "pretrain", method, source, p_train, p_val)
+            histories[f"pretrain {method}"] = self._fit(ctx, "pretrain", method, source, p_train, p_val)
             target = module.state_dict()
             copied = {k: v for k, v in source.state_dict().items() if k in target and v.shape == target[k].shape}
             module.load_state_dict({**target, **copied})
             ctx.log(f"pretrain: {len(copied)} of {len(target)} tensors of {method} start from the simulated fit")
-        self._fit(ctx, "classify", method, module, train, val)
+        histories[f"classify {method}"] = self._fit(ctx, "classify", method, module, train, val)
         return module, lambda fs: self._network_probs(module, fs, opts)
 
     def _network(self, ctx: RunContext, method: str, n_classes: int) -> SkyConditionTask:
@@ -396,7 +444,8 @@ class AllskyTask(Task):
         return SkyConditionTask(backbone, n_classes, flag_weight=opts["flag_weight"], lr=lr, d4=opts["augment_d4"])
 
     def _fit(self, ctx: RunContext, experiment: str, method: str, module: SkyConditionTask, train: FrameSet,
-             val: FrameSet) -> None:
+             val: FrameSet) -> dict[str, list]:
+        """Train one network (checkpoints and meta.json for ``predict``); returns its loss history."""
         opts = ctx.options
         if method == "mobilenet_ft":  # about 2.5x slower per image than the small CNN on a CPU
             train = train.subset(slice(0, opts["mobilenet_max_train"]))
@@ -405,16 +454,18 @@ class AllskyTask(Task):
             cfg = ctx.train_config()
         ckpt = ctx.checkpoint_dir(experiment, method)
         ctx.log(f"{experiment}: training {method} on {len(train)} frames")
-        with ctx.timer("fit"):
-            res = fit(module, _dataset(train), _dataset(val), ckpt, cfg, resume=ctx.resume)
+        res = fit(module, _dataset(train), _dataset(val), ckpt, cfg, resume=ctx.resume)
         write_json_atomic(ckpt / "meta.json", {"method": method, "n_classes": len(train.class_names),
                                                "class_names": train.class_names, "image_size": opts["image_size"],
                                                "widths": opts["widths"], "tta": opts["tta"] and opts["augment_d4"]})
-        plots.loss_curves(res.history, f"{experiment} {method}", ctx.figures / f"loss_{experiment}_{method}.png")
+        return res.history
 
     # --- figures ---------------------------------------------------------------------------------------------
 
-    def _figures(self, ctx, test, test_probs, results, models, eval_frames, best, real_probs, rule) -> None:
+    def _figures(self, ctx, data: AllskyData, models, evaluation: Evaluation) -> None:
+        test, eval_frames, results = data.test, data.eval_frames, evaluation.results
+        test_probs, real_probs, best, rule = (evaluation.outputs[k] for k in ("test_probs", "real_probs", "best",
+                                                                               "rule"))
         k = len(test.class_names)
         plots.confusion_matrices({m: confusion_array(pred, test.labels, k) for m, (p, pred) in test_probs.items()},
                                  test.class_names, ctx.figures / "classify_confusion.png")

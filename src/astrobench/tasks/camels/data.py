@@ -4,6 +4,7 @@ transforms the network sees."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +12,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from astrobench.core.io import ConfigError, DataFormatError, check_readable_file
-from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SUITES, map_file, params_file
+from astrobench.core.io import ConfigError, DataFormatError, check_readable_file, write_json_atomic
+from astrobench.core.task import Simulation, simulated
+from astrobench.tasks.camels.simulate import (
+    MAPS_PER_SIM,
+    PARAM_NAMES,
+    SIMULATOR_VERSION,
+    SUITES,
+    map_file,
+    params_file,
+    simulate,
+)
 
 # what a field option stacks as channels
 FIELD_CHANNELS = {"mtot": ("mtot",), "mtot_nomean": ("mtot_nomean",), "p": ("p",), "mtot_p": ("mtot", "p")}
@@ -119,21 +129,25 @@ def load_camels(folder: str | Path, n_sims: int | None = None) -> dict[str, Suit
     return suites
 
 
-def simulated_folder(n_sims: int, map_size: int, seed: int, n_jobs: int = 1, progress: bool = False) -> Path:
-    """The folder of both suites' simulated CMD files (``n_sims`` simulations each, ``map_size`` px maps),
-    simulated once and cached under the camels task: the camels task and the transfer task's camels target share
-    it when they ask for the same ``n_sims``, ``map_size`` and ``seed``."""
-    from astrobench.core.io import write_json_atomic
-    from astrobench.core.task import cached
-    from astrobench.tasks.camels.simulate import SIMULATOR_VERSION, simulate
-
+def simulation(n_sims: int, map_size: int, seed: int, n_jobs: int = 1, progress: bool = False) -> Simulation:
+    """Both suites' simulated CMD files (``n_sims`` simulations each, ``map_size`` px maps), cached under the camels
+    task; the cached file is the folder's ``done.json``, written last."""
     key = {"n_sims": n_sims, "map_size": map_size, "seed": seed}
+    return Simulation(key, "done.json", functools.partial(_write_suites, key=key, n_jobs=n_jobs, progress=progress),
+                      owner="camels", version=SIMULATOR_VERSION)
 
-    def build(folder: Path) -> None:
-        simulate(folder, n_sims=n_sims, seed=seed, map_size=map_size, progress=progress, n_jobs=n_jobs)
-        write_json_atomic(folder / "done.json", key)
 
-    return cached("camels", SIMULATOR_VERSION, key, build, "done.json").parent
+def _write_suites(folder: Path, key: dict[str, int], n_jobs: int, progress: bool) -> Path:
+    simulate(folder, n_sims=key["n_sims"], seed=key["seed"], map_size=key["map_size"], progress=progress,
+             n_jobs=n_jobs)
+    write_json_atomic(folder / "done.json", key)
+    return folder / "done.json"
+
+
+def simulated_folder(n_sims: int, map_size: int, seed: int, n_jobs: int = 1, progress: bool = False) -> Path:
+    """The folder of :func:`simulation`'s files, simulated once: the camels task and the transfer task's camels
+    target share it when they ask for the same ``n_sims``, ``map_size`` and ``seed``."""
+    return simulated(simulation(n_sims, map_size, seed, n_jobs, progress)).parent
 
 
 def split_sims(n_sims: int, fractions=(0.9, 0.05, 0.05), seed: int = 0) -> tuple[np.ndarray, ...]:

@@ -8,6 +8,7 @@ scored on the test simulations of both suites: ``results.<train>_to_<test>.<fiel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from astrobench.core import metrics as M
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
-from astrobench.core.task import RunContext, Task
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import RegressionTask, fit, load_weights, random_d4
 from astrobench.tasks.camels.data import (
     FIELD_CHANNELS,
@@ -27,12 +28,12 @@ from astrobench.tasks.camels.data import (
     Suite,
     channel_stats,
     load_camels,
-    simulated_folder,
+    simulation,
     split_sims,
     targets,
 )
 from astrobench.tasks.camels.models import cmd_cnn
-from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SUITES
+from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SIMULATOR_VERSION, SUITES
 from astrobench.tasks.camels.simulate import simulate as simulate_camels
 
 PAPER = "Villaescusa-Navarro et al. 2022 (arXiv:2109.10360), Mtot tested across suites"
@@ -66,6 +67,7 @@ class CamelsTask(Task):
     n_unit = "simulations (15 maps each)"
     bytes_per_object = 1e6  # 15 maps of 64 x 64 in two fields, float32
     count_options = ("n_sims",)
+    simulator_version = SIMULATOR_VERSION
     anchors = {
         "tng_to_simba.mtot.omega_m.rel_err": {"value": "about 0.04 (Mtot, across suites)", "source": PAPER},
         "tng_to_simba.mtot.sigma_8.rel_err": {"value": "about 0.025 (Mtot, across suites)", "source": PAPER},
@@ -136,16 +138,18 @@ class CamelsTask(Task):
         return simulate_camels(out, n_sims=n, seed=seed, map_size=map_size, progress=True, n_jobs=n_jobs)
 
     # -- data -------------------------------------------------------------------------------------------------
-    def _load(self, ctx: RunContext) -> dict[str, Suite]:
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
         opts = ctx.options
-        if ctx.config["data"] is None:
-            with ctx.timer("simulate"):
-                folder = simulated_folder(opts["n_sims"], opts["map_size"], ctx.seed, opts["n_jobs"], ctx.progress)
-            n_sims = None
-            ctx.data_info.update(source="simulated", path=str(folder))
+        return {"data": simulation(opts["n_sims"], opts["map_size"], ctx.seed, opts["n_jobs"], ctx.progress)}
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> tuple[dict[str, Suite], dict[str, tuple]]:
+        """The suites' maps and parameters, and each suite's (train, val, test) simulation ids."""
+        opts = ctx.options
+        if ctx.data_info["source"] == "simulated":  # the cached folder's done.json
+            folder, n_sims = paths["data"].parent, None
+            ctx.data_info["path"] = str(folder)
         else:
-            folder = Path(ctx.config["data"])
-            ctx.data_info.update(source="file", path=str(folder))
+            folder = paths["data"]
             # every simulation, or the first max_sims of each suite (a prefix of a Latin hypercube still spans it)
             n_sims = min(s.n_sims for s in load_camels(folder).values())
             n_sims = min(n_sims, opts["max_sims"]) if opts["max_sims"] > 0 else n_sims
@@ -168,7 +172,11 @@ class CamelsTask(Task):
                                      for s, v in suites.items()})
         ctx.log(f"{', '.join(f'{SUITES[s]}: {v.n_sims} simulations' for s, v in suites.items())}, "
                 f"{next(iter(suites.values())).map_size} px maps")
-        return suites
+        splits = {s: split_sims(v.n_sims, opts["split"], ctx.seed) for s, v in suites.items()}
+        ctx.data_info.update(n_train=int(sum(len(splits[s][0]) for s in opts["train_suites"])),
+                             n_val=int(sum(len(splits[s][1]) for s in opts["train_suites"])),
+                             n_test=int(sum(len(sp[2]) for sp in splits.values())), unit="simulations")
+        return suites, splits
 
     # -- training and scoring -----------------------------------------------------------------------------------
     def _module(self, channels: int, map_size: int, y_train: np.ndarray, opts: dict[str, Any],
@@ -189,18 +197,13 @@ class CamelsTask(Task):
             sigmas.append(sigma.numpy())
         return np.concatenate(means), np.concatenate(sigmas)
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def fit(self, ctx: RunContext, data: tuple[dict[str, Suite], dict[str, tuple]]) -> dict[tuple[str, str], Any]:
+        """{(training suite, field): (network, channel statistics, sigma scale per parameter, FitResult)}: one
+        network per suite and field (with ``n_trials`` > 0, on the hyperparameters Optuna found first)."""
         opts = ctx.options
-        with ctx.timer("load"):
-            suites = self._load(ctx)
-        ctx.error_bars = "bootstrap over test simulations (their 15 maps resampled together)"
-        splits = {s: split_sims(v.n_sims, opts["split"], ctx.seed) for s, v in suites.items()}
-        ctx.data_info.update(n_train=int(sum(len(splits[s][0]) for s in opts["train_suites"])),
-                             n_val=int(sum(len(splits[s][1]) for s in opts["train_suites"])),
-                             n_test=int(sum(len(sp[2]) for sp in splits.values())), unit="simulations")
+        suites, splits = data
         hyper = self._tune(ctx, suites, splits) if opts["n_trials"] > 0 else {}
-        results: dict[str, Any] = {}
-        predictions: dict[tuple[str, str, str], tuple] = {}
+        models = {}
         for train in opts["train_suites"]:
             suite = suites[train]
             tr, va, _ = splits[train]
@@ -212,8 +215,7 @@ class CamelsTask(Task):
                                       **hyper)
                 ckpt = ctx.checkpoint_dir(train, field)
                 ctx.log(f"training on {SUITES[train]}, field {field}: {len(train_set)} maps")
-                with ctx.timer("fit"):
-                    res = fit(module, train_set, val_set, ckpt, ctx.train_config(), resume=ctx.resume)
+                res = fit(module, train_set, val_set, ckpt, ctx.train_config(), resume=ctx.resume)
                 # sigma recalibration: one factor per parameter from the validation simulations only
                 mu_val, sig_val = self._predict(module, val_set)
                 y_val = targets(suite.params[np.repeat(va, MAPS_PER_SIM)])
@@ -223,23 +225,37 @@ class CamelsTask(Task):
                     "dropout": hyper.get("dropout", opts["dropout"]),
                     "stats": [s.tolist() for s in stats],  # mean, std and floor of each channel
                     "sigma_scale": scale.tolist(), "epochs": res.epochs})
-                plots.loss_curves(res.history, f"{SUITES[train]}, {field}", ctx.figures / f"loss_{train}_{field}.png")
-                with ctx.timer("evaluate"):
-                    for test, other in suites.items():
-                        if not has_inputs(other, field):
-                            continue
-                        test_set = MapDataset(other, splits[test][2], field, stats)
-                        mu, sigma = self._predict(module, test_set)
-                        sigma = sigma * scale
-                        y = targets(other.params[test_set.sim_of_item()])
-                        sims = test_set.sim_of_item()
-                        block = results.setdefault(f"{train}_to_{test}", {}).setdefault(field, {})
-                        for j, name in enumerate(PARAM_NAMES):
-                            block[name] = {**parameter_metrics(y[:, j], mu[:, j], sigma[:, j], sims, ctx.seed),
-                                           "sigma_scale": float(scale[j])}
-                        predictions[(train, test, field)] = (y, mu, sigma)
-        self._figures(ctx, suites, predictions, results)
-        return results
+                models[(train, field)] = (module, stats, scale, res)
+        return models
+
+    def evaluate(self, ctx: RunContext, data: tuple[dict[str, Suite], dict[str, tuple]],
+                 models: dict[tuple[str, str], Any]) -> Evaluation:
+        """Every network on the test simulations of every suite whose files it can read:
+        ``<train>_to_<test>.<field>.<param>.<metric>``, with errors over test simulations."""
+        suites, splits = data
+        ctx.error_bars = "bootstrap over test simulations (their 15 maps resampled together)"
+        results: dict[str, Any] = {}
+        predictions: dict[tuple[str, str, str], tuple] = {}
+        for (train, field), (module, stats, scale, _) in models.items():
+            for test, other in suites.items():
+                if not has_inputs(other, field):
+                    continue
+                test_set = MapDataset(other, splits[test][2], field, stats)
+                mu, sigma = self._predict(module, test_set)
+                sigma = sigma * scale
+                y = targets(other.params[test_set.sim_of_item()])
+                sims = test_set.sim_of_item()
+                block = results.setdefault(f"{train}_to_{test}", {}).setdefault(field, {})
+                for j, name in enumerate(PARAM_NAMES):
+                    block[name] = {**parameter_metrics(y[:, j], mu[:, j], sigma[:, j], sims, ctx.seed),
+                                   "sigma_scale": float(scale[j])}
+                predictions[(train, test, field)] = (y, mu, sigma)
+        return Evaluation(results, {"predictions": predictions})
+
+    def figures(self, ctx: RunContext, data, models: dict[tuple[str, str], Any], evaluation: Evaluation) -> None:
+        for (train, field), (_, _, _, res) in models.items():
+            plots.loss_curves(res.history, f"{SUITES[train]}, {field}", ctx.figures / f"loss_{train}_{field}.png")
+        self._figures(ctx, data[0], evaluation.outputs["predictions"], evaluation.results)
 
     def _tune(self, ctx: RunContext, suites: dict[str, Suite], splits) -> dict[str, float]:
         """Optuna search of (lr, weight_decay, dropout) on the validation loss of the first training suite and
@@ -267,8 +283,7 @@ class CamelsTask(Task):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(study_name=f"camels-{ctx.run_dir.name}", storage=storage, direction="minimize",
                                     sampler=optuna.samplers.TPESampler(seed=ctx.seed), load_if_exists=True)
-        with ctx.timer("tune"):
-            study.optimize(objective, n_trials=opts["n_trials"])
+        study.optimize(objective, n_trials=opts["n_trials"])
         write_json_atomic(ctx.run_dir / "optuna_best.json", {"params": study.best_params, "value": study.best_value,
                                                              "n_trials": len(study.trials), "storage": storage})
         ctx.data_info["tuned"] = study.best_params

@@ -7,6 +7,8 @@ with random rotations and flips (``cnn_aug``) and a D4-invariant group-convoluti
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import torch
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.nets import D4_ORDER, d4_transform
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, random_d4
 from astrobench.tasks.cluster_mass.data import ClusterImages, cluster_folds, load_cluster_fits
 from astrobench.tasks.cluster_mass.models import (
@@ -50,6 +52,7 @@ class ClusterMassTask(Task):
     n_unit = "clusters"
     bytes_per_object = 6e5  # 8 projections of 128 x 128 int32 counts
     count_options = ("n_clusters",)
+    simulator_version = SIMULATOR_VERSION
     sizes = ("smoke", "quick", "full", "paper")
     anchors = {
         "mass.cnn.scatter_pct": {"value": "12 (mean over folds), 8 (best fold)", "source": PAPER},
@@ -119,26 +122,17 @@ class ClusterMassTask(Task):
         return simulate_clusters(out, n=n, seed=seed, n_projections=n_projections, image_size=image_size,
                                  progress=True, n_jobs=n_jobs)
 
-    def _load(self, ctx: RunContext) -> ClusterImages:
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
+        key = {"n_clusters": ctx.options["n_clusters"], "n_projections": ctx.options["n_projections"], "seed": ctx.seed}
+        return {"data": Simulation(key, "cluster_TNG_data.fits", functools.partial(
+            _write_simulated, key=key, n_jobs=ctx.options["n_jobs"], progress=ctx.progress))}
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> tuple[ClusterImages, list[dict[str, np.ndarray]]]:
+        """The images at ``image_size`` with the geometry the L-M methods need, and the folds over clusters."""
         opts = ctx.options
-        if ctx.config["data"] is None:
-            key = {"n_clusters": opts["n_clusters"], "n_projections": opts["n_projections"], "seed": ctx.seed}
-
-            def build(folder: Path) -> Path:
-                return simulate_clusters(folder / "cluster_TNG_data.fits", n=key["n_clusters"], seed=key["seed"],
-                                         n_projections=key["n_projections"], progress=ctx.progress,
-                                         n_jobs=opts["n_jobs"])
-
-            with ctx.timer("simulate"):
-                path = cached(self.name, SIMULATOR_VERSION, key, build, "cluster_TNG_data.fits")
-            ctx.data_info.update(source="simulated", path=str(path))
-        else:
-            path = Path(ctx.config["data"])
-            ctx.data_info.update(source="file", path=str(path))
-        with ctx.timer("load"):
-            data = load_cluster_fits(path)
-            native = data.image_size
-            data = data.rebinned(opts["image_size"])
+        data = load_cluster_fits(paths["data"])
+        native = data.image_size
+        data = data.rebinned(opts["image_size"])
         # One rule for the geometry the L-M methods need: the file's header, else the options (pixel_arcsec = 0:
         # the ACIS-I field across the image, the simulator's and our reading of the paper's setup).
         scale_source = "header"
@@ -157,7 +151,7 @@ class ClusterMassTask(Task):
                              pixel_arcsec=data.meta["pixel_arcsec"], kpc_per_pixel=data.meta["kpc_per_pixel"],
                              redshift=data.meta["redshift"], pixel_scale_from=scale_source,
                              has_cluster_id=data.cluster_id is not None)
-        return data
+        return data, self._folds(ctx, data)
 
     def _folds(self, ctx: RunContext, data: ClusterImages) -> list[dict[str, np.ndarray]]:
         if data.cluster_id is not None:
@@ -178,59 +172,29 @@ class ClusterMassTask(Task):
                              n_test=int(np.mean([len(f["test"]) for f in folds])))
         return folds
 
-    # --- experiments --------------------------------------------------------------------------------------
+    # --- fit ----------------------------------------------------------------------------------------------------
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
-        data = self._load(ctx)  # times "simulate" and "load" itself
-        folds = self._folds(ctx, data)
+    def fit(self, ctx: RunContext, data: tuple[ClusterImages, list[dict[str, np.ndarray]]]) -> list[dict[str, Any]]:
+        """One {method: (predict: images -> log M, facts to report, training history or None)} per fold."""
+        images, folds = data
         methods = [m for m in METHODS if m in ctx.options["methods"]]
-        # out-of-fold predictions: every image is predicted by the models of the fold that tests it
-        pred = {m: np.full(len(data), np.nan) for m in methods}
-        rot_std = {m: np.full(len(data), np.nan) for m in methods}
-        fold_of = np.full(len(data), -1)
-        extra: dict[str, dict[str, list]] = {m: {} for m in methods}
-        first_models = {}
+        fitted = []
         for k, fold in enumerate(folds):
-            fold_of[fold["test"]] = k
+            fitted.append({})
             for method in methods:
                 ctx.log(f"fold {k + 1}/{len(folds)}: {method} on {len(fold['train'])} training images")
-                predictor, info = self._fit(ctx, method, k, data, fold)
-                if k == 0 and method in CNN_METHODS:
-                    first_models[method] = predictor
-                with ctx.timer("evaluate"):
-                    test = data.images[fold["test"]]
-                    views = np.stack([predictor(_d4_numpy(test, g)) for g in range(D4_ORDER)])
-                    pred[method][fold["test"]] = views[0]
-                    rot_std[method][fold["test"]] = views.std(axis=0)
-                for key, value in info.items():
-                    extra[method].setdefault(key, []).append(value)
-        tested = fold_of >= 0
-        results = {m: self._metrics(data.log_m500, pred[m], rot_std[m], fold_of, tested, len(folds), ctx.seed)
-                   for m in methods}
-        for method, info in extra.items():
-            for key, values in info.items():
-                if key == "unconverged_fraction":  # one list per fold, one entry per predicted view
-                    values = [np.mean(v) for v in values]
-                results[method][key] = values[0] if key == "n_parameters" else float(np.mean(values))
-        with ctx.timer("evaluate"):
-            for method, predictor in first_models.items():
-                results[method].update(self._saliency_summary(ctx, data, folds[0]["test"], predictor, method))
-        self._figures(ctx, data, pred, tested, results, first_models, folds[0]["test"])
-        if "cnn" in results and "lm_core_excised" in results:
-            results["cnn"]["scatter_ratio_to_lm_core_excised"] = (results["cnn"]["scatter_dex"]
-                                                                   / results["lm_core_excised"]["scatter_dex"])
-        return {"mass": results}
+                fitted[k][method] = self._fit(ctx, method, k, images, fold)
+        return fitted
 
     def _fit(self, ctx: RunContext, method: str, k: int, data: ClusterImages, fold: dict[str, np.ndarray]):
-        """Fit one method on one fold; return (predict: images -> log M, facts to report)."""
+        """Fit one method on one fold; return (predict: images -> log M, facts to report, history or None)."""
         opts = ctx.options
         train, val = fold["train"], fold["val"]
         if method.startswith("lm_"):
             background = opts["background_per_arcmin2"] * (data.meta["pixel_arcsec"] / 60.0) ** 2
             estimator = ApertureMass(method.removeprefix("lm_"), data.meta["kpc_per_pixel"], background,
                                      data.meta["redshift"])
-            with ctx.timer("fit"):
-                estimator.fit(data.images[train], data.log_m500[train])
+            estimator.fit(data.images[train], data.log_m500[train])
 
             def predict(images: np.ndarray) -> np.ndarray:
                 out = estimator.predict(images)
@@ -242,21 +206,64 @@ class ClusterMassTask(Task):
             info = {"slope": float(estimator.slope_)}
             if method == "lm_core_excised":
                 info["unconverged_fraction"] = unconverged  # filled as the test images are predicted
-            return predict, info
+            return predict, info, None
         ctx.seed_model("mass", f"{method}.fold{k}")
         net = d4_cnn(opts["d4_widths"]) if method == "d4cnn" else ntampaka_cnn()
         y = data.log_m500[:, None]
         module = RegressionTask(net, y[train].mean(0), y[train].std(0), loss="mse", lr=opts["lr"], weight_decay=0.0,
                                 augment=random_d4 if method == "cnn_aug" else None)
         ckpt = ctx.checkpoint_dir("mass", f"{method}.fold{k}")
-        with ctx.timer("fit"):
-            res = fit(module, as_dataset(data.images[train, None], y[train]),
-                      as_dataset(data.images[val, None], y[val]), ckpt, ctx.train_config(), resume=ctx.resume)
+        res = fit(module, as_dataset(data.images[train, None], y[train]),
+                  as_dataset(data.images[val, None], y[val]), ckpt, ctx.train_config(), resume=ctx.resume)
         write_json_atomic(ckpt / "meta.json", {"method": method, "fold": k, "image_size": data.image_size,
                                                "d4_widths": opts["d4_widths"]})
-        if k == 0:
-            plots.loss_curves(res.history, f"{method}, fold 1", ctx.figures / f"loss_{method}.png")
-        return CNNPredictor(module), {"epochs": res.epochs, "n_parameters": n_parameters(net)}
+        return CNNPredictor(module), {"epochs": res.epochs, "n_parameters": n_parameters(net)}, res.history
+
+    # --- evaluate -------------------------------------------------------------------------------------------------
+
+    def evaluate(self, ctx: RunContext, data: tuple[ClusterImages, list[dict[str, np.ndarray]]],
+                 models: list[dict[str, Any]]) -> Evaluation:
+        """Out-of-fold predictions (every image by the models of the fold that tests it), under all 8 rotations and
+        flips; the scatter, bias and rotation spread of each method, and where the first fold's CNNs look."""
+        images, folds = data
+        methods = list(models[0])
+        pred = {m: np.full(len(images), np.nan) for m in methods}
+        rot_std = {m: np.full(len(images), np.nan) for m in methods}
+        fold_of = np.full(len(images), -1)
+        extra: dict[str, dict[str, list]] = {m: {} for m in methods}
+        for k, fold in enumerate(folds):
+            fold_of[fold["test"]] = k
+            test = images.images[fold["test"]]
+            for method, (predictor, info, _) in models[k].items():
+                views = np.stack([predictor(_d4_numpy(test, g)) for g in range(D4_ORDER)])
+                pred[method][fold["test"]] = views[0]
+                rot_std[method][fold["test"]] = views.std(axis=0)
+                for key, value in info.items():
+                    extra[method].setdefault(key, []).append(value)
+        tested = fold_of >= 0
+        results = {m: self._metrics(images.log_m500, pred[m], rot_std[m], fold_of, tested, len(folds), ctx.seed)
+                   for m in methods}
+        for method, info in extra.items():
+            for key, values in info.items():
+                if key == "unconverged_fraction":  # one list per fold, one entry per predicted view
+                    values = [np.mean(v) for v in values]
+                results[method][key] = values[0] if key == "n_parameters" else float(np.mean(values))
+        first_models = {m: fitted[0] for m, fitted in models[0].items() if m in CNN_METHODS}
+        for method, predictor in first_models.items():
+            results[method].update(self._saliency_summary(ctx, images, folds[0]["test"], predictor, method))
+        if "cnn" in results and "lm_core_excised" in results:
+            results["cnn"]["scatter_ratio_to_lm_core_excised"] = (results["cnn"]["scatter_dex"]
+                                                                   / results["lm_core_excised"]["scatter_dex"])
+        return Evaluation({"mass": results}, {"pred": pred, "tested": tested, "first_models": first_models})
+
+    def figures(self, ctx: RunContext, data, models: list[dict[str, Any]], evaluation: Evaluation) -> None:
+        images, folds = data
+        for method, (_, _, history) in models[0].items():
+            if history is not None:
+                plots.loss_curves(history, f"{method}, fold 1", ctx.figures / f"loss_{method}.png")
+        out = evaluation.outputs
+        self._figures(ctx, images, out["pred"], out["tested"], evaluation.results["mass"], out["first_models"],
+                      folds[0]["test"])
 
     @staticmethod
     def _metrics(truth, pred, rot_std, fold_of, tested, n_folds, seed) -> dict[str, Any]:
@@ -428,6 +435,11 @@ class ClusterMassTask(Task):
         for method, preds in by_method.items():
             columns[f"{method}_log_m500"] = np.mean(preds, axis=0)
         return write_predictions(columns, out, ".5f")
+
+
+def _write_simulated(folder: Path, key: dict[str, Any], n_jobs: int, progress: bool) -> Path:
+    return simulate_clusters(folder / "cluster_TNG_data.fits", n=key["n_clusters"], seed=key["seed"],
+                             n_projections=key["n_projections"], progress=progress, n_jobs=n_jobs)
 
 
 def _d4_numpy(images: np.ndarray, g: int) -> np.ndarray:

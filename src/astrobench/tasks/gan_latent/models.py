@@ -56,9 +56,11 @@ class SpectrumWGAN(L.LightningModule):
     falls as the generator improves (a curve to read, not a loss to select on; see ``fit(select_best=False)``).
     """
 
-    def __init__(self, kind: str, n_wave: int, latent_dim: int, n_cond: int = 0, n_codes: int = 0,
-                 hidden: tuple[int, int] = (256, 512), lr: float = 1e-4, n_critic: int = 5,
-                 gp_weight: float = 10.0, info_weight: float = 1.0):
+    hidden: tuple[int, int] = (256, 512)  # widths of the generator's and the critic's two hidden layers
+    gp_weight = 10.0  # the gradient penalty's lambda (Gulrajani et al. 2017)
+
+    def __init__(self, kind: str, n_wave: int, latent_dim: int, n_cond: int = 0, n_codes: int = 0, lr: float = 1e-4,
+                 n_critic: int = 5, info_weight: float = 1.0):
         super().__init__()
         if kind not in GANS:
             raise ValueError(f"kind must be one of {GANS}, got {kind!r}")
@@ -69,7 +71,8 @@ class SpectrumWGAN(L.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.kind, self.latent_dim, self.n_cond, self.n_codes = kind, latent_dim, n_cond, n_codes
-        self.lr, self.n_critic, self.gp_weight, self.info_weight = lr, n_critic, gp_weight, info_weight
+        self.lr, self.n_critic, self.info_weight = lr, n_critic, info_weight
+        hidden = self.hidden
         self.noise_dim = latent_dim - n_cond - n_codes
         if self.noise_dim < (0 if kind == "infogan" else 1):
             raise ValueError(f"latent_dim {latent_dim} leaves no noise inputs beside {n_cond} conditions")

@@ -12,10 +12,10 @@ measurement's own reference): R^2 between input and re-measured parameter, and t
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from astrobench.core.io import (
     write_pickle_atomic,
     write_predictions,
 )
-from astrobench.core.task import RunContext, Task
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import load_weights, predict_batches
 from astrobench.tasks.gan_latent import control as C
 from astrobench.tasks.gan_latent.data import LABELS, available_parameters, downsample, parameter_table
@@ -38,15 +38,17 @@ from astrobench.tasks.gan_latent.models import GANS, MODELS, GANGenerator
 from astrobench.tasks.spectra import (
     FRAMES,
     MIN_GALAXIES,
+    SIMULATOR_VERSION,
     ParameterRegressor,
     SpectraBatch,
     SpectrumVAE,
     VAEGenerator,
     add_noise,
-    load_for_run,
     prepare,
     quality_mask,
+    read_for_run,
     read_spectra,
+    spectra_simulation,
     split_indices,
     tilt,
 )
@@ -76,12 +78,34 @@ class Spectra:
     other: np.ndarray
 
 
+class GanData(NamedTuple):
+    """A run's spectra (down-sampled): parameter ``names``, wavelengths ``wave`` [A], ``flux`` and ``ivar``
+    (n, pixels), ``params`` (n, p) in physical units and ``cond`` standardised by the training split's mean and
+    ``p_std``; the 70/10/20 split."""
+
+    names: list[str]
+    wave: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    params: np.ndarray
+    cond: np.ndarray
+    p_std: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def batch(self, idx: np.ndarray, conditional: bool) -> SpectraBatch:
+        """The spectra ``idx`` with their standardised parameters as conditions (none when not ``conditional``)."""
+        return SpectraBatch(self.flux[idx], self.ivar[idx], self.cond[idx] if conditional else self.cond[idx, :0])
+
+
 class GanLatentTask(Task):
     name = "gan_latent"
     summary = "Interpreting GAN latent spaces of galaxy spectra: WGAN-GP, VAE, conditional GAN, InfoGAN; MIG/SAP/DCI"
     n_unit = "galaxies (spectra)"
     bytes_per_object = 1.5e5  # 3 float32 spectra and their float64 noise draws
     count_options = ("n_galaxies",)
+    simulator_version = SIMULATOR_VERSION  # the spectra task's simulator: its files are this task's data
     anchors = {
         "control.cgan.r2_log_age_yr": {"value": ">= 0.9", "source": TARGET},
         "control.cgan.r2_log_metallicity": {"value": ">= 0.9", "source": TARGET},
@@ -172,63 +196,75 @@ class GanLatentTask(Task):
     def _n_codes(opts) -> int:
         return opts["latent_dim"] if opts["n_codes"] is None else opts["n_codes"]
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    # --- steps ------------------------------------------------------------------------------------------------
+
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
         opts = ctx.options
-        sf, prep = load_for_run(ctx)
+        ctx.log(f"simulating {opts['n_galaxies']} bagpipes spectra (cached; shared with the spectra task)")
+        return {"data": spectra_simulation(opts["n_galaxies"], ctx.seed, opts["n_jobs"], ctx.progress)}
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> GanData:
+        opts = ctx.options
+        sf, prep = read_for_run(ctx, paths["data"])
         names = self._parameters(sf, opts)
         spec = downsample(prep, opts["downsample"])
-        wave, flux, ivar = spec.wavelength_aa, spec.flux, spec.ivar
         params = parameter_table(sf, prep.rows, names)
         train, val, test = split_indices(len(prep), ctx.seed)
-        ref, other = test[: len(test) // 2], test[len(test) // 2: 2 * (len(test) // 2)]
         p_mean, p_std = params[train].mean(0), params[train].std(0) + 1e-12
-        cond = ((params - p_mean) / p_std).astype(np.float32)
         ctx.data_info.update(n_train=len(train), n_val=len(val), n_test=len(test), split="70/10/20 random",
-                             n_pixels=len(wave), parameters=names, downsample=opts["downsample"])
-        ctx.log(f"{len(prep)} spectra on {len(wave)} pixels (x{opts['downsample']} down-sampled); parameters "
-                f"{', '.join(names)}; train {len(train)}, validation {len(val)}, test {len(test)}")
+                             n_pixels=len(spec.wavelength_aa), parameters=names, downsample=opts["downsample"])
+        ctx.log(f"{len(prep)} spectra on {len(spec.wavelength_aa)} pixels (x{opts['downsample']} down-sampled); "
+                f"parameters {', '.join(names)}; train {len(train)}, validation {len(val)}, test {len(test)}")
+        return GanData(names, spec.wavelength_aa, spec.flux, spec.ivar, params,
+                       ((params - p_mean) / p_std).astype(np.float32), p_std, train, val, test)
 
-        with ctx.timer("fit"):
-            regressor = ParameterRegressor(ctx.seed, n_components=min(64, len(train) - 1, len(wave))).fit(
-                flux[train], params[train])
+    def fit(self, ctx: RunContext, data: GanData) -> dict[str, Any]:
+        """{"regressor": the parameter measurement (trained on real training spectra), "models": {name: fitted
+        generative model}}."""
+        opts = ctx.options
+        train, val = data.train, data.val
+        regressor = ParameterRegressor(ctx.seed, n_components=min(64, len(train) - 1, len(data.wave))).fit(
+            data.flux[train], data.params[train])
         write_pickle_atomic(ctx.run_dir / "checkpoints" / "regressor.pkl",
-                            {"regressor": regressor, "parameters": names, "downsample": opts["downsample"],
+                            {"regressor": regressor, "parameters": data.names, "downsample": opts["downsample"],
                              "frame": opts["frame"], "latent_dim": opts["latent_dim"]})
-
-        models, histories = {}, {}
+        models = {}
         for name in sorted(opts["models"], key=MODELS.index):
             ctx.seed_model("model", name)
             conditional = name == "cgan"
-
-            def batch(idx):
-                return SpectraBatch(flux[idx], ivar[idx], cond[idx] if conditional else cond[idx, :0])  # noqa: B023
-
-            with ctx.timer("fit"):
-                if name == "vae":
-                    model = VAEGenerator("vae", opts["latent_dim"], beta=opts["beta"])
-                    model.fit(batch(train), batch(val), ctx.checkpoint_dir("model", name),
-                              ctx.train_config(max_epochs=opts["vae_epochs"], batch_size=opts["batch_size"]),
-                              ctx.resume)
-                else:
-                    n_codes = self._n_codes(opts) if name == "infogan" else 0
-                    model = GANGenerator(name, opts["latent_dim"], n_codes=n_codes,
-                                         n_critic=opts["n_critic"], lr=opts["gan_lr"], info_weight=opts["info_weight"])
-                    model.fit(batch(train), batch(val), ctx.checkpoint_dir("model", name),
-                              ctx.train_config(max_epochs=opts["gan_epochs"], batch_size=opts["batch_size"]),
-                              ctx.resume)
-            models[name], histories[name] = model, model.history_
+            if name == "vae":
+                model = VAEGenerator("vae", opts["latent_dim"], beta=opts["beta"])
+                epochs = opts["vae_epochs"]
+            else:
+                model = GANGenerator(name, opts["latent_dim"], n_codes=self._n_codes(opts) if name == "infogan" else 0,
+                                     n_critic=opts["n_critic"], lr=opts["gan_lr"], info_weight=opts["info_weight"])
+                epochs = opts["gan_epochs"]
+            model.fit(data.batch(train, conditional), data.batch(val, conditional), ctx.checkpoint_dir("model", name),
+                      ctx.train_config(max_epochs=epochs, batch_size=opts["batch_size"]), ctx.resume)
+            models[name] = model
             ctx.log(f"{name:8s} fitted ({len(model.history_['epoch'])} epochs)")
+        return {"regressor": regressor, "models": models}
 
-        measure = regressor.predict
+    def evaluate(self, ctx: RunContext, data: GanData, models: dict[str, Any]) -> Evaluation:
+        """Quality (C2ST), interpretability of the latent spaces and control through conditions or codes, each with
+        the parameters re-measured by the regressor; ``summary.answers`` says what they mean."""
+        measure, generators = models["regressor"].predict, models["models"]
+        test = data.test
+        ref, other = test[: len(test) // 2], test[len(test) // 2: 2 * (len(test) // 2)]
         results: dict[str, Any] = {}
-        with ctx.timer("evaluate"):
-            results["quality"] = self._quality(ctx, models, cond, flux, ivar, wave, ref, other)
-            results["interpret"], latent_samples = self._interpret(ctx, models, names, measure, flux, params, test)
-            held = Spectra(names, measure, wave, flux, ivar, params, cond, p_std, other)
-            results["control"] = self._control(ctx, models, held)
-            results["summary"] = self._summary(results, names)
-        self._figures(ctx, results, models, held, histories, latent_samples)
-        return results
+        results["quality"] = self._quality(ctx, generators, data.cond, data.flux, data.ivar, data.wave, ref, other)
+        results["interpret"], latent_samples = self._interpret(ctx, generators, data.names, measure, data.flux,
+                                                               data.params, test)
+        held = Spectra(data.names, measure, data.wave, data.flux, data.ivar, data.params, data.cond, data.p_std, other)
+        results["control"] = self._control(ctx, generators, held)
+        results["summary"] = self._summary(results, data.names)
+        return Evaluation(results, {"held": held, "latent_samples": latent_samples})
+
+    def figures(self, ctx: RunContext, data: GanData, models: dict[str, Any], evaluation: Evaluation) -> None:
+        generators = models["models"]
+        self._figures(ctx, evaluation.results, generators, evaluation.outputs["held"],
+                      {name: model.history_ for name, model in generators.items()},
+                      evaluation.outputs["latent_samples"])
 
     def _quality(self, ctx, models, cond, flux, ivar, wave, ref, other) -> dict[str, Any]:
         """C2ST of each model's spectra (with the noise of the ``other`` galaxies; the cgan for their parameters)
@@ -275,71 +311,75 @@ class GanLatentTask(Task):
         return out, samples
 
     def _control(self, ctx, models, held: Spectra) -> dict[str, Any]:
-        names, measure, flux, ivar, params, cond, p_std, other = (held.names, held.measure, held.flux, held.ivar,
-                                                                  held.params, held.cond, held.p_std, held.other)
-        seed = ctx.seed
-        out: dict[str, Any] = {}
-        truth = params[other]
-        measured = measure(flux[other])
+        """How well each parameter can be set: the measurement's own reference on real spectra, the cgan through its
+        conditions, the infogan through its matched codes; R^2 and the off-diagonal leakage of each."""
+        out: dict[str, Any] = {"real_spectra": self._control_real(ctx, held)}
+        if "cgan" in models:
+            out["cgan"] = self._control_cgan(ctx, models["cgan"], held)
+        if "infogan" in models:
+            out["infogan"] = self._control_infogan(ctx, models["infogan"], held)
+        for name, entry in out.items():
+            ctx.log(f"control {name:12s} " + "  ".join(f"r2 {p} {entry[f'r2_{p}']:.3f}" for p in held.names)
+                    + f"  leakage {entry['offdiag_leakage']:.2f}")
+        return out
+
+    def _control_real(self, ctx, held: Spectra) -> dict[str, Any]:
+        truth, measured = held.params[held.other], held.measure(held.flux[held.other])
+        entry = {}
+        for j, p in enumerate(held.names):
+            entry.update(M.with_error(f"r2_{p}", M.r2, truth[:, j], measured[:, j], seed=ctx.seed))
+        s = C.regression_sensitivity(truth, measured, held.p_std)
+        entry.update(self._leakage_entry(s, held.names, "regression of re-measured on true parameters (real spectra)"))
+        entry["r2_definition"] = "1 - SSE/SST of the re-measured against the true parameter"
+        return entry
+
+    def _control_cgan(self, ctx, gan, held: Spectra) -> dict[str, Any]:
+        seed, names, measure, cond, other = ctx.seed, held.names, held.measure, held.cond, held.other
+        truth = held.params[other]
+        inputs = gan.draw_inputs(len(other), seed)
+        rng = np.random.default_rng([seed, 37])
+        generated = gan.decode(inputs, cond[other])
+        measured = measure(generated)
+        noisy = measure(add_noise(generated, held.ivar[other], rng))
         entry = {}
         for j, p in enumerate(names):
             entry.update(M.with_error(f"r2_{p}", M.r2, truth[:, j], measured[:, j], seed=seed))
-        s = C.regression_sensitivity(truth, measured, p_std)
-        entry.update(self._leakage_entry(s, names, "regression of re-measured on true parameters (real spectra)"))
-        entry["r2_definition"] = "1 - SSE/SST of the re-measured against the true parameter"
-        out["real_spectra"] = entry
+            entry[f"r2_{p}_with_noise"] = M.r2(truth[:, j], noisy[:, j])
+        s = C.intervention_sensitivity(lambda c: measure(gan.decode(inputs, c.astype(np.float32))), cond[other],
+                                       DELTA, 1.0, held.p_std)
+        entry.update(self._leakage_entry(s, names, f"intervention: one condition moved by +-{DELTA} sd"))
+        entry["r2_definition"] = "1 - SSE/SST of the re-measured parameter against the condition"
+        return entry
 
-        if "cgan" in models:
-            gan = models["cgan"]
-            inputs = gan.draw_inputs(len(other), seed)
-            rng = np.random.default_rng([seed, 37])
-            generated = gan.decode(inputs, cond[other])
-            measured = measure(generated)
-            noisy = measure(add_noise(generated, ivar[other], rng))
-            entry = {}
-            for j, p in enumerate(names):
-                entry.update(M.with_error(f"r2_{p}", M.r2, truth[:, j], measured[:, j], seed=seed))
-                entry[f"r2_{p}_with_noise"] = M.r2(truth[:, j], noisy[:, j])
-            s = C.intervention_sensitivity(lambda c: measure(gan.decode(inputs, c.astype(np.float32))), cond[other],
-                                           DELTA, 1.0, p_std)
-            entry.update(self._leakage_entry(s, names, f"intervention: one condition moved by +-{DELTA} sd"))
-            entry["r2_definition"] = "1 - SSE/SST of the re-measured parameter against the condition"
-            out["cgan"] = entry
+    def _control_infogan(self, ctx, gan, held: Spectra) -> dict[str, Any]:
+        seed, names, measure = ctx.seed, held.names, held.measure
+        n_codes = gan.module_.n_codes
+        inputs = gan.draw_inputs(ctx.options["n_interpret"], seed + 1)
+        measured = measure(gan.decode(inputs, np.zeros((len(inputs), 0), np.float32)))
+        codes = inputs[:, :n_codes]
+        assigned = C.assign_codes(codes, measured)
+        entry = {f"code_for_{p}": int(assigned[j]) for j, p in enumerate(names)}
+        entry["r2_definition"] = ("squared correlation of the matched code with the re-measured parameter (codes "
+                                  "have no physical scale)")
+        for j, p in enumerate(names):
+            entry.update(M.with_error(f"r2_{p}", C.squared_correlation, codes[:, assigned[j]], measured[:, j],
+                                      seed=seed))
+        # intervention on codes inside (-0.5, 0.5), so +-0.5 x (code sd) stays in the prior's support;
+        # sensitivity rows of the codes matched to the parameters
+        base = inputs[:2000].copy()
+        base[:, :n_codes] *= 0.5
+        code_sd = 1 / np.sqrt(3)
 
-        if "infogan" in models:
-            gan = models["infogan"]
-            n_codes = gan.module_.n_codes
-            inputs = gan.draw_inputs(ctx.options["n_interpret"], seed + 1)
-            measured = measure(gan.decode(inputs, np.zeros((len(inputs), 0), np.float32)))
-            codes = inputs[:, :n_codes]
-            assigned = C.assign_codes(codes, measured)
-            entry = {f"code_for_{p}": int(assigned[j]) for j, p in enumerate(names)}
-            entry["r2_definition"] = ("squared correlation of the matched code with the re-measured parameter (codes "
-                                      "have no physical scale)")
-            for j, p in enumerate(names):
-                entry.update(M.with_error(f"r2_{p}", C.squared_correlation, codes[:, assigned[j]], measured[:, j],
-                                          seed=seed))
-            # intervention on codes inside (-0.5, 0.5), so +-0.5 x (code sd) stays in the prior's support;
-            # sensitivity rows of the codes matched to the parameters
-            base = inputs[:2000].copy()
-            base[:, :n_codes] *= 0.5
-            code_sd = 1 / np.sqrt(3)
-            delta = DELTA * code_sd
+        def measure_codes(c):
+            x = base.copy()
+            x[:, :n_codes] = c
+            return measure(gan.decode(x, np.zeros((len(x), 0), np.float32)))
 
-            def measure_codes(c):
-                x = base.copy()
-                x[:, :n_codes] = c
-                return measure(gan.decode(x, np.zeros((len(x), 0), np.float32)))
-
-            s_codes = C.intervention_sensitivity(measure_codes, base[:, :n_codes], delta, code_sd, p_std)
-            entry.update(self._leakage_entry(s_codes[assigned], names,
-                                             f"intervention: one code moved by +-{DELTA} sd; codes matched to "
-                                             "parameters by the Hungarian assignment on R^2"))
-            out["infogan"] = entry
-        for name, entry in out.items():
-            ctx.log(f"control {name:12s} " + "  ".join(f"r2 {p} {entry[f'r2_{p}']:.3f}" for p in names)
-                    + f"  leakage {entry['offdiag_leakage']:.2f}")
-        return out
+        s_codes = C.intervention_sensitivity(measure_codes, base[:, :n_codes], DELTA * code_sd, code_sd, held.p_std)
+        entry.update(self._leakage_entry(s_codes[assigned], names,
+                                         f"intervention: one code moved by +-{DELTA} sd; codes matched to "
+                                         "parameters by the Hungarian assignment on R^2"))
+        return entry
 
     @staticmethod
     def _leakage_entry(s: np.ndarray, names: list[str], how: str) -> dict[str, Any]:
@@ -403,8 +443,7 @@ class GanLatentTask(Task):
     # --- figures ----------------------------------------------------------------------------------------------
 
     def _figures(self, ctx, results, models, held: Spectra, histories, latent_samples) -> None:
-        names, measure, wave, flux, params, cond, p_std, other = (held.names, held.measure, held.wave, held.flux,
-                                                                  held.params, held.cond, held.p_std, held.other)
+        names, measure, wave, p_std = held.names, held.measure, held.wave, held.p_std
         plt = plots.plt
         for name, history in histories.items():
             plots.loss_curves(history, f"{name} ({'critic W1 estimate' if name in GANS else 'loss per pixel'})",
@@ -436,7 +475,7 @@ class GanLatentTask(Task):
             if name in models:
                 self._traversal(ctx, name, models[name], interp[name], names, measure, wave, p_std)
         if "cgan" in models and {"log_age_yr", "log_metallicity"} <= set(names):
-            self._cgan_grid(ctx, models["cgan"], names, wave, flux, params, cond, p_std, other)
+            self._cgan_grid(ctx, models["cgan"], held)
         self._control_figure(ctx, results["control"], names)
 
     def _traversal(self, ctx, name, model, entry, names, measure, wave, p_std) -> None:
@@ -476,9 +515,11 @@ class GanLatentTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / f"latent_traversal_{name}.png")
 
-    def _cgan_grid(self, ctx, gan, names, wave, flux, params, cond, p_std, other) -> None:
+    def _cgan_grid(self, ctx, gan, held: Spectra) -> None:
         """A 3 x 3 grid of ages x metallicities: the held-out galaxy nearest each grid point (simulated or real)
         beside the cGAN's spectrum for that galaxy's parameters."""
+        names, wave, flux, params, cond, p_std, other = (held.names, held.wave, held.flux, held.params, held.cond,
+                                                         held.p_std, held.other)
         plt = plots.plt
         ia, iz = names.index("log_age_yr"), names.index("log_metallicity")
         qs = (0.15, 0.5, 0.85)

@@ -7,7 +7,7 @@ Notebook use::
     cat = photoz.read_catalogue(path)
     rows = photoz.hello_universe_rows(cat)                         # lmass > 9, z_spec > 0
     X, names = photoz.feature_matrix(cat, rows, "colors")          # or "hello_universe"
-    model = photoz.fit_point("gbm", X, cat["z_spec"][rows], seed=0, n_iter=10, cv_folds=3)
+    model = photoz.fit_point("gbm", X, cat["z_spec"][rows], seed=0, budget=photoz.SearchBudget(n_iter=10))
 """
 
 from astrobench.tasks.photoz.data import (
@@ -18,9 +18,10 @@ from astrobench.tasks.photoz.data import (
     read_catalogue,
     split_indices,
 )
-from astrobench.tasks.photoz.models import KNNPDF, QuantileGBM, fit_point
+from astrobench.tasks.photoz.models import KNNPDF, QuantileGBM, SearchBudget, fit_point
 from astrobench.tasks.photoz.simulate import simulate, simulate_catalogue
-from astrobench.tasks.photoz.task import load_for_run
+from astrobench.tasks.photoz.task import catalogue_simulation
 
-__all__ = ["KNNPDF", "Catalogue", "FeatureTransform", "QuantileGBM", "feature_matrix", "fit_point",
-           "hello_universe_rows", "load_for_run", "read_catalogue", "simulate", "simulate_catalogue", "split_indices"]
+__all__ = ["KNNPDF", "Catalogue", "FeatureTransform", "QuantileGBM", "SearchBudget", "catalogue_simulation",
+           "feature_matrix", "fit_point", "hello_universe_rows", "read_catalogue", "simulate", "simulate_catalogue",
+           "split_indices"]

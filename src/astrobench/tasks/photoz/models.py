@@ -90,14 +90,23 @@ class FittedPoint:
         return np.clip(self.estimator.predict(X), 0.0, None)  # a redshift is not negative
 
 
-def fit_point(method: str, X: np.ndarray, y: np.ndarray, seed: int, n_iter: int, cv_folds: int,
-              tree_n_iter: int = 100, tree_cv_folds: int = 5, max_rows: int | None = None,
-              n_jobs: int = 1) -> FittedPoint:
-    """Tune ``method`` by randomised search (negative MSE) on ``(X, y)`` only, refit on all of it.
+@dataclass(frozen=True)
+class SearchBudget:
+    """The randomised searches' budget: ``n_iter`` draws x ``cv_folds`` folds over ``SEARCH_SPACES``, and for
+    ``tree_tuned`` the notebook's own search, ``tree_n_iter`` draws x ``tree_cv_folds`` folds over ``TREE_SEARCH``."""
 
-    ``tree_tuned`` uses the notebook's search (``TREE_SEARCH``, ``tree_n_iter`` draws, ``tree_cv_folds`` folds);
-    the others ``n_iter`` draws over ``SEARCH_SPACES`` with ``cv_folds`` folds. ``max_rows`` caps the rows a
-    method trains on (SVR: its cost grows faster than quadratically), a random subset drawn with ``seed``."""
+    n_iter: int = 10
+    cv_folds: int = 3
+    tree_n_iter: int = 100
+    tree_cv_folds: int = 5
+
+
+def fit_point(method: str, X: np.ndarray, y: np.ndarray, seed: int, budget: SearchBudget = SearchBudget(),
+              max_rows: int | None = None, n_jobs: int = 1) -> FittedPoint:
+    """Tune ``method`` by randomised search (negative MSE) within ``budget`` on ``(X, y)`` only, refit on all of it.
+
+    ``max_rows`` caps the rows a method trains on (SVR: its cost grows faster than quadratically), a random subset
+    drawn with ``seed``."""
     from sklearn.model_selection import KFold, RandomizedSearchCV
 
     start = time.perf_counter()
@@ -110,9 +119,9 @@ def fit_point(method: str, X: np.ndarray, y: np.ndarray, seed: int, n_iter: int,
         return FittedPoint(method, estimator, n_train=len(y), seconds=time.perf_counter() - start)
     if method == "tree_tuned":
         space = {f"model__{k}": v for k, v in TREE_SEARCH.items()}
-        draws, folds = tree_n_iter, tree_cv_folds
+        draws, folds = budget.tree_n_iter, budget.tree_cv_folds
     else:
-        space, draws, folds = SEARCH_SPACES[method], n_iter, cv_folds
+        space, draws, folds = SEARCH_SPACES[method], budget.n_iter, budget.cv_folds
     search = RandomizedSearchCV(estimator, space, n_iter=draws, scoring="neg_mean_squared_error",
                                 cv=KFold(folds, shuffle=True, random_state=seed), random_state=seed,
                                 n_jobs=1 if method == "random_forest" else n_jobs, refit=True)

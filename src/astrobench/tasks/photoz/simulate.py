@@ -367,6 +367,21 @@ def observe(pop: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, n
     return cols
 
 
+def _fields_and_ids(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each galaxy's field (index into ``FIELDS``, drawn by the fields' sizes) and its id, unique within the field
+    and inside the real catalogue's per-field id range."""
+    names = list(FIELDS)
+    field = rng.choice(len(names), n, p=np.array(list(FIELDS.values())) / sum(FIELDS.values()))
+    ids = np.zeros(n, dtype=int)
+    for f in range(len(names)):
+        members = np.flatnonzero(field == f)
+        if len(members) > FIELDS[names[f]]:
+            raise ConfigError(f"at most about {sum(FIELDS.values())} galaxies (the real catalogue's per-field id "
+                              f"ranges), got n = {n}")
+        ids[members] = np.sort(rng.choice(FIELDS[names[f]], len(members), replace=False)) + 1
+    return field, ids
+
+
 def simulate_catalogue(n: int = 30000, seed: int = 0, n_templates: int = 3000,
                        progress: bool = False, n_jobs: int = 2) -> dict[str, np.ndarray]:
     """``n`` catalogue rows (a fraction ``PHOTOMETRIC_ONLY_FRACTION`` without spectroscopic redshift) as columns
@@ -400,14 +415,7 @@ def simulate_catalogue(n: int = 30000, seed: int = 0, n_templates: int = 3000,
     has_spec = has_spec[order]
     cols = observe(pop, rng)
     names = list(FIELDS)
-    field = rng.choice(len(names), n, p=np.array(list(FIELDS.values())) / sum(FIELDS.values()))
-    ids = np.zeros(n, dtype=int)
-    for f in range(len(names)):
-        members = np.flatnonzero(field == f)
-        if len(members) > FIELDS[names[f]]:
-            raise ConfigError(f"at most about {sum(FIELDS.values())} galaxies (the real catalogue's per-field id "
-                              f"ranges), got n = {n}")
-        ids[members] = np.sort(rng.choice(FIELDS[names[f]], len(members), replace=False)) + 1
+    field, ids = _fields_and_ids(n, rng)
     centres = np.array([FIELD_CENTRES_DEG[f] for f in names])[field]
     dx_arcsec, dy_arcsec = rng.uniform(-360, 360, n), rng.uniform(-540, 540, n)  # 12' x 18' fields
     cols.update(

@@ -9,9 +9,11 @@ tree and the methods that beat it (docs/tasks/photoz.md).
 
 from __future__ import annotations
 
+import functools
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,7 +27,7 @@ from astrobench.core.io import (
     write_pickle_atomic,
     write_predictions,
 )
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.tasks.photoz.data import (
     FEATURE_SETS,
     Catalogue,
@@ -40,6 +42,7 @@ from astrobench.tasks.photoz.models import (
     Z_PDF_GRID,
     FittedPoint,
     QuantileGBM,
+    SearchBudget,
     fit_point,
     tune_knn_pdf,
 )
@@ -50,6 +53,7 @@ NOTEBOOK = "STScI Hello Universe notebook (3D-HST v4.1, lmass > 9, 70/15/15 spli
 TARGET = "astrobench target"
 OUTLIER_DELTA = M.OUTLIER_DELTA
 ENSEMBLE_SIZE = 3  # the ensemble averages this many best point methods (by validation MSE)
+CATALOGUE_FILE = "3dhst_master.phot.v4.1.cat"
 MIN_GALAXIES = 300  # the 70/15/15 split and 3-fold searches (kNN up to 50 neighbours) need a few hundred
 
 
@@ -65,25 +69,29 @@ def point_metrics(z_spec: np.ndarray, z_phot: np.ndarray, seed: int = 0) -> dict
     return out
 
 
-def load_for_run(ctx: RunContext) -> Catalogue:
-    """The run's catalogue: simulated (cached under the ``photoz`` task; options ``n_galaxies`` and
-    ``n_templates``) or the ``--data`` file."""
-    opts = ctx.options
-    if ctx.config["data"] is None:
-        key = {"n": opts["n_galaxies"], "seed": ctx.seed, "n_templates": opts["n_templates"],
-               "physics": physics_key()}
-        ctx.log(f"simulating {key['n']} galaxies ({key['n_templates']} bagpipes templates; cached)")
-        with ctx.timer("simulate"):
-            path = cached("photoz", SIMULATOR_VERSION, key, lambda folder: simulate_photoz(
-                folder / "3dhst_master.phot.v4.1.cat", n=key["n"], seed=key["seed"],
-                n_templates=key["n_templates"], n_jobs=opts["n_jobs"]), "3dhst_master.phot.v4.1.cat")
-        ctx.data_info.update(source="simulated", path=str(path))
-    else:
-        path = Path(ctx.config["data"])
-        ctx.data_info.update(source="file", path=str(path))
-    with ctx.timer("load"):
-        cat = read_catalogue(path)
-    return cat
+def catalogue_simulation(n_galaxies: int, n_templates: int, seed: int, n_jobs: int = 2) -> Simulation:
+    """A simulated 3D-HST catalogue of ``n_galaxies`` rows from ``n_templates`` bagpipes templates, cached under the
+    ``photoz`` task (the photoz task and the transfer task's photoz target share it)."""
+    key = {"n": n_galaxies, "seed": seed, "n_templates": n_templates, "physics": physics_key()}
+    return Simulation(key, CATALOGUE_FILE, functools.partial(_write_catalogue, key=key, n_jobs=n_jobs),
+                      owner="photoz", version=SIMULATOR_VERSION)
+
+
+def _write_catalogue(folder: Path, key: dict[str, Any], n_jobs: int) -> Path:
+    return simulate_photoz(folder / CATALOGUE_FILE, n=key["n"], seed=key["seed"], n_templates=key["n_templates"],
+                           n_jobs=n_jobs)
+
+
+class PhotozData(NamedTuple):
+    """The catalogue, the rows that pass the notebook's cuts, their spectroscopic redshifts, and the 70/15/15 split
+    (positions in ``rows``)."""
+
+    cat: Catalogue
+    rows: np.ndarray
+    z: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
 
 
 class PhotozTask(Task):
@@ -92,6 +100,7 @@ class PhotozTask(Task):
     n_unit = "galaxies (catalogue rows)"
     bytes_per_object = 2e3  # one catalogue row
     count_options = ("n_galaxies",)
+    simulator_version = SIMULATOR_VERSION
     anchors = {
         "point.hello_universe.tree_default.mse": {"value": "0.2365 (real 3D-HST)", "source": NOTEBOOK},
         "point.hello_universe.tree_tuned.mse": {"value": "0.1556 (real 3D-HST)", "source": NOTEBOOK},
@@ -161,11 +170,15 @@ class PhotozTask(Task):
     def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000, n_jobs: int = 2) -> Path:
         return simulate_photoz(out, n=n, seed=seed, format=format, n_templates=n_templates, n_jobs=n_jobs)
 
-    # --- experiments ------------------------------------------------------------------------------------------
+    # --- steps ------------------------------------------------------------------------------------------------
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
         opts = ctx.options
-        cat = load_for_run(ctx)
+        ctx.log(f"simulating {opts['n_galaxies']} galaxies ({opts['n_templates']} bagpipes templates; cached)")
+        return {"data": catalogue_simulation(opts["n_galaxies"], opts["n_templates"], ctx.seed, opts["n_jobs"])}
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> PhotozData:
+        cat = read_catalogue(paths["data"])
         rows = hello_universe_rows(cat)
         if len(rows) < MIN_GALAXIES:
             raise DataFormatError(cat.path, f"only {len(rows)} galaxies pass the cuts lmass > 9 and z_spec > 0; "
@@ -177,25 +190,46 @@ class PhotozTask(Task):
                              z_spec_median=float(np.median(z)))
         ctx.log(f"{len(rows)} of {len(cat)} galaxies pass the cuts; train {len(train)}, validation {len(val)}, "
                 f"test {len(test)}")
-        results: dict[str, Any] = {"point": {}}
-        fitted: dict[tuple[str, str], FittedPoint] = {}
-        preds: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-        matrices = {}
+        return PhotozData(cat, rows, z, train, val, test)
+
+    def fit(self, ctx: RunContext, data: PhotozData) -> dict[str, Any]:
+        """{"matrices": {features: (X of the cut rows, feature names)}, "point": {(features, method): FittedPoint},
+        "pdf": {method: fitted p(z) model}}; each feature transform is fitted on the training rows (hello_universe:
+        the notebook's medians over the whole cut sample) and saved for ``predict``."""
+        opts = ctx.options
+        cat, rows, z, train = data.cat, data.rows, data.z, data.train
+        matrices, fitted = {}, {}
         for features in opts["features"]:
-            # hello_universe: the notebook's medians over the whole cut sample; colors: softenings from training rows
             fit_rows = rows if features == "hello_universe" else rows[train]
             transform = FeatureTransform.fit(cat, fit_rows, features)
             write_pickle_atomic(ctx.run_dir / "checkpoints" / f"features.{features}.pkl", transform)
             X, names = transform.transform(cat, rows)
             matrices[features] = (X, names)
+            for method in opts["methods"]:
+                fitted[features, method] = self._fit_or_resume(ctx, features, method, X[train], z[train])
+        pdf = {}
+        X, _ = matrices[opts["pdf_features"]]
+        for method in opts["pdf_methods"]:
+            if method == "quantile_gbm":
+                gbm = fitted[opts["pdf_features"], "gbm"]
+                pdf[method] = QuantileGBM(dict(gbm.best_params), seed=ctx.seed).fit(X[train], z[train])
+            else:
+                pdf[method] = tune_knn_pdf(X[train], z[train], ctx.seed)
+        return {"matrices": matrices, "point": fitted, "pdf": pdf}
+
+    def evaluate(self, ctx: RunContext, data: PhotozData, models: dict[str, Any]) -> Evaluation:
+        opts = ctx.options
+        cat, rows, z, train, val, test = data
+        matrices, fitted = models["matrices"], models["point"]
+        results: dict[str, Any] = {"point": {}}
+        preds: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        for features, (X, _) in matrices.items():
             results["point"][features] = {}
             for method in opts["methods"]:
-                model = self._fit_or_resume(ctx, features, method, X[train], z[train])
-                fitted[features, method] = model
-                with ctx.timer("evaluate"):
-                    preds[features, method] = {"val": model.predict(X[val]), "test": model.predict(X[test])}
-                    res = point_metrics(z[test], preds[features, method]["test"], ctx.seed)
-                    res["mse_validation"] = POINT_METRICS["mse"](z[val], preds[features, method]["val"])
+                model = fitted[features, method]
+                preds[features, method] = {"val": model.predict(X[val]), "test": model.predict(X[test])}
+                res = point_metrics(z[test], preds[features, method]["test"], ctx.seed)
+                res["mse_validation"] = POINT_METRICS["mse"](z[val], preds[features, method]["val"])
                 res.update(cv_mse=model.cv_mse, n_train=model.n_train, fit_seconds=model.seconds,
                            best_params=model.best_params)
                 results["point"][features][method] = res
@@ -204,24 +238,22 @@ class PhotozTask(Task):
             if len(opts["methods"]) >= ENSEMBLE_SIZE + 1:
                 results["point"][features]["ensemble"] = self._ensemble(ctx, features, results, preds, z[val], z[test])
         results["summary"] = self._summary(ctx, results, preds, z[test], z[val])
-        if ctx.data_info["source"] == "file":
-            z_peak = cat["z_peak"][rows] if "z_peak" in cat.columns else None
-            if z_peak is not None:
-                results["catalogue_z_peak"] = {"eazy": {
-                    **point_metrics(z[test], z_peak[test], ctx.seed),
-                    "mse_validation": POINT_METRICS["mse"](z[val], z_peak[val])}}
-        if opts["pdf_methods"]:
+        if ctx.data_info["source"] == "file" and "z_peak" in cat.columns:
+            z_peak = cat["z_peak"][rows]
+            results["catalogue_z_peak"] = {"eazy": {**point_metrics(z[test], z_peak[test], ctx.seed),
+                                                    "mse_validation": POINT_METRICS["mse"](z[val], z_peak[val])}}
+        pdf_plots: dict[str, Any] = {}
+        if models["pdf"]:
             X, _ = matrices[opts["pdf_features"]]
-            results["pdf"], pdf_plots = self._pdfs(ctx, X, z, train, val, test,
-                                                   fitted.get((opts["pdf_features"], "gbm")))
-        else:
-            pdf_plots = {}
-        with ctx.timer("evaluate"):
-            X, _ = matrices[opts["learning_features"]]
-            results["learning_curve"] = self._learning_curves(ctx, fitted, X, z, train, val)
-            results["importance"] = self._importance(ctx, fitted, matrices, results, z, val)
-        self._figures(ctx, results, preds, z[test], pdf_plots)
-        return results
+            results["pdf"], pdf_plots = self._pdfs(ctx, models["pdf"], X, z, val, test)
+        X, _ = matrices[opts["learning_features"]]
+        results["learning_curve"] = self._learning_curves(ctx, fitted, X, z, train, val)
+        results["importance"] = self._importance(ctx, fitted, matrices, results, z, val)
+        return Evaluation(results, {"preds": preds, "pdf_plots": pdf_plots})
+
+    def figures(self, ctx: RunContext, data: PhotozData, models, evaluation: Evaluation) -> None:
+        self._figures(ctx, evaluation.results, evaluation.outputs["preds"], data.z[data.test],
+                      evaluation.outputs["pdf_plots"])
 
     def _ensemble(self, ctx, features, results, preds, z_val, z_test) -> dict[str, Any]:
         """The mean prediction of the ENSEMBLE_SIZE methods with the lowest validation MSE (chosen on validation,
@@ -243,10 +275,9 @@ class PhotozTask(Task):
         if ctx.resume and path.exists():
             with open(path, "rb") as f:
                 return pickle.load(f)
-        with ctx.timer("fit"):
-            model = fit_point(method, X, y, ctx.seed, n_iter=opts["n_iter"], cv_folds=opts["cv_folds"],
-                              tree_n_iter=opts["tree_n_iter"], tree_cv_folds=opts["tree_cv_folds"],
-                              max_rows=opts["svr_max_rows"] if method == "svr" else None, n_jobs=opts["n_jobs"])
+        budget = SearchBudget(opts["n_iter"], opts["cv_folds"], opts["tree_n_iter"], opts["tree_cv_folds"])
+        model = fit_point(method, X, y, ctx.seed, budget, max_rows=opts["svr_max_rows"] if method == "svr" else None,
+                          n_jobs=opts["n_jobs"])
         write_pickle_atomic(path, model)
         return model
 
@@ -269,41 +300,34 @@ class PhotozTask(Task):
         out["best"] = {"features": features, **out[features]}
         return out
 
-    def _pdfs(self, ctx, X, z, train, val, test, gbm: FittedPoint | None):
+    def _pdfs(self, ctx, models, X, z, val, test):
         """Each PDF method: CDFs on Z_PDF_GRID for validation and test galaxies; a PIT recalibration fitted on the
         validation galaxies; CRPS, 68 % coverage and the PIT's KS distance on the test galaxies, before and after
         recalibration."""
-        opts = ctx.options
         out: dict[str, Any] = {}
         plots_data: dict[str, dict[str, np.ndarray]] = {}
-        for method in opts["pdf_methods"]:
-            with ctx.timer("fit"):
-                if method == "quantile_gbm":
-                    model = QuantileGBM(dict(gbm.best_params), seed=ctx.seed).fit(X[train], z[train])
-                else:
-                    model = tune_knn_pdf(X[train], z[train], ctx.seed)
-            with ctx.timer("evaluate"):
-                cdf_val, cdf_test = model.cdf_grid(X[val]), model.cdf_grid(X[test])
-                recal = M.PITRecalibration().fit(M.pit_from_cdf(cdf_val, Z_PDF_GRID, z[val]))
-                raw_pit = M.pit_from_cdf(cdf_test, Z_PDF_GRID, z[test])
-                cdf_cal = recal(cdf_test)
-                pit = M.pit_from_cdf(cdf_cal, Z_PDF_GRID, z[test])
-                crps = M.crps_from_cdf(cdf_cal, Z_PDF_GRID, z[test])
-                crps_raw = M.crps_from_cdf(cdf_test, Z_PDF_GRID, z[test])
-                res = {
-                    **M.with_error("crps", np.mean, crps, seed=ctx.seed),
-                    **M.with_error("coverage_68", lambda p: M.coverage(p, 0.68), pit, seed=ctx.seed),
-                    **M.with_error("pit_ks", M.pit_ks, pit, seed=ctx.seed),
-                    "crps_uncalibrated": float(crps_raw.mean()),
-                    "coverage_68_uncalibrated": M.coverage(raw_pit, 0.68),
-                    "pit_ks_uncalibrated": M.pit_ks(raw_pit),
-                    "calibration": "PIT recalibration (Kuleshov et al. 2018) fitted on the validation split",
-                }
-                if method == "knn_pdf":
-                    res.update(k=model.k, bandwidth=model.bandwidth)
-                # median of the calibrated PDF as a point estimate, for comparison with the point methods
-                median = np.array([np.interp(0.5, row, Z_PDF_GRID) for row in np.maximum.accumulate(cdf_cal, 1)])
-                res["median_mse"] = POINT_METRICS["mse"](z[test], median)
+        for method, model in models.items():
+            cdf_val, cdf_test = model.cdf_grid(X[val]), model.cdf_grid(X[test])
+            recal = M.PITRecalibration().fit(M.pit_from_cdf(cdf_val, Z_PDF_GRID, z[val]))
+            raw_pit = M.pit_from_cdf(cdf_test, Z_PDF_GRID, z[test])
+            cdf_cal = recal(cdf_test)
+            pit = M.pit_from_cdf(cdf_cal, Z_PDF_GRID, z[test])
+            crps = M.crps_from_cdf(cdf_cal, Z_PDF_GRID, z[test])
+            crps_raw = M.crps_from_cdf(cdf_test, Z_PDF_GRID, z[test])
+            res = {
+                **M.with_error("crps", np.mean, crps, seed=ctx.seed),
+                **M.with_error("coverage_68", lambda p: M.coverage(p, 0.68), pit, seed=ctx.seed),
+                **M.with_error("pit_ks", M.pit_ks, pit, seed=ctx.seed),
+                "crps_uncalibrated": float(crps_raw.mean()),
+                "coverage_68_uncalibrated": M.coverage(raw_pit, 0.68),
+                "pit_ks_uncalibrated": M.pit_ks(raw_pit),
+                "calibration": "PIT recalibration (Kuleshov et al. 2018) fitted on the validation split",
+            }
+            if method == "knn_pdf":
+                res.update(k=model.k, bandwidth=model.bandwidth)
+            # median of the calibrated PDF as a point estimate, for comparison with the point methods
+            median = np.array([np.interp(0.5, row, Z_PDF_GRID) for row in np.maximum.accumulate(cdf_cal, 1)])
+            res["median_mse"] = POINT_METRICS["mse"](z[test], median)
             out[method] = res
             plots_data[method] = {"pit": pit, "raw_pit": raw_pit, "cdf": cdf_cal[:6], "z": z[test][:6]}
             ctx.log(f"pdf {method:13s} crps {res['crps']:.4f}  coverage_68 {res['coverage_68']:.3f}  "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, bad_option, check_memory
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table, prepare_pantheon
 from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, nested_cv_rmse, ols_bootstrap, stability_selection
 from astrobench.tasks.sn_lasso.simulate import (
@@ -33,6 +35,7 @@ class SNLassoTask(Task):
     n_unit = "supernovae"
     bytes_per_object = 1e3  # one table row
     count_options = ("n_sne",)
+    simulator_version = SIMULATOR_VERSION
     anchors = {
         "relaxed.ols.alpha": {"value": "0.14-0.15 (target [0.12, 0.16])", "source": PUBLISHED},
         "relaxed.ols.beta": {"value": "3.0-3.1 (target [2.6, 3.3]; OLS biased low)", "source": PUBLISHED},
@@ -97,17 +100,13 @@ class SNLassoTask(Task):
             raise ConfigError(f"sn_lasso writes CSV only, not {format!r}")
         return simulate_sn(out, n=n, seed=seed)
 
-    def _load(self, ctx: RunContext) -> SNTable:
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
+        key = {"n": ctx.options["n_sne"], "seed": ctx.seed}
+        return {"data": Simulation(key, "sn.csv", functools.partial(_write_simulated, key=key))}
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> SNTable:
         opts = ctx.options
-        if ctx.config["data"] is None:
-            key = {"n": opts["n_sne"], "seed": ctx.seed}
-            path = cached(self.name, SIMULATOR_VERSION, key,
-                          lambda folder: simulate_sn(folder / "sn.csv", n=key["n"], seed=key["seed"]), "sn.csv")
-            ctx.data_info.update(source="simulated", path=str(path))
-        else:
-            path = Path(ctx.config["data"])
-            ctx.data_info.update(source="file", path=str(path))
-        table = load_sn_table(path, target=opts["target"] or None, features=opts["features"] or None,
+        table = load_sn_table(paths["data"], target=opts["target"] or None, features=opts["features"] or None,
                               n_noise=opts["n_noise"], seed=ctx.seed, z_range=(opts["z_min"], opts["z_max"]),
                               min_rows=max(opts["n_folds"], 10), missing=tuple(opts["missing_values"]))
         ctx.data_info.update(table.info, n_candidates=len(table.names), candidates=table.names,
@@ -115,15 +114,22 @@ class SNLassoTask(Task):
         ctx.log(f"{len(table)} SNe, {len(table.names)} candidate variables ({table.info})")
         return table
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def fit(self, ctx: RunContext, data: SNTable) -> dict[str, Any]:
+        """The LASSO path with its CV ("lasso"), the OLS / errors-in-variables refits of its 1-SE set ("relaxed"),
+        and stability selection ("stability": frequencies, q)."""
         opts = ctx.options
-        with ctx.timer("load"):
-            table = self._load(ctx)
+        sel = lasso_cv(data.X, data.y, opts["n_folds"], ctx.seed)
+        relaxed = self._relaxed(ctx, data, sel.selected(sel.i_1se, data.names))
+        stability = stability_selection(data.X, data.y, sel.alphas, opts["n_subsamples"], opts["stability_threshold"],
+                                        opts["stability_expected_false"], ctx.seed)
+        return {"lasso": sel, "relaxed": relaxed, "stability": stability}
+
+    def evaluate(self, ctx: RunContext, data: SNTable, models: dict[str, Any]) -> Evaluation:
+        """The selections and their CV errors; the nested-CV comparison of the selection methods; on simulated data,
+        precision and recall against the true variables over independent samples."""
+        opts, sel, names = ctx.options, models["lasso"], data.names
         ctx.error_bars = ("bootstrap over SNe: 68 % intervals as _lo/_hi for the refits; CV standard errors for "
                           "cv_rmse")
-        names = table.names
-        with ctx.timer("fit"):
-            sel = lasso_cv(table.X, table.y, opts["n_folds"], ctx.seed)
         selected_min, selected_1se = sel.selected(sel.i_min, names), sel.selected(sel.i_1se, names)
         lasso = {
             "selected_min": selected_min, "selected_1se": selected_1se,
@@ -131,35 +137,32 @@ class SNLassoTask(Task):
             "cv_rmse_min_err": float(sel.cv_se[sel.i_min] / (2 * np.sqrt(sel.cv_mse[sel.i_min]))),
             "cv_rmse_1se": float(np.sqrt(sel.cv_mse[sel.i_1se])),
             "cv_rmse_1se_err": float(sel.cv_se[sel.i_1se] / (2 * np.sqrt(sel.cv_mse[sel.i_1se]))),
-            "raw_rmse": float(np.std(table.y)),
+            "raw_rmse": float(np.std(data.y)),
             "lambda_min": float(sel.alphas[sel.i_min]), "lambda_1se": float(sel.alphas[sel.i_1se]),
             "n_noise_selected_min": sum(n.startswith("noise_") for n in selected_min),
             "n_noise_selected_1se": sum(n.startswith("noise_") for n in selected_1se),
             "coef_by_variable_min": sel.physical_coefficients(sel.i_min, names),
             "coef_by_variable_1se": sel.physical_coefficients(sel.i_1se, names),
         }
-        results: dict[str, Any] = {"lasso": {"lassocv": lasso}}
-        with ctx.timer("fit"):
-            results["relaxed"] = self._relaxed(ctx, table, selected_1se)
-            frequencies, q = stability_selection(table.X, table.y, sel.alphas, opts["n_subsamples"],
-                                                 opts["stability_threshold"], opts["stability_expected_false"],
-                                                 ctx.seed)
+        frequencies, q = models["stability"]
+        results: dict[str, Any] = {"lasso": {"lassocv": lasso}, "relaxed": models["relaxed"]}
         results["stability"] = {"lasso": {
             "frequencies_by_variable": {n: float(f) for n, f in zip(names, frequencies) if f > 0},
             "stable_set": [n for n, f in zip(names, frequencies) if f >= opts["stability_threshold"]],
             "threshold": opts["stability_threshold"], "q": q,
         }}
-        with ctx.timer("evaluate"):
-            results["compare"] = {}
-            for method in COMPARE_METHODS:
-                rmse = nested_cv_rmse(method, table.X, table.y, opts["outer_folds"], opts["inner_folds"], ctx.seed,
-                                      opts["screen"], opts["max_subset"])
-                results["compare"][method] = {"cv_rmse": float(rmse.mean()),
-                                              "cv_rmse_err": float(rmse.std(ddof=1) / np.sqrt(len(rmse)))}
-            if ctx.data_info["source"] == "simulated":
-                results["truth"] = self._truth_over_seeds(ctx)
-        self._figures(ctx, table, sel, frequencies, results)
-        return results
+        results["compare"] = {}
+        for method in COMPARE_METHODS:
+            rmse = nested_cv_rmse(method, data.X, data.y, opts["outer_folds"], opts["inner_folds"], ctx.seed,
+                                  opts["screen"], opts["max_subset"])
+            results["compare"][method] = {"cv_rmse": float(rmse.mean()),
+                                          "cv_rmse_err": float(rmse.std(ddof=1) / np.sqrt(len(rmse)))}
+        if ctx.data_info["source"] == "simulated":
+            results["truth"] = self._truth_over_seeds(ctx)
+        return Evaluation(results)
+
+    def figures(self, ctx: RunContext, data: SNTable, models: dict[str, Any], evaluation: Evaluation) -> None:
+        self._figures(ctx, data, models["lasso"], models["stability"][0], evaluation.results)
 
     @staticmethod
     def _truth(selected: list[str]) -> dict[str, float]:
@@ -305,3 +308,7 @@ class SNLassoTask(Task):
     def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
         raise ConfigError("sn_lasso has no trained model to apply: its results are the selected variables and "
                           "coefficients in metrics.json")
+
+
+def _write_simulated(folder: Path, key: dict[str, Any]) -> Path:
+    return simulate_sn(folder / "sn.csv", n=key["n"], seed=key["seed"])

@@ -21,9 +21,10 @@ from astrobench.tasks.spectra.data import (
 )
 from astrobench.tasks.spectra.measure import summary_statistics
 from astrobench.tasks.spectra.models import ParameterRegressor, SpectraBatch, SpectrumVAE, VAEGenerator, add_noise
-from astrobench.tasks.spectra.simulate import simulate, simulate_spectra
-from astrobench.tasks.spectra.task import MIN_GALAXIES, load_for_run, tilt
+from astrobench.tasks.spectra.simulate import SIMULATOR_VERSION, simulate, simulate_spectra
+from astrobench.tasks.spectra.task import MIN_GALAXIES, read_for_run, spectra_simulation, tilt
 
-__all__ = ["FRAMES", "MIN_GALAXIES", "ParameterRegressor", "Prepared", "SpectraBatch", "SpectraFile", "SpectrumVAE",
-           "VAEGenerator", "add_noise", "fill_gaps", "load_for_run", "prepare", "quality_mask", "read_spectra",
-           "simulate", "simulate_spectra", "split_indices", "summary_statistics", "tilt"]
+__all__ = ["FRAMES", "MIN_GALAXIES", "SIMULATOR_VERSION", "ParameterRegressor", "Prepared", "SpectraBatch",
+           "SpectraFile", "SpectrumVAE", "VAEGenerator", "add_noise", "fill_gaps", "prepare", "quality_mask",
+           "read_for_run", "read_spectra", "simulate", "simulate_spectra", "spectra_simulation", "split_indices",
+           "summary_statistics", "tilt"]

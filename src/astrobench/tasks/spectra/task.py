@@ -10,7 +10,9 @@ conditions and a regressor's re-measurement of the generated spectra, and how co
 
 from __future__ import annotations
 
+import functools
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +28,7 @@ from astrobench.core.io import (
     write_pickle_atomic,
     write_predictions,
 )
-from astrobench.core.task import RunContext, Task, cached
+from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.tasks.spectra import measure
 from astrobench.tasks.spectra.data import FRAMES, Prepared, prepare, quality_mask, read_spectra, split_indices
 from astrobench.tasks.spectra.models import (
@@ -66,49 +68,65 @@ def tilt(wave: np.ndarray):
     return degrade
 
 
-def load_for_run(ctx: RunContext):
-    """The run's spectra file and its prepared spectra: simulated (cached under the ``spectra`` task, so every task
-    built on these spectra shares one simulation) or ``--data``. Reads the options ``n_galaxies``, ``n_jobs``,
-    ``max_galaxies``, ``frame`` and ``min_coverage``; applies the label and coverage cuts with one-line errors."""
+def spectra_simulation(n_galaxies: int, seed: int, n_jobs: int = 2, progress: bool = False) -> Simulation:
+    """``n_galaxies`` simulated bagpipes spectra in the SDSS-like file, cached under the ``spectra`` task (every task
+    built on these spectra shares one simulation)."""
+    key = {"n": n_galaxies, "seed": seed, "physics": physics_key()}
+    return Simulation(key, FILENAME, functools.partial(_write_spectra, key=key, n_jobs=n_jobs, progress=progress),
+                      owner="spectra", version=SIMULATOR_VERSION)
+
+
+def _write_spectra(folder: Path, key: dict[str, Any], n_jobs: int, progress: bool) -> Path:
+    return simulate_spectra(folder / FILENAME, n=key["n"], seed=key["seed"], n_jobs=n_jobs, progress=progress)
+
+
+def read_for_run(ctx: RunContext, path: Path):
+    """The spectra file ``path`` and its prepared spectra for a run: at most ``max_galaxies`` of a user's file,
+    the label and coverage cuts with one-line errors. Reads the options ``max_galaxies``, ``frame`` and
+    ``min_coverage``."""
     opts = ctx.options
-    if ctx.config["data"] is None:
-        key = {"n": opts["n_galaxies"], "seed": ctx.seed, "physics": physics_key()}
-        ctx.log(f"simulating {key['n']} bagpipes spectra (cached; ~0.05 s each on 2 cores the first time)")
-        with ctx.timer("simulate"):
-            path = cached("spectra", SIMULATOR_VERSION, key, lambda folder: simulate_spectra(
-                folder / FILENAME, n=key["n"], seed=key["seed"], n_jobs=opts["n_jobs"], progress=ctx.progress),
-                FILENAME)
-        ctx.data_info.update(source="simulated", path=str(path))
-        n = None
-    else:
-        path = Path(ctx.config["data"])
-        ctx.data_info.update(source="file", path=str(path))
-        n = opts["max_galaxies"]
-    with ctx.timer("load"):
-        sf = read_spectra(path, n=n)
-        # the label cuts always apply to a run: its conditions are log10 of age, metallicity and mass
-        keep = np.flatnonzero(quality_mask(sf, label_cuts=True))
-        if len(sf) < MIN_GALAXIES:
-            raise DataFormatError(sf.path, f"the file holds {len(sf)} galaxies; a run needs at least {MIN_GALAXIES}")
-        if len(keep) < MIN_GALAXIES:
-            with np.errstate(invalid="ignore"):
-                failing = {"age > 0": int(np.sum(~(sf.age_yr > 0))),
-                           "metallicity > 0 (a file with log metallicities must be converted: the conditions "
-                           "take log10)": int(np.sum(~(sf.metallicity > 0))),
-                           "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
-            why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
-            raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
-                                           f"least {MIN_GALAXIES} are needed "
-                                           f"({why or 'the others lack a positive flux in 5300-5800 A'})")
-        prep = prepare(sf, keep, opts["frame"])
-        prep = prep.subset(prep.coverage >= opts["min_coverage"])
-        if len(prep) < MIN_GALAXIES:
-            raise DataFormatError(sf.path, f"only {len(prep)} galaxies cover >= {opts['min_coverage']:.0%} of the "
-                                           f"{opts['frame']}-frame grid, at least {MIN_GALAXIES} are needed (lower "
-                                           f"--set min_coverage=..., or galaxies beyond z ~ 0.3 lack the red end)")
+    n = None if ctx.data_info.get("source") == "simulated" else opts["max_galaxies"]
+    sf = read_spectra(path, n=n)
+    # the label cuts always apply to a run: its conditions are log10 of age, metallicity and mass
+    keep = np.flatnonzero(quality_mask(sf, label_cuts=True))
+    if len(sf) < MIN_GALAXIES:
+        raise DataFormatError(sf.path, f"the file holds {len(sf)} galaxies; a run needs at least {MIN_GALAXIES}")
+    if len(keep) < MIN_GALAXIES:
+        with np.errstate(invalid="ignore"):
+            failing = {"age > 0": int(np.sum(~(sf.age_yr > 0))),
+                       "metallicity > 0 (a file with log metallicities must be converted: the conditions "
+                       "take log10)": int(np.sum(~(sf.metallicity > 0))),
+                       "1e8 < smass < 1e12": int(np.sum(~((sf.smass_msun > 1e8) & (sf.smass_msun < 1e12))))}
+        why = "; ".join(f"{k}: {v} fail" for k, v in failing.items() if v)
+        raise DataFormatError(sf.path, f"only {len(keep)} of {len(sf)} galaxies pass the quality cuts, at "
+                                       f"least {MIN_GALAXIES} are needed "
+                                       f"({why or 'the others lack a positive flux in 5300-5800 A'})")
+    prep = prepare(sf, keep, opts["frame"])
+    prep = prep.subset(prep.coverage >= opts["min_coverage"])
+    if len(prep) < MIN_GALAXIES:
+        raise DataFormatError(sf.path, f"only {len(prep)} galaxies cover >= {opts['min_coverage']:.0%} of the "
+                                       f"{opts['frame']}-frame grid, at least {MIN_GALAXIES} are needed (lower "
+                                       f"--set min_coverage=..., or galaxies beyond z ~ 0.3 lack the red end)")
     ctx.data_info.update(n_file=len(sf), n_after_cuts=len(keep), n_used=len(prep), frame=opts["frame"],
                          n_wave=len(prep.wavelength_aa), units=sf.units.get("metallicity", ""))
     return sf, prep
+
+
+class SpectraData(NamedTuple):
+    """A run's prepared spectra, its 70/10/20 split (positions in ``prep``), and the conditions of every spectrum:
+    ``cond_raw`` (z, log Z, log age, log M*) and ``cond`` standardised with the training split's mean and std."""
+
+    prep: Prepared
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    cond_raw: np.ndarray
+    cond: np.ndarray
+
+    def batch(self, idx: np.ndarray, conditional: bool) -> SpectraBatch:
+        """The spectra ``idx`` with their conditions (none for an unconditional model)."""
+        return SpectraBatch(self.prep.flux[idx], self.prep.ivar[idx], self.cond[idx] if conditional
+                            else self.cond[idx, :0])
 
 
 class HeldOut(NamedTuple):
@@ -123,6 +141,7 @@ class HeldOut(NamedTuple):
 class SpectraTask(Task):
     name = "spectra"
     summary = "Generative models of SDSS galaxy spectra: PCA + Gaussian / flow, VAE; C2ST and physical statistics"
+    simulator_version = SIMULATOR_VERSION
     n_unit = "galaxies (spectra)"
     bytes_per_object = 1.5e5  # 3 float32 spectra and their float64 noise draws
     count_options = ("n_galaxies",)
@@ -180,36 +199,36 @@ class SpectraTask(Task):
     def simulate(self, out, n, seed=0, format=None, n_jobs: int = 2) -> Path:
         return simulate_spectra(out, n=n, seed=seed, format=format, n_jobs=n_jobs)
 
-    # --- experiments ------------------------------------------------------------------------------------------
+    # --- steps ------------------------------------------------------------------------------------------------
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def simulations(self, ctx: RunContext) -> dict[str, Simulation]:
         opts = ctx.options
-        sf, prep = load_for_run(ctx)
+        ctx.log(f"simulating {opts['n_galaxies']} bagpipes spectra (cached; ~0.05 s each on 2 cores the first time)")
+        return {"data": spectra_simulation(opts["n_galaxies"], ctx.seed, opts["n_jobs"], ctx.progress)}
+
+    def read(self, ctx: RunContext, paths: Mapping[str, Path]) -> SpectraData:
+        sf, prep = read_for_run(ctx, paths["data"])
         train, val, test = split_indices(len(prep), ctx.seed)
-        # the held-out pools: C2ST reference vs the real spectra whose conditions and noise the generators copy
-        ref, other = test[: len(test) // 2], test[len(test) // 2: 2 * (len(test) // 2)]
-        val_ref, val_other = val[: len(val) // 2], val[len(val) // 2: 2 * (len(val) // 2)]
         cond_raw = conditions(sf, prep.rows)
         c_mean, c_std = cond_raw[train].mean(0), cond_raw[train].std(0) + 1e-12
-        cond = ((cond_raw - c_mean) / c_std).astype(np.float32)
         ctx.data_info.update(n_train=len(train), n_val=len(val), n_test=len(test), split="70/10/20 random",
                              c2st_pool="test split halves: reference vs generated for the other half's conditions")
-        ctx.log(f"{len(prep)} spectra on {len(prep.wavelength_aa)} {opts['frame']}-frame bins; train {len(train)}, "
-                f"validation {len(val)}, test {len(test)}")
+        ctx.log(f"{len(prep)} spectra on {len(prep.wavelength_aa)} {ctx.options['frame']}-frame bins; train "
+                f"{len(train)}, validation {len(val)}, test {len(test)}")
+        return SpectraData(prep, train, val, test, cond_raw, ((cond_raw - c_mean) / c_std).astype(np.float32))
 
-        def batch(idx, conditional):
-            c = cond[idx] if conditional else cond[idx, :0]
-            return SpectraBatch(prep.flux[idx], prep.ivar[idx], c)
-
-        with ctx.timer("fit"):
-            basis = PCABasis(opts["pca_max_components"], ctx.seed).fit(prep.flux[train])
+    def fit(self, ctx: RunContext, data: SpectraData) -> dict[str, Any]:
+        """{"basis": the PCA basis, "generate"|"conditional": {method: fitted generator}, "histories": {name:
+        loss history}}; the conditional generators see the standardised conditions."""
+        opts = ctx.options
+        prep, train, val = data.prep, data.train, data.val
+        basis = PCABasis(opts["pca_max_components"], ctx.seed).fit(prep.flux[train])
         write_pickle_atomic(ctx.run_dir / "checkpoints" / "pca.pkl", basis)
-        results: dict[str, Any] = {"reconstruct": self._reconstruct_pca(basis, prep, test, opts["latent_dim"])}
-        histories: dict[str, dict] = {}
-        samples: dict[str, dict[str, np.ndarray]] = {"generate": {}, "conditional": {}}
+        models: dict[str, Any] = {"basis": basis, "histories": {}}
         for experiment, methods in (("generate", opts["generate_methods"]),
                                     ("conditional", opts["conditional_methods"])):
             conditional = experiment == "conditional"
+            models[experiment] = {}
             vae = None
             for method in sorted(methods, key=GENERATORS.index):  # vae before vae_flow, which reuses it
                 ctx.seed_model(experiment, method)
@@ -218,39 +237,55 @@ class SpectraTask(Task):
                                        batch_size=opts["batch_size"])
                 flow_cfg = ctx.train_config(max_epochs=opts["flow_epochs"], batch_size=opts["batch_size"])
                 ckpt = ctx.checkpoint_dir(experiment, "vae" if method.startswith("vae") else method)
-                with ctx.timer("fit"):
-                    if isinstance(model, VAEGenerator):
-                        model.fit(batch(train, conditional), batch(val, conditional), ckpt, cfg, ctx.resume,
-                                  vae=vae if method == "vae_flow" else None, flow_cfg=flow_cfg)
-                        vae = vae or (model if method == "vae" else None)
-                    else:
-                        model.fit(batch(train, conditional), batch(val, conditional), ckpt_dir=ckpt, cfg=cfg,
-                                  resume=ctx.resume)
-                for name in ("history_", "flow_history_"):
+                if isinstance(model, VAEGenerator):
+                    model.fit(data.batch(train, conditional), data.batch(val, conditional), ckpt, cfg, ctx.resume,
+                              vae=vae if method == "vae_flow" else None, flow_cfg=flow_cfg)
+                    vae = vae or (model if method == "vae" else None)
+                else:
+                    model.fit(data.batch(train, conditional), data.batch(val, conditional), ckpt_dir=ckpt, cfg=cfg,
+                              resume=ctx.resume)
+                for name, suffix in (("history_", ""), ("flow_history_", ".latent_flow")):
                     if getattr(model, name, None):
-                        histories[f"{experiment}.{method}{'.latent_flow' if name == 'flow_history_' else ''}"] = \
-                            getattr(model, name)
+                        models["histories"][f"{experiment}.{method}{suffix}"] = getattr(model, name)
+                models[experiment][method] = model
+                ctx.log(f"{experiment:11s} {method:9s} fitted")
+        return models
+
+    def evaluate(self, ctx: RunContext, data: SpectraData, models: dict[str, Any]) -> Evaluation:
+        """Held-out reconstruction chi^2; samples of every generator for the conditions (and noise) of the test
+        split's second half (and of the validation split's, to choose the best model); their C2ST against the
+        first half, physical statistics and re-measured conditions."""
+        opts = ctx.options
+        prep, train, val, test, cond_raw, cond = data
+        # the held-out pools: C2ST reference vs the real spectra whose conditions and noise the generators copy
+        ref, other = test[: len(test) // 2], test[len(test) // 2: 2 * (len(test) // 2)]
+        val_ref, val_other = val[: len(val) // 2], val[len(val) // 2: 2 * (len(val) // 2)]
+        results: dict[str, Any] = {"reconstruct": self._reconstruct_pca(models["basis"], prep, test,
+                                                                        opts["latent_dim"])}
+        samples: dict[str, dict[str, np.ndarray]] = {"generate": {}, "conditional": {}}
+        for experiment in ("generate", "conditional"):
+            conditional = experiment == "conditional"
+            for method, model in models[experiment].items():
                 if experiment == "generate" and method == "vae":
-                    results["reconstruct"]["vae"] = self._chi2(prep, test, model.reconstruct(batch(test, False)))
-                with ctx.timer("evaluate"):
-                    rng = np.random.default_rng([ctx.seed, 17])
+                    results["reconstruct"]["vae"] = self._chi2(prep, test, model.reconstruct(data.batch(test, False)))
+                rng = np.random.default_rng([ctx.seed, 17])
 
-                    def draw(idx, seed, model=model, conditional=conditional, rng=rng):  # idx's conditions and noise
-                        c = cond[idx] if conditional else cond[idx, :0]
-                        return add_noise(model.sample(len(idx), c, seed), prep.ivar[idx], rng)
+                def draw(idx, seed, model=model, conditional=conditional, rng=rng):  # idx's conditions and noise
+                    c = cond[idx] if conditional else cond[idx, :0]
+                    return add_noise(model.sample(len(idx), c, seed), prep.ivar[idx], rng)
 
-                    samples[experiment][method] = {"test": draw(other, ctx.seed), "val": draw(val_other, ctx.seed + 1)}
-                ctx.log(f"{experiment:11s} {method:9s} fitted and sampled")
-
-        with ctx.timer("evaluate"):
-            results["generate"] = self._generate_metrics(ctx, prep, train, ref, other, val_ref, samples["generate"])
-            results["conditional"], regressor = self._conditional_metrics(ctx, prep, cond_raw, train, other, val_other,
-                                                                          samples["conditional"])
-            results["summary"] = self._summary(results["generate"])
+                samples[experiment][method] = {"test": draw(other, ctx.seed), "val": draw(val_other, ctx.seed + 1)}
+        results["generate"] = self._generate_metrics(ctx, prep, train, ref, other, val_ref, samples["generate"])
+        results["conditional"], regressor = self._conditional_metrics(ctx, prep, cond_raw, train, other, val_other,
+                                                                      samples["conditional"])
+        results["summary"] = self._summary(results["generate"])
         write_pickle_atomic(ctx.run_dir / "checkpoints" / "regressor.pkl",
-                   {"regressor": regressor, "frame": opts["frame"], "k": opts["latent_dim"]})
-        self._figures(ctx, results, prep, HeldOut(ref, other, cond_raw), samples, histories)
-        return results
+                            {"regressor": regressor, "frame": opts["frame"], "k": opts["latent_dim"]})
+        return Evaluation(results, {"held": HeldOut(ref, other, cond_raw), "samples": samples})
+
+    def figures(self, ctx: RunContext, data: SpectraData, models: dict[str, Any], evaluation: Evaluation) -> None:
+        self._figures(ctx, evaluation.results, data.prep, evaluation.outputs["held"], evaluation.outputs["samples"],
+                      models["histories"])
 
     @staticmethod
     def _generator(method: str, basis: PCABasis, opts: dict[str, Any]):

@@ -108,10 +108,13 @@ class MLPBackbone(nn.Sequential):
 
 
 def photoz_target(ctx: RunContext, pool_size: int, n_test: int) -> TargetData:
-    from astrobench.tasks.photoz import FeatureTransform, hello_universe_rows, load_for_run
+    from astrobench.core.task import simulated
+    from astrobench.tasks.photoz import FeatureTransform, catalogue_simulation, hello_universe_rows, read_catalogue
 
     opts = ctx.options
-    cat = load_for_run(ctx)
+    path = simulated(catalogue_simulation(opts["n_galaxies"], opts["n_templates"], ctx.seed, opts["n_jobs"]))
+    ctx.data_info.setdefault("simulated", {})["photoz_catalogue"] = str(path)
+    cat = read_catalogue(path)
     rows = hello_universe_rows(cat)
     z = cat["z_spec"][rows]
     source_rows, target_rows = rows[z < opts["z_split"]], rows[z >= opts["z_split"]]

@@ -25,7 +25,7 @@ import torch
 
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, bad_option, read_json, write_json_atomic
-from astrobench.core.task import RunContext, Task
+from astrobench.core.task import Evaluation, RunContext, Task
 from astrobench.core.training import SmallDataConfig, fit_small, validation_split
 from astrobench.tasks.transfer import grid as G
 from astrobench.tasks.transfer.targets import (
@@ -151,23 +151,35 @@ class TransferTask(Task):
 
     # --- the grid ---------------------------------------------------------------------------------------------
 
-    def run(self, ctx: RunContext) -> dict[str, Any]:
+    def load(self, ctx: RunContext) -> dict[str, TargetData]:
+        """Every target's data (its source set, pool and test set), built from the photoz, allsky and camels
+        simulators (cached under those tasks); the targets are subsets of them, so --data has no meaning here."""
         if ctx.config["data"] is not None:
             raise ConfigError("transfer runs on the photoz and allsky simulators (its targets and sources are "
                               "subsets of them); --data is not supported")
-        opts = ctx.options
-        results: dict[str, Any] = {}
         targets = {}
-        for target in opts["targets"]:  # every data set first, then the grids
+        ctx.data_info["source"] = "simulated"
+        for target in ctx.options["targets"]:  # every data set first, then the grids
             with ctx.timer("simulate"):
                 targets[target] = self._target(ctx, target)
             ctx.data_info[target] = targets[target].info
-        raw = {}
-        for target, data in targets.items():
-            results[target], raw[target] = self._run_target(ctx, data)
-        results["summary"] = self._summary(results, opts)
-        self._figures(ctx, results, raw, opts)
-        return results
+        return targets
+
+    def fit(self, ctx: RunContext, data: dict[str, TargetData]) -> dict[str, dict]:
+        """Per target, every cell of the grid: {(source, strategy, n): [cell per seed]}. A cell trains one model
+        (or fits one probe on frozen features) and scores it on the target's test set at once: the grid holds
+        hundreds of models, so each is kept as its metrics and training facts, not as weights."""
+        return {target: self._run_grid(ctx, target_data) for target, target_data in data.items()}
+
+    def evaluate(self, ctx: RunContext, data: dict[str, TargetData], models: dict[str, dict]) -> Evaluation:
+        """The learning curves (mean and spread over seeds), data efficiency and crossover size by bootstrap over
+        seeds, the step budget; and the summary over targets."""
+        results: dict[str, Any] = {target: self._score_grid(ctx, data[target], raw) for target, raw in models.items()}
+        results["summary"] = self._summary(results, ctx.options)
+        return Evaluation(results)
+
+    def figures(self, ctx: RunContext, data, models: dict[str, dict], evaluation: Evaluation) -> None:
+        self._figures(ctx, evaluation.results, models, ctx.options)
 
     def _target(self, ctx: RunContext, target: str) -> TargetData:
         opts = ctx.options
@@ -219,9 +231,8 @@ class TransferTask(Task):
         cfg = self._fit_config(ctx, data, ctx.seed, pretraining=True)
         ctx.log(f"{data.name}: in-domain pre-training on {len(train)} source examples (at most {cfg.max_steps} "
                 f"steps; {len(val)} for validation)")
-        with ctx.timer("pretrain"):
-            fit = fit_small(model, data.x_source[train], y[train], data.x_source[val], y[val], data.kind, cfg,
-                            augment=data.augment)
+        fit = fit_small(model, data.x_source[train], y[train], data.x_source[val], y[val], data.kind, cfg,
+                        augment=data.augment)
         ctx.data_info[data.name]["in_domain_pretraining"] = {"steps": fit.steps, "best_step": fit.best_step,
                                                              "capped": fit.capped}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,17 +254,22 @@ class TransferTask(Task):
             cells.append(("none", "scratch_small"))
         return cells + [(s, st) for s in sources for st in strategies if st != "scratch"]
 
-    def _run_target(self, ctx: RunContext, data: TargetData):
-        """One target's grid: the sources' weights, frozen features, every cell (resumable), then the curves, the
-        data-efficiency answers and the budget summary. Returns (results of the target, raw cells by key)."""
+    def _run_grid(self, ctx: RunContext, data: TargetData) -> dict:
+        """One target's grid: the sources' weights, frozen features and every cell (resumable). Returns the cells by
+        (source, strategy, n)."""
         opts = ctx.options
         sources = [s for s in opts["sources"] if s in data.sources]
         pretrained = {s: self._pretrained(ctx, data, s) for s in sources}
         sizes, strategies = target_grid(opts, data.name)
         features = self._frozen_features(ctx, data, pretrained) if set(strategies) & set(G.FEATURE_BASED) else {}
+        return self._grid_cells(ctx, data, self._cells(data, opts, sources), sorted(sizes), pretrained, features)
+
+    def _score_grid(self, ctx: RunContext, data: TargetData, raw: dict) -> dict[str, Any]:
+        """One target's curves, data-efficiency answers and budget summary from its cells."""
+        opts = ctx.options
+        sources = [s for s in opts["sources"] if s in data.sources]
+        sizes = sorted(target_grid(opts, data.name)[0])
         cells = self._cells(data, opts, sources)
-        sizes = sorted(sizes)
-        raw = self._grid_cells(ctx, data, cells, sizes, pretrained, features)
         out: dict[str, Any] = {}
         for (source, strategy, n), runs in raw.items():
             out.setdefault(source, {}).setdefault(strategy, {})[f"n_{n}"] = _aggregate(runs)
@@ -266,11 +282,11 @@ class TransferTask(Task):
                 out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
                                               n_boot=opts["n_bootstrap"], seed=ctx.seed,
                                               reference=reference_size(sizes)))
-        out["grid"] = {"sizes": sizes, "strategies": list(strategies), "primary": primary, "unit": data.unit,
-                       "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
+        out["grid"] = {"sizes": sizes, "strategies": list(target_grid(opts, data.name)[1]), "primary": primary,
+                       "unit": data.unit, "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
         out["budget"] = _budget([c["fit"] for runs in raw.values() for c in runs if c.get("fit")])
         self._log_curves(ctx, data, out, sizes)
-        return out, raw
+        return out
 
     @staticmethod
     def _frozen_features(ctx: RunContext, data: TargetData, pretrained: dict) -> dict[str, tuple]:
@@ -279,8 +295,7 @@ class TransferTask(Task):
         for source, weights in pretrained.items():
             backbone, _ = data.make_backbone()
             backbone.load_state_dict(weights)
-            with ctx.timer("features"):
-                features[source] = (G.predict(backbone, data.x_pool), G.predict(backbone, data.x_test))
+            features[source] = (G.predict(backbone, data.x_pool), G.predict(backbone, data.x_test))
         return features
 
     def _grid_cells(self, ctx: RunContext, data: TargetData, cells, sizes, pretrained, features) -> dict:
@@ -303,9 +318,8 @@ class TransferTask(Task):
                         if path.exists():  # written when finished: a resumed run skips it
                             cell = read_json(path)
                         else:
-                            with ctx.timer("cells"):
-                                cell = self._cell(ctx, data, strategy, train, val, seed, pretrained.get(source),
-                                                  features.get(source))
+                            cell = self._cell(ctx, data, strategy, train, val, seed, pretrained.get(source),
+                                              features.get(source))
                             write_json_atomic(path, cell)
                         raw.setdefault((source, strategy, n), []).append(cell)
                         bar.advance(task)
