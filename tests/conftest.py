@@ -83,3 +83,19 @@ def spectra_smoke_file(spectra_sim_file, tmp_path_factory) -> Path:
         for k, v in out.items():
             g.create_dataset(f"raw/{k}", data=v)
     return path
+
+
+@pytest.fixture(scope="session")
+def task_example(tmp_path_factory):
+    """``task_example(name)``: the path of the task's example data set (``Task.example``), written once per
+    session (several contract checks read it; none may change it)."""
+    from astrobench import registry
+
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = registry.get_task(name).example(tmp_path_factory.mktemp(f"example-{name}") / "data")
+        return made[name]
+
+    return get

@@ -13,6 +13,7 @@ import math
 import pytest
 
 from astrobench import registry
+from astrobench.core.io import ConfigError
 from astrobench.runner import run
 
 REL_TOL = ABS_TOL = 1e-12
@@ -41,10 +42,30 @@ def test_differences_finds_what_differs():
 
 
 @pytest.mark.parametrize("name", registry.task_names())
-def test_a_smoke_run_twice_gives_the_same_results_and_a_report(name, tmp_path):
+def test_a_smoke_run_twice_gives_the_same_results_and_a_report(name, tmp_path, task_example):
     runs = [run(name, out=tmp_path, name=f"smoke{i}", seed=0, progress=False, overrides={"size": "smoke"})
             for i in range(2)]
     first, second = (json.loads((d / "metrics.json").read_text()) for d in runs)
     assert differences(first["results"], second["results"]) == []
     page = (runs[0] / "report.html").read_text()
     assert page.startswith("<!doctype html>") and name in page and "<table" in page
+    check_predict(registry.get_task(name), runs[0], task_example, tmp_path)
+
+
+def check_predict(task, run_dir, task_example, tmp_path) -> None:
+    """``predict`` applies the finished run to the task's example data and writes a table with one row per object
+    or more; a task without a model to apply says so in a ConfigError."""
+    import csv
+
+    if not task.min_objects:
+        with pytest.raises(ConfigError):
+            task.predict(run_dir, tmp_path / "none", tmp_path / "pred.csv")
+        return
+    try:
+        table = task.predict(run_dir, task_example(task.name), tmp_path / "pred.csv")
+    except ConfigError as err:
+        assert "no trained model" in str(err) or "no predict" in str(err), err
+        return
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(len(row) == len(rows[0]) for row in rows)

@@ -170,6 +170,7 @@ class Task(ABC):
     # (read-only here; a task assigns its own mapping)
     anchors: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     sizes: ClassVar[tuple[str, ...]] = ("smoke", "quick", "full")
+    min_objects: ClassVar[int] = 0  # --n units in the small data set `example` writes (0: no simulator of its own)
 
     def objects_in_run(self, options: dict[str, Any]) -> float:
         """How many --n units a run with ``options`` simulates or loads (for the memory check before it starts)."""
@@ -188,6 +189,15 @@ class Task(ABC):
     def simulate(self, out: str | Path, n: int, seed: int = 0, format: str | None = None, **options) -> Path:
         """Write ``n`` simulated objects (``n_unit``) with ``seed`` to ``out`` in the task's real on-disk format
         (``format`` where it has several; ``options`` are the simulator's own keywords); return the written path."""
+
+    def example(self, out: str | Path) -> Path:
+        """Write a small data set that a run can read (``min_objects`` of them, seed 0) in the real format to
+        ``out``; return its path (what ``--data`` takes). Raises ConfigError for a task without a simulator."""
+        from astrobench.core.io import ConfigError
+
+        if not self.min_objects:
+            raise ConfigError(f"{self.name} has no simulator of its own")
+        return self.simulate(out, n=self.min_objects, seed=0)
 
     # --- the steps ------------------------------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ class AllskyTask(Task):
     n_unit = "frames"
     bytes_per_object = 2e5  # a preprocessed frame and its features
     count_options = ("n_frames",)
+    min_objects = 24
     anchors = {
         "classify.*.accuracy": {"value": ">= 0.95 (simulated test split, best method)", "source": TARGET},
         "classify.*.subregion_accuracy": {"value": ">= 0.95 (simulated test split); Mommert 2020: 0.95 boosting, "

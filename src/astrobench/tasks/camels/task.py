@@ -67,6 +67,7 @@ class CamelsTask(Task):
     n_unit = "simulations (15 maps each)"
     bytes_per_object = 1e6  # 15 maps of 64 x 64 in two fields, float32
     count_options = ("n_sims",)
+    min_objects = 3
     simulator_version = SIMULATOR_VERSION
     anchors = {
         "tng_to_simba.mtot.omega_m.rel_err": {"value": "about 0.04 (Mtot, across suites)", "source": PAPER},
@@ -136,6 +137,10 @@ class CamelsTask(Task):
         if format not in (None, "npy"):
             raise ConfigError(f"camels writes the CMD .npy / .txt files only, not {format!r}")
         return simulate_camels(out, n_sims=n, seed=seed, map_size=map_size, progress=True, n_jobs=n_jobs)
+
+    def example(self, out) -> Path:
+        """Three simulations of both suites at the smoke size's 32 px (what a smoke run's networks take)."""
+        return self.simulate(out, n=self.min_objects, seed=0, map_size=self.options("smoke")["map_size"])
 
     # -- data -------------------------------------------------------------------------------------------------
     def simulations(self, ctx: RunContext) -> dict[str, Simulation]:

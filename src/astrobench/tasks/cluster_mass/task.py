@@ -52,6 +52,7 @@ class ClusterMassTask(Task):
     n_unit = "clusters"
     bytes_per_object = 6e5  # 8 projections of 128 x 128 int32 counts
     count_options = ("n_clusters",)
+    min_objects = 12
     simulator_version = SIMULATOR_VERSION
     sizes = ("smoke", "quick", "full", "paper")
     anchors = {

@@ -105,6 +105,7 @@ class GanLatentTask(Task):
     n_unit = "galaxies (spectra)"
     bytes_per_object = 1.5e5  # 3 float32 spectra and their float64 noise draws
     count_options = ("n_galaxies",)
+    min_objects = 260
     simulator_version = SIMULATOR_VERSION  # the spectra task's simulator: its files are this task's data
     anchors = {
         "control.cgan.r2_log_age_yr": {"value": ">= 0.9", "source": TARGET},

@@ -100,6 +100,7 @@ class PhotozTask(Task):
     n_unit = "galaxies (catalogue rows)"
     bytes_per_object = 2e3  # one catalogue row
     count_options = ("n_galaxies",)
+    min_objects = 700
     simulator_version = SIMULATOR_VERSION
     anchors = {
         "point.hello_universe.tree_default.mse": {"value": "0.2365 (real 3D-HST)", "source": NOTEBOOK},
@@ -169,6 +170,10 @@ class PhotozTask(Task):
 
     def simulate(self, out, n, seed=0, format=None, n_templates: int = 3000, n_jobs: int = 2) -> Path:
         return simulate_photoz(out, n=n, seed=seed, format=format, n_templates=n_templates, n_jobs=n_jobs)
+
+    def example(self, out) -> Path:
+        """A 700-row catalogue from 50 templates (enough galaxies pass the cuts for the 70/15/15 split)."""
+        return self.simulate(out, n=self.min_objects, seed=0, n_templates=50)
 
     # --- steps ------------------------------------------------------------------------------------------------
 

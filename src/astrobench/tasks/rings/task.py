@@ -54,6 +54,7 @@ class RingsTask(Task):
     n_unit = "images"
     bytes_per_object = 8e3  # a 28 x 28 image and its labels
     count_options = ("n_classify", "n_classify_n", "n_single", "n_generate_train")
+    min_objects = 60
     simulator_version = SIMULATOR_VERSION
     anchors = {
         "classify.cnn.accuracy": {"value": ">= 0.995", "source": TARGET},

@@ -35,6 +35,7 @@ class SNLassoTask(Task):
     n_unit = "supernovae"
     bytes_per_object = 1e3  # one table row
     count_options = ("n_sne",)
+    min_objects = 80
     simulator_version = SIMULATOR_VERSION
     anchors = {
         "relaxed.ols.alpha": {"value": "0.14-0.15 (target [0.12, 0.16])", "source": PUBLISHED},

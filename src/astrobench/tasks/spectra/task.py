@@ -145,6 +145,7 @@ class SpectraTask(Task):
     n_unit = "galaxies (spectra)"
     bytes_per_object = 1.5e5  # 3 float32 spectra and their float64 noise draws
     count_options = ("n_galaxies",)
+    min_objects = 260
     anchors = {
         "reconstruct.vae.chi2": {"value": "below reconstruct.pca.chi2 at the same k = 6", "source": PORTILLO},
         "summary.best.c2st_auc": {"value": "<= 0.7 and below pca_gauss", "source": TARGET},
