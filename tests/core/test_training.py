@@ -100,3 +100,33 @@ def test_d4_average_is_invariant_to_rotations_and_flips():
             torch.testing.assert_close(averaged(torch.rot90(x, k, dims=(-2, -1))), ref, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(averaged(x.flip(-1)), ref, atol=1e-5, rtol=1e-5)
         assert not torch.allclose(net(torch.rot90(x, 1, dims=(-2, -1))), net(x), atol=1e-5)  # the net alone is not
+
+
+def test_lightning_owns_the_trained_module(tmp_path):
+    """load_module: the hyperparameters come back from the checkpoint (only the networks are handed in), the weights
+    are those fit selected, and predict_module (Trainer.predict) gives what the module gave; a broken checkpoint is
+    one DataFormatError line naming it."""
+    import pytest
+
+    from astrobench.core.io import DataFormatError
+    from astrobench.core.training import load_module, predict_module
+
+    x, y = _linear_data(400, 0)
+    xv, yv = _linear_data(100, 1)
+    y2 = np.concatenate([y, -y], 1)
+    module = RegressionTask(mlp([3, 16, 4]), y2.mean(0), y2.std(0), loss="moment", lr=3e-3, weight_decay=0.0)
+    cfg = TrainConfig(max_epochs=3, batch_size=64, progress=False, accelerator="cpu", devices=1)
+    fit(module, as_dataset(x, y2), as_dataset(xv, np.concatenate([yv, -yv], 1)), tmp_path, cfg)
+    expected = predict_batches(lambda t: module.predict_physical(t)[0], xv)
+
+    clone = load_module(RegressionTask, tmp_path, backbone=mlp([3, 16, 4]), target_mean=np.zeros(2),
+                        target_std=np.ones(2))
+    assert (clone.loss_name, clone.lr, clone.weight_decay) == ("moment", 3e-3, 0.0)  # from the checkpoint
+    mean, sigma = predict_module(clone, xv, lambda m, t: m.predict_physical(t), batch_size=32)
+    np.testing.assert_allclose(mean, expected, atol=1e-5)
+    assert sigma.shape == (len(xv), 2) and (sigma > 0).all()
+
+    (tmp_path / "best.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataFormatError, match="best.ckpt: cannot load this checkpoint") as err:
+        load_module(RegressionTask, tmp_path, backbone=mlp([3, 16, 4]), target_mean=[0.0], target_std=[1.0])
+    assert "\n" not in str(err.value)

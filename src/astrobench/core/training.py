@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,12 @@ class TaskModule(L.LightningModule):
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
+    def predict_step(self, batch, batch_idx):
+        """What :func:`predict_module` asks of one batch (x,): ``self.predict_fn(self, x)`` when set, else the
+        forward pass."""
+        fn = getattr(self, "predict_fn", None)
+        return fn(self, batch[0]) if fn is not None else self(batch[0])
+
     def configure_optimizers(self):
         """AdamW with a cosine learning-rate decay over ``max_epochs``."""
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -126,6 +133,7 @@ class ClassificationTask(TaskModule):
     def __init__(self, backbone: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4, augment=None):
         """``backbone``: inputs (B, ...) -> logits (B, n_classes); the rest as in :class:`TaskModule`."""
         super().__init__(lr, weight_decay, augment)
+        self.save_hyperparameters(ignore=["backbone", "augment"])  # the backbone's weights are in the state dict
         self.backbone = backbone
 
     def forward(self, x):
@@ -155,6 +163,8 @@ class RegressionTask(TaskModule):
         super().__init__(lr, weight_decay, augment)
         if loss not in ("mse", "moment"):
             raise ValueError(f"unknown regression loss {loss!r}")
+        # the target statistics are buffers, saved in the state dict with the backbone's weights
+        self.save_hyperparameters(ignore=["backbone", "augment", "target_mean", "target_std"])
         self.backbone = backbone
         self.loss_name = loss
         self.register_buffer("target_mean", torch.as_tensor(target_mean, dtype=torch.float32))
@@ -194,6 +204,7 @@ class ConditionalDecoderTask(TaskModule):
     def __init__(self, decoder: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4):
         """``decoder``: conditions (B, D) -> logits of x (B, ...); AdamW's ``lr`` and ``weight_decay``."""
         super().__init__(lr, weight_decay)
+        self.save_hyperparameters(ignore=["decoder"])
         self.decoder = decoder
 
     def forward(self, cond):
@@ -227,6 +238,7 @@ class ConditionalVAETask(TaskModule):
         super().__init__(lr, weight_decay)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"unknown likelihood {likelihood!r}")
+        self.save_hyperparameters(ignore=["encoder", "decoder"])
         self.encoder, self.decoder = encoder, decoder
         self.latent_dim, self.likelihood, self.beta = latent_dim, likelihood, beta
 
@@ -653,6 +665,42 @@ def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataFormatError(path, f"cannot load these weights into the model ({first_line})") from None
     return module.eval()
+
+
+def load_module(cls: type[L.LightningModule], ckpt_dir: str | Path, **modules: Any) -> L.LightningModule:
+    """The trained ``cls`` from ``ckpt_dir/best.ckpt`` (the weights :func:`fit` selected) through Lightning's
+    ``load_from_checkpoint``: hyperparameters from the checkpoint, ``weights_only=True`` (no code runs from the
+    file). ``modules``: the networks the module was built around (backbone, encoder, decoder), freshly made with the
+    architecture the run recorded; their weights come from the checkpoint. A file that does not fit is one
+    DataFormatError line."""
+    path = Path(ckpt_dir) / "best.ckpt"
+    if not path.is_file():
+        raise DataFormatError(path, "not found (is the run finished?)")
+    try:
+        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **modules)
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataFormatError(path, f"cannot load this checkpoint into the model ({first_line})") from None
+    return module.eval()
+
+
+def predict_module(module: L.LightningModule, x: np.ndarray, fn=None, batch_size: int = 1024):
+    """Apply a trained module to ``x`` (N, ...) through ``Trainer.predict`` on the CPU: ``fn(module, batch)`` ->
+    a tensor or a tuple of tensors (default: the forward pass). Returns the outputs concatenated over batches, as
+    arrays (a tuple of arrays for tuple outputs)."""
+    _quiet_lightning()
+    module.predict_fn = fn  # read by TaskModule.predict_step
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    loader = DataLoader(TensorDataset(torch.as_tensor(x, dtype=torch.float32)), batch_size=batch_size)
+    try:
+        trainer_outs = trainer.predict(module, loader)
+    finally:
+        module.predict_fn = None  # type: ignore[assignment]
+    outs: list[Any] = list(trainer_outs or [])
+    if outs and isinstance(outs[0], tuple):
+        return tuple(torch.cat([o[j] for o in outs]).cpu().numpy() for j in range(len(outs[0])))
+    return torch.cat(outs).cpu().numpy() if outs else np.empty((0,))
 
 
 @torch.no_grad()

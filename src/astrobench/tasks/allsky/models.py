@@ -29,6 +29,7 @@ class SkyConditionTask(TaskModule):
     def __init__(self, backbone: nn.Module, n_classes: int, flag_weight: float = 1.0, lr: float = 1e-3,
                  weight_decay: float = 1e-4, d4: bool = True):
         super().__init__(lr, weight_decay)
+        self.save_hyperparameters(ignore=["backbone"])  # its weights are in the state dict
         self.backbone = backbone
         self.n_classes = n_classes
         self.flag_weight = flag_weight

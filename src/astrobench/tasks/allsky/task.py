@@ -29,7 +29,15 @@ from astrobench.core.io import (
     write_predictions,
 )
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task, simulated
-from astrobench.core.training import StepConfig, as_dataset, fit, load_weights, predict_batches, train_steps
+from astrobench.core.training import (
+    StepConfig,
+    as_dataset,
+    fit,
+    load_module,
+    predict_batches,
+    predict_module,
+    train_steps,
+)
 from astrobench.tasks.allsky.data import KNOWN_CLASSES, FrameSet, load_frames, split_indices
 from astrobench.tasks.allsky.geometry import N_SUBREGIONS, parse_camera
 from astrobench.tasks.allsky.models import FeatureGBM, MobileNetSky, SkyConditionTask, imagenet_weights_path, sky_cnn
@@ -529,9 +537,9 @@ class AllskyTask(Task):
                 n = len(names)
                 backbone = (sky_cnn(n, meta["image_size"], tuple(meta["widths"])) if method == "cnn" else
                             MobileNetSky(n + N_SUBREGIONS, None, input_px=meta["image_size"]))
-                module = load_weights(SkyConditionTask(backbone, n), weights)
-                probs = predict_batches(lambda x: module.probabilities(x, tta=meta["tta"]),  # noqa: B023 (used here)
-                                        frames.images)
+                module = load_module(SkyConditionTask, folder, backbone=backbone)
+                probs = predict_module(module, frames.images, lambda m, x: m.probabilities(x, tta=meta["tta"]),  # noqa: B023
+                                       batch_size=256)
             k = len(names)
             for i, file in enumerate(frames.files):
                 flags = probs[i, k:] > 0.5

@@ -20,7 +20,7 @@ from astrobench.core import metrics as M
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
-from astrobench.core.training import RegressionTask, fit, load_weights, random_d4
+from astrobench.core.training import RegressionTask, fit, load_module, predict_module, random_d4
 from astrobench.tasks.camels.data import (
     FIELD_CHANNELS,
     LOG_PARAMS,
@@ -353,7 +353,8 @@ class CamelsTask(Task):
             meta = read_json(path.parent / "meta.json")
             net = cmd_cnn(len(FIELD_CHANNELS[meta["field"]]), meta["map_size"], meta["hidden"], len(PARAM_NAMES),
                           meta["dropout"])
-            module = load_weights(RegressionTask(net, np.zeros(6), np.ones(6), loss="moment"), path)
+            module = load_module(RegressionTask, path.parent, backbone=net, target_mean=np.zeros(6),
+                                 target_std=np.ones(6))
             stats = tuple(np.array(s, dtype=np.float32) for s in meta["stats"])
             for name, suite in suites.items():
                 if suite.map_size != meta["map_size"]:
@@ -362,7 +363,8 @@ class CamelsTask(Task):
                 if not has_inputs(suite, meta["field"]):
                     continue
                 dataset = MapDataset(suite, np.arange(suite.n_sims), meta["field"], stats)
-                mu, sigma = self._predict(module, dataset)
+                maps = np.stack([np.asarray(dataset[i][0]) for i in range(len(dataset))])
+                mu, sigma = predict_module(module, maps, lambda m, x: m.predict_physical(x), batch_size=256)
                 sigma = sigma * np.array(meta["sigma_scale"])
                 for i in range(len(dataset)):
                     rows.append([meta["suite"], meta["field"], name, dataset.map_index(i),

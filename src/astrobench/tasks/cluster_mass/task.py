@@ -19,7 +19,7 @@ from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.nets import D4_ORDER, d4_transform
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
-from astrobench.core.training import RegressionTask, as_dataset, fit, load_weights, random_d4
+from astrobench.core.training import RegressionTask, as_dataset, fit, load_module, predict_module, random_d4
 from astrobench.tasks.cluster_mass.data import ClusterImages, cluster_folds, load_cluster_fits
 from astrobench.tasks.cluster_mass.models import (
     CORE_EXCISED_APERTURE,
@@ -431,8 +431,9 @@ class ClusterMassTask(Task):
             meta = read_json(path.parent / "meta.json")
             sized = images.rebinned(meta["image_size"])
             net = d4_cnn(meta["d4_widths"]) if meta["method"] == "d4cnn" else ntampaka_cnn()
-            predictor = CNNPredictor(load_weights(RegressionTask(net, [0.0], [1.0]), path))
-            by_method.setdefault(meta["method"], []).append(predictor(sized.images))
+            module = load_module(RegressionTask, path.parent, backbone=net, target_mean=[0.0], target_std=[1.0])
+            pred = predict_module(module, sized.images[:, None], lambda m, x: m.predict_physical(x)[0])[:, 0]
+            by_method.setdefault(meta["method"], []).append(pred)
         for method, preds in by_method.items():
             columns[f"{method}_log_m500"] = np.mean(preds, axis=0)
         return write_predictions(columns, out, ".5f")

@@ -22,8 +22,9 @@ from astrobench.core.training import (
     as_dataset,
     d4_average,
     fit,
-    load_weights,
+    load_module,
     predict_batches,
+    predict_module,
     random_d4,
 )
 from astrobench.tasks.rings.data import (
@@ -483,14 +484,16 @@ class RingsTask(Task):
                 raise DataFormatError(data, f"images are {ring_set.image_size} px; the run's models expect "
                                       f"{meta['image_size']} px")
             if meta["kind"] == "classifier":
-                module = load_weights(ClassificationTask(ring_classifier(meta["n_classes"], meta["image_size"],
-                                                                         meta["widths"])), weights)
+                module = load_module(ClassificationTask, weights.parent, backbone=ring_classifier(
+                    meta["n_classes"], meta["image_size"], meta["widths"]))
                 probabilities = self._class_probabilities(module, meta.get("augment_d4", False))
-                columns[f"{experiment}_cnn_n_rings"] = predict_batches(probabilities, ring_set.as_float()).argmax(1) + 1
+                probs = predict_module(module, ring_set.as_float(), lambda m, x: probabilities(x))  # noqa: B023
+                columns[f"{experiment}_cnn_n_rings"] = probs.argmax(1) + 1
             else:
-                module = load_weights(RegressionTask(ring_regressor(meta["image_size"], meta["widths"]),
-                                                     np.zeros(5), np.ones(5)), weights)
-                pred = predict_batches(lambda x: module.predict_physical(x)[0], ring_set.as_float())  # noqa: B023
+                module = load_module(RegressionTask, weights.parent, backbone=ring_regressor(meta["image_size"],
+                                                                                            meta["widths"]),
+                                     target_mean=np.zeros(5), target_std=np.ones(5))
+                pred = predict_module(module, ring_set.as_float(), lambda m, x: m.predict_physical(x)[0])
                 for j, p in enumerate(PARAM_NAMES):
                     columns[f"{experiment}_cnn_{p}"] = pred[:, j]
         return write_predictions(columns, out, ".4f")
