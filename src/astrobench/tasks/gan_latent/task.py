@@ -30,7 +30,7 @@ from astrobench.core.io import (
     write_predictions,
 )
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
-from astrobench.core.training import load_weights, predict_batches
+from astrobench.core.training import load_module, predict_module
 from astrobench.tasks.gan_latent import control as C
 from astrobench.tasks.gan_latent.data import LABELS, available_parameters, downsample, parameter_table
 from astrobench.tasks.gan_latent.interpret import interpret
@@ -589,8 +589,11 @@ class GanLatentTask(Task):
         vae_path = run_dir / "checkpoints" / "model.vae" / "model.pt"
         latents = None
         if vae_path.exists():
-            vae = load_weights(SpectrumVAE(spec.flux.shape[1], 0, saved["latent_dim"]), vae_path)
-            latents = predict_batches(lambda t: vae.encode(t, t[:, :0])[0], spec.flux)
+            vae = load_module(SpectrumVAE, vae_path.parent)  # architecture and weights from its checkpoint
+            if vae.hparams.n_wave != spec.flux.shape[1]:
+                raise DataFormatError(data, f"{spec.flux.shape[1]} pixels after the run's down-sampling; its VAE "
+                                            f"takes {vae.hparams.n_wave}")
+            latents = predict_module(vae, spec.flux, lambda m, t: m.encode(t, t[:, :0])[0])
         columns = {"row": rows, **{f"{p}_measured": measured[:, j] for j, p in enumerate(saved["parameters"])}}
         if latents is not None:
             columns.update({f"vae_z{j}": latents[:, j] for j in range(latents.shape[1])})

@@ -115,6 +115,7 @@ class FlowModule(TaskModule):
         import zuko
 
         super().__init__(lr=lr, weight_decay=0.0)
+        self.save_hyperparameters()
         self.context = context
         self.flow = zuko.flows.NSF(features, context=context, transforms=transforms, hidden_features=(hidden, hidden))
 
@@ -172,6 +173,7 @@ class SpectrumVAE(TaskModule):
     def __init__(self, n_wave: int, n_cond: int, latent_dim: int = 6, hidden: tuple[int, int] = (512, 256),
                  mean_flux: np.ndarray | None = None, beta: float = 1.0, lr: float = 1e-3):
         super().__init__(lr=lr, weight_decay=1e-5)
+        self.save_hyperparameters(ignore=["mean_flux"])  # a buffer, saved in the state dict
         self.latent_dim, self.n_cond, self.beta = latent_dim, n_cond, beta
         self.encoder = mlp([n_wave + n_cond, hidden[0], hidden[1], 2 * latent_dim])
         self.decoder = mlp([latent_dim + n_cond, hidden[1], hidden[0], n_wave])
