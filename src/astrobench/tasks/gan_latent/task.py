@@ -12,8 +12,7 @@ measurement's own reference): R^2 between input and re-measured parameter, and t
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,24 +59,6 @@ CONTROLLED = ("cgan", "infogan")
 DELTA = 0.5  # intervention half-step in standard deviations: of the training parameters (cgan), of the codes (infogan)
 
 
-@dataclass
-class Spectra:
-    """What the evaluation and the figures share: the parameter ``names``, the parameter ``measure`` (a regressor:
-    flux (n, pixels) -> parameters (n, p)), the wavelength grid ``wave`` [A], every galaxy's ``flux`` and ``ivar``
-    (n, pixels), its ``params`` (n, p) in physical units and ``cond`` (standardised), the parameters' training
-    standard deviations ``p_std`` (p,), and ``other``: the held-out test rows whose noise and parameters are used."""
-
-    names: list[str]
-    measure: Callable[[np.ndarray], np.ndarray]
-    wave: np.ndarray
-    flux: np.ndarray
-    ivar: np.ndarray
-    params: np.ndarray
-    cond: np.ndarray
-    p_std: np.ndarray
-    other: np.ndarray
-
-
 class GanData(NamedTuple):
     """A run's spectra (down-sampled): parameter ``names``, wavelengths ``wave`` [A], ``flux`` and ``ivar``
     (n, pixels), ``params`` (n, p) in physical units and ``cond`` standardised by the training split's mean and
@@ -97,6 +78,16 @@ class GanData(NamedTuple):
     def batch(self, idx: np.ndarray, conditional: bool) -> SpectraBatch:
         """The spectra ``idx`` with their standardised parameters as conditions (none when not ``conditional``)."""
         return SpectraBatch(self.flux[idx], self.ivar[idx], self.cond[idx] if conditional else self.cond[idx, :0])
+
+    @property
+    def ref(self) -> np.ndarray:
+        """The first half of the test rows: the real reference of every two-sample test."""
+        return self.test[: len(self.test) // 2]
+
+    @property
+    def other(self) -> np.ndarray:
+        """The second half of the test rows: the held-out galaxies whose noise and parameters the evaluation uses."""
+        return self.test[len(self.test) // 2: 2 * (len(self.test) // 2)]
 
 
 class GanLatentTask(Task):
@@ -250,20 +241,18 @@ class GanLatentTask(Task):
         """Quality (C2ST), interpretability of the latent spaces and control through conditions or codes, each with
         the parameters re-measured by the regressor; ``summary.answers`` says what they mean."""
         measure, generators = models["regressor"].predict, models["models"]
-        test = data.test
-        ref, other = test[: len(test) // 2], test[len(test) // 2: 2 * (len(test) // 2)]
         results: dict[str, Any] = {}
-        results["quality"] = self._quality(ctx, generators, data.cond, data.flux, data.ivar, data.wave, ref, other)
+        results["quality"] = self._quality(ctx, generators, data.cond, data.flux, data.ivar, data.wave, data.ref,
+                                           data.other)
         results["interpret"], latent_samples = self._interpret(ctx, generators, data.names, measure, data.flux,
-                                                               data.params, test)
-        held = Spectra(data.names, measure, data.wave, data.flux, data.ivar, data.params, data.cond, data.p_std, other)
-        results["control"] = self._control(ctx, generators, held)
+                                                               data.params, data.test)
+        results["control"] = self._control(ctx, generators, data, measure)
         results["summary"] = self._summary(results, data.names)
-        return Evaluation(results, {"held": held, "latent_samples": latent_samples})
+        return Evaluation(results, {"latent_samples": latent_samples})
 
     def figures(self, ctx: RunContext, data: GanData, models: dict[str, Any], evaluation: Evaluation) -> None:
         generators = models["models"]
-        self._figures(ctx, evaluation.results, generators, evaluation.outputs["held"],
+        self._figures(ctx, evaluation.results, generators, data, models["regressor"].predict,
                       {name: model.history_ for name, model in generators.items()},
                       evaluation.outputs["latent_samples"])
 
@@ -311,49 +300,49 @@ class GanLatentTask(Task):
                     + " ".join(f"{v:.2f}" for v in entry["best_dim_r2"].values()))
         return out, samples
 
-    def _control(self, ctx, models, held: Spectra) -> dict[str, Any]:
+    def _control(self, ctx, models, data: GanData, measure) -> dict[str, Any]:
         """How well each parameter can be set: the measurement's own reference on real spectra, the cgan through its
         conditions, the infogan through its matched codes; R^2 and the off-diagonal leakage of each."""
-        out: dict[str, Any] = {"real_spectra": self._control_real(ctx, held)}
+        out: dict[str, Any] = {"real_spectra": self._control_real(ctx, data, measure)}
         if "cgan" in models:
-            out["cgan"] = self._control_cgan(ctx, models["cgan"], held)
+            out["cgan"] = self._control_cgan(ctx, models["cgan"], data, measure)
         if "infogan" in models:
-            out["infogan"] = self._control_infogan(ctx, models["infogan"], held)
+            out["infogan"] = self._control_infogan(ctx, models["infogan"], data, measure)
         for name, entry in out.items():
-            ctx.log(f"control {name:12s} " + "  ".join(f"r2 {p} {entry[f'r2_{p}']:.3f}" for p in held.names)
+            ctx.log(f"control {name:12s} " + "  ".join(f"r2 {p} {entry[f'r2_{p}']:.3f}" for p in data.names)
                     + f"  leakage {entry['offdiag_leakage']:.2f}")
         return out
 
-    def _control_real(self, ctx, held: Spectra) -> dict[str, Any]:
-        truth, measured = held.params[held.other], held.measure(held.flux[held.other])
+    def _control_real(self, ctx, data: GanData, measure) -> dict[str, Any]:
+        truth, measured = data.params[data.other], measure(data.flux[data.other])
         entry = {}
-        for j, p in enumerate(held.names):
+        for j, p in enumerate(data.names):
             entry.update(M.with_error(f"r2_{p}", M.r2, truth[:, j], measured[:, j], seed=ctx.seed))
-        s = C.regression_sensitivity(truth, measured, held.p_std)
-        entry.update(self._leakage_entry(s, held.names, "regression of re-measured on true parameters (real spectra)"))
+        s = C.regression_sensitivity(truth, measured, data.p_std)
+        entry.update(self._leakage_entry(s, data.names, "regression of re-measured on true parameters (real spectra)"))
         entry["r2_definition"] = "1 - SSE/SST of the re-measured against the true parameter"
         return entry
 
-    def _control_cgan(self, ctx, gan, held: Spectra) -> dict[str, Any]:
-        seed, names, measure, cond, other = ctx.seed, held.names, held.measure, held.cond, held.other
-        truth = held.params[other]
+    def _control_cgan(self, ctx, gan, data: GanData, measure) -> dict[str, Any]:
+        seed, names, cond, other = ctx.seed, data.names, data.cond, data.other
+        truth = data.params[other]
         inputs = gan.draw_inputs(len(other), seed)
         rng = np.random.default_rng([seed, 37])
         generated = gan.decode(inputs, cond[other])
         measured = measure(generated)
-        noisy = measure(add_noise(generated, held.ivar[other], rng))
+        noisy = measure(add_noise(generated, data.ivar[other], rng))
         entry = {}
         for j, p in enumerate(names):
             entry.update(M.with_error(f"r2_{p}", M.r2, truth[:, j], measured[:, j], seed=seed))
             entry[f"r2_{p}_with_noise"] = M.r2(truth[:, j], noisy[:, j])
         s = C.intervention_sensitivity(lambda c: measure(gan.decode(inputs, c.astype(np.float32))), cond[other],
-                                       DELTA, 1.0, held.p_std)
+                                       DELTA, 1.0, data.p_std)
         entry.update(self._leakage_entry(s, names, f"intervention: one condition moved by +-{DELTA} sd"))
         entry["r2_definition"] = "1 - SSE/SST of the re-measured parameter against the condition"
         return entry
 
-    def _control_infogan(self, ctx, gan, held: Spectra) -> dict[str, Any]:
-        seed, names, measure = ctx.seed, held.names, held.measure
+    def _control_infogan(self, ctx, gan, data: GanData, measure) -> dict[str, Any]:
+        seed, names = ctx.seed, data.names
         n_codes = gan.module_.n_codes
         inputs = gan.draw_inputs(ctx.options["n_interpret"], seed + 1)
         measured = measure(gan.decode(inputs, np.zeros((len(inputs), 0), np.float32)))
@@ -376,7 +365,7 @@ class GanLatentTask(Task):
             x[:, :n_codes] = c
             return measure(gan.decode(x, np.zeros((len(x), 0), np.float32)))
 
-        s_codes = C.intervention_sensitivity(measure_codes, base[:, :n_codes], DELTA * code_sd, code_sd, held.p_std)
+        s_codes = C.intervention_sensitivity(measure_codes, base[:, :n_codes], DELTA * code_sd, code_sd, data.p_std)
         entry.update(self._leakage_entry(s_codes[assigned], names,
                                          f"intervention: one code moved by +-{DELTA} sd; codes matched to "
                                          "parameters by the Hungarian assignment on R^2"))
@@ -443,8 +432,8 @@ class GanLatentTask(Task):
 
     # --- figures ----------------------------------------------------------------------------------------------
 
-    def _figures(self, ctx, results, models, held: Spectra, histories, latent_samples) -> None:
-        names, measure, wave, p_std = held.names, held.measure, held.wave, held.p_std
+    def _figures(self, ctx, results, models, data: GanData, measure, histories, latent_samples) -> None:
+        names, wave, p_std = data.names, data.wave, data.p_std
         plt = plots.plt
         for name, history in histories.items():
             plots.loss_curves(history, f"{name} ({'critic W1 estimate' if name in GANS else 'loss per pixel'})",
@@ -476,7 +465,7 @@ class GanLatentTask(Task):
             if name in models:
                 self._traversal(ctx, name, models[name], interp[name], names, measure, wave, p_std)
         if "cgan" in models and {"log_age_yr", "log_metallicity"} <= set(names):
-            self._cgan_grid(ctx, models["cgan"], held)
+            self._cgan_grid(ctx, models["cgan"], data)
         self._control_figure(ctx, results["control"], names)
 
     def _traversal(self, ctx, name, model, entry, names, measure, wave, p_std) -> None:
@@ -516,11 +505,11 @@ class GanLatentTask(Task):
         fig.tight_layout()
         plots.save_figure(fig, ctx.figures / f"latent_traversal_{name}.png")
 
-    def _cgan_grid(self, ctx, gan, held: Spectra) -> None:
+    def _cgan_grid(self, ctx, gan, data: GanData) -> None:
         """A 3 x 3 grid of ages x metallicities: the held-out galaxy nearest each grid point (simulated or real)
         beside the cGAN's spectrum for that galaxy's parameters."""
-        names, wave, flux, params, cond, p_std, other = (held.names, held.wave, held.flux, held.params, held.cond,
-                                                         held.p_std, held.other)
+        names, wave, flux, params, cond, p_std, other = (data.names, data.wave, data.flux, data.params, data.cond,
+                                                         data.p_std, data.other)
         plt = plots.plt
         ia, iz = names.index("log_age_yr"), names.index("log_metallicity")
         qs = (0.15, 0.5, 0.85)

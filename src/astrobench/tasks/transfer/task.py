@@ -254,11 +254,16 @@ class TransferTask(Task):
             cells.append(("none", "scratch_small"))
         return cells + [(s, st) for s in sources for st in strategies if st != "scratch"]
 
+    @staticmethod
+    def _sources(data: TargetData, opts: dict[str, Any]) -> list[str]:
+        """The run's sources that this target offers, in the options' order."""
+        return [s for s in opts["sources"] if s in data.sources]
+
     def _run_grid(self, ctx: RunContext, data: TargetData) -> dict:
         """One target's grid: the sources' weights, frozen features and every cell (resumable). Returns the cells by
         (source, strategy, n)."""
         opts = ctx.options
-        sources = [s for s in opts["sources"] if s in data.sources]
+        sources = self._sources(data, opts)
         pretrained = {s: self._pretrained(ctx, data, s) for s in sources}
         sizes, strategies = target_grid(opts, data.name)
         features = self._frozen_features(ctx, data, pretrained) if set(strategies) & set(G.FEATURE_BASED) else {}
@@ -267,8 +272,9 @@ class TransferTask(Task):
     def _score_grid(self, ctx: RunContext, data: TargetData, raw: dict) -> dict[str, Any]:
         """One target's curves, data-efficiency answers and budget summary from its cells."""
         opts = ctx.options
-        sources = [s for s in opts["sources"] if s in data.sources]
-        sizes = sorted(target_grid(opts, data.name)[0])
+        sources = self._sources(data, opts)
+        sizes, strategies = target_grid(opts, data.name)
+        sizes = sorted(sizes)
         cells = self._cells(data, opts, sources)
         out: dict[str, Any] = {}
         for (source, strategy, n), runs in raw.items():
@@ -282,8 +288,8 @@ class TransferTask(Task):
                 out[source].update(efficiency(scratch, per_seed[(source, "finetune")], sizes,
                                               n_boot=opts["n_bootstrap"], seed=ctx.seed,
                                               reference=reference_size(sizes)))
-        out["grid"] = {"sizes": sizes, "strategies": list(target_grid(opts, data.name)[1]), "primary": primary,
-                       "unit": data.unit, "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
+        out["grid"] = {"sizes": sizes, "strategies": list(strategies), "primary": primary, "unit": data.unit,
+                       "seeds": {f"n_{n}": len(seeds_for(n, opts, ctx.seed)) for n in sizes}}
         out["budget"] = _budget([c["fit"] for runs in raw.values() for c in runs if c.get("fit")])
         self._log_curves(ctx, data, out, sizes)
         return out
