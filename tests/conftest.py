@@ -55,7 +55,7 @@ def smoke_run(tmp_path_factory) -> Path:
     from astrobench.runner import run
 
     out = tmp_path_factory.mktemp("runs")
-    return run("rings", out=out, name="smoke", seed=3, overrides={"size": "smoke"}, progress=False)
+    return run("rings", out=out, name="smoke", seed=3, overrides={"size": "smoke"})
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from astrobench.core.io import AstrobenchError
+from astrobench.core.io import AstrobenchError, ConfigError
 
 app = typer.Typer(
     help="astrobench: the A3Net 2024 school hacks as measured pipelines (simulated data by default, real "
@@ -125,13 +125,23 @@ def run(
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
 ):
     """Run every experiment of a task and write metrics.json, figures and report.html."""
-    from astrobench.runner import Hardware, parse_set
+    from astrobench.runner import Execution, parse_set
+    from astrobench.runner import resume as resume_run
     from astrobench.runner import run as run_task
 
     _use_scheduler(scheduler)
-    hardware = Hardware(accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy)
-    run_dir = run_task(task, data=data, quick=quick, out=out, name=name, seed=seed, overrides=parse_set(set_),
-                       hardware=hardware, resume=resume, progress=not no_progress)
+    execution = Execution(accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
+                          progress=not no_progress)
+    if resume is not None:
+        if data is not None or quick or name is not None or seed is not None or set_:
+            raise ConfigError("--resume continues a run with its own config.json; drop --data, --quick, --name, "
+                              "--seed and --set")
+        run_dir = resume_run(resume, task, execution)
+    elif task is None:
+        raise ConfigError("name a task to run (or continue a run with --resume FOLDER)")
+    else:
+        run_dir = run_task(task, data=data, quick=quick, out=out, name=name, seed=seed, overrides=parse_set(set_),
+                           execution=execution)
     from astrobench.core.distributed import is_global_zero
 
     if is_global_zero():  # in a multi-process run, the owner says where the run is

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import dataclasses
 import json
 import os
 import shutil
@@ -71,17 +70,30 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
 
 @dataclass(frozen=True)
-class Hardware:
-    """Where a run trains: the Lightning Trainer's ``accelerator``, ``devices`` (per node), ``num_nodes`` and
-    ``strategy`` (``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``)."""
+class Execution:
+    """How a run executes, as opposed to what it computes (the task, data, size, seed and options).
+
+    ``accelerator``, ``devices`` (per node), ``num_nodes`` and ``strategy`` go to the Lightning Trainer
+    (``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``). ``progress``: progress bars and log lines
+    (``--no-progress``); ``None`` shows them when standard error is a terminal."""
 
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
+    progress: bool | None = None
+
+    def shows_progress(self) -> bool:
+        """Whether this run draws progress bars and log lines."""
+        return sys.stderr.isatty() if self.progress is None else bool(self.progress)
+
+    def trainer(self) -> dict[str, Any]:
+        """The Lightning Trainer's settings, as config.json records them."""
+        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
+                "strategy": self.strategy}
 
 
-def check_trainer(hardware: Hardware) -> None:
+def check_trainer(hardware: Execution) -> None:
     """Refuse hardware flags before anything is created (Lightning would refuse some only inside the first fit, and
     accept others that cannot run here): an unknown strategy or accelerator, fewer than one node, more CPU
     processes than cores, a GPU that is not there."""
@@ -110,8 +122,7 @@ def check_trainer(hardware: Hardware) -> None:
 
 
 def resolve_config(task_name: str, data: str | Path | None = None, quick: bool = False, seed: int = 0,
-                   overrides: dict[str, Any] | None = None, hardware: Hardware | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   overrides: dict[str, Any] | None = None, execution: Execution | None = None) -> dict[str, Any]:
     """The full configuration of a run, every default written out."""
     task = get_task(task_name)
     overrides = dict(overrides or {})
@@ -121,15 +132,15 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
     check_seed(seed)
     if data is not None and not Path(data).exists():
         raise DataFormatError(data, "not found")
-    hardware = hardware or Hardware()
-    check_trainer(hardware)
+    execution = execution or Execution()
+    check_trainer(execution)
     return {
         "task": task_name,
         "size": size,
         "seed": int(seed),
         "data": None if data is None else str(Path(data).resolve()),
-        "progress": progress,
-        "trainer": dataclasses.asdict(hardware),
+        "progress": execution.shows_progress(),
+        "trainer": execution.trainer(),
         "options": _checked_options(task, task_name, size, overrides),
     }
 
@@ -214,44 +225,51 @@ def discard_failed_run(run_dir: Path, made: list[Path]) -> bool:
     return True
 
 
-def run(task_name: str | None = None, data: str | Path | None = None, quick: bool = False,
-        out: str | Path = "runs", name: str | None = None, seed: int | None = None,
-        overrides: dict[str, Any] | None = None, hardware: Hardware | None = None,
-        resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Run every experiment of a task into a new run folder (or continue ``resume``); return the folder.
+def run(task_name: str, data: str | Path | None = None, quick: bool = False, out: str | Path = "runs",
+        name: str | None = None, seed: int | None = None, overrides: dict[str, Any] | None = None,
+        execution: Execution | None = None) -> Path:
+    """Run every experiment of a task into a new run folder ``out/task_name/name``; return the folder.
 
     In a multi-process run (``--strategy ddp``, torchrun, SLURM) only global rank 0 owns the run folder; the
     other ranks follow it (:func:`follow_owner`)."""
     if not dist.is_global_zero():
-        return follow_owner(task_name, out, name, resume)
-    if resume is not None:
-        run_dir = Path(resume)
-        config = read_run_config(run_dir)
-        if task_name is not None and task_name != config["task"]:
-            raise ConfigError(f"{run_dir} is a run of {config['task']!r}, not {task_name!r}")
-        if data is not None or quick or name is not None or seed is not None or overrides:
-            raise ConfigError("--resume continues a run with its own config.json; drop --data, --quick, --name, "
-                              "--seed and --set")
-        if (run_dir / "metrics.json").exists():
-            raise ConfigError(f"{run_dir} is finished (it has metrics.json); start a new run instead")
-        config["progress"] = progress
-    else:
-        if task_name is None:
-            raise ConfigError("name a task to run")
-        config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, hardware, progress)
-        run_dir, made = new_run_dir(out, task_name, name)
-        write_json_atomic(run_dir / "config.json", config)
+        return follow_owner(task_name, out, name, None)
+    if task_name is None:
+        raise ConfigError("name a task to run")
+    config = resolve_config(task_name, data, quick, 0 if seed is None else seed, overrides, execution)
+    run_dir, made = new_run_dir(out, task_name, name)
+    write_json_atomic(run_dir / "config.json", config)
+    return _execute(run_dir, config, resumed=False, made=made)
+
+
+def resume(run_dir: str | Path, task_name: str | None = None, execution: Execution | None = None) -> Path:
+    """Continue an unfinished run folder from its checkpoints, with its own config.json; return the folder.
+    ``task_name``, when given, must be the run's task. Only the progress display comes from ``execution``."""
+    run_dir = Path(run_dir)
+    if not dist.is_global_zero():
+        return follow_owner(task_name, run_dir.parent.parent, None, run_dir)
+    config = read_run_config(run_dir)
+    if task_name is not None and task_name != config["task"]:
+        raise ConfigError(f"{run_dir} is a run of {config['task']!r}, not {task_name!r}")
+    if (run_dir / "metrics.json").exists():
+        raise ConfigError(f"{run_dir} is finished (it has metrics.json); start a new run instead")
+    config["progress"] = (execution or Execution()).shows_progress()
+    return _execute(run_dir, config, resumed=True, made=[])
+
+
+def _execute(run_dir: Path, config: dict[str, Any], resumed: bool, made: list[Path]) -> Path:
+    """Run the task's steps into ``run_dir`` (rank 0), then write metrics.json and the report."""
     dist.announce_owner(run_dir)  # the ranks Lightning starts at the first fit re-run this command: they follow it
     task = get_task(config["task"])
     lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
-    ctx = RunContext(run_dir=run_dir, config=config, resume=resume is not None)
+    ctx = RunContext(run_dir=run_dir, config=config, resume=resumed)
     start = time.perf_counter()
     try:
         results = run_steps(task, ctx)
     except Exception:
         # a new run that failed leaves nothing behind (the same command, corrected, can use the same name), unless
         # it trained something worth continuing; an interrupted run (Ctrl-C, kill) is always kept for --resume
-        if resume is None and not discard_failed_run(run_dir, made):
+        if not resumed and not discard_failed_run(run_dir, made):
             print(f"{run_dir}: kept, it holds checkpoints; after fixing the cause, continue it with --resume "
                   f"{run_dir}", file=sys.stderr)
         raise
@@ -295,19 +313,20 @@ def follow_owner(task_name: str | None, out: str | Path, name: str | None, resum
     return run_dir
 
 
-def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool = True, size: str = "quick",
+def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool | None = None, size: str = "quick",
          tasks: list[str] | None = None) -> Path:
     """Every registered task (or ``tasks``) at ``size`` (quick) on simulated data, then one HTML page over all
     runs."""
     out = Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dirs = [run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size}, progress=progress)
+    run_dirs = [run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size},
+                    execution=Execution(progress=progress))
                 for name in (tasks or task_names())]
     index = out / f"index-{stamp}.html"
     render_report(run_dirs, index, title="astrobench demo: every task, quick size, simulated data",
                   anchors_of=anchors_of)
     summary = {d.parent.name: json.loads((d / "metrics.json").read_text())["seconds"]["total"] for d in run_dirs}
-    if progress:
+    if Execution(progress=progress).shows_progress():
         from astrobench.core.task import console
 
         console.print(f"demo finished: {summary} -> {index}")

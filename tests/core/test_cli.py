@@ -201,3 +201,14 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_with_the_estimate(tmp_path,
 def test_report_onto_a_folder_is_one_line(smoke_run, tmp_path, capsys):
     assert main(["report", str(smoke_run), "-o", str(tmp_path)]) == 2
     assert "is a folder; name the HTML file" in capsys.readouterr().err
+
+
+def test_resume_refuses_new_settings_another_task_and_a_finished_run(smoke_run, capsys):
+    assert main(["run", "--resume", str(smoke_run), "--seed", "4"]) == 2
+    assert "drop --data, --quick, --name, --seed and --set" in capsys.readouterr().err
+    assert main(["run", "sn_lasso", "--resume", str(smoke_run)]) == 2
+    assert "is a run of 'rings', not 'sn_lasso'" in capsys.readouterr().err
+    assert main(["run", "--resume", str(smoke_run)]) == 2  # it has metrics.json
+    assert "is finished" in capsys.readouterr().err
+    assert main(["run"]) == 2
+    assert "name a task to run" in capsys.readouterr().err

@@ -18,7 +18,7 @@ WITH_SIMULATOR = [name for name in registry.task_names() if registry.get_task(na
 
 def load_as_user_data(task: Task, path: Path, run_dir: Path):
     """``task.load`` as a run with ``--data path`` at smoke size calls it; returns (data, ctx)."""
-    config = resolve_config(task.name, data=path, overrides={"size": "smoke"}, progress=False)
+    config = resolve_config(task.name, data=path, overrides={"size": "smoke"})
     ctx = RunContext(run_dir=run_dir, config=config)
     return task.load(ctx), ctx
 

@@ -43,7 +43,7 @@ def test_differences_finds_what_differs():
 
 @pytest.mark.parametrize("name", registry.task_names())
 def test_a_smoke_run_twice_gives_the_same_results_and_a_report(name, tmp_path, task_example):
-    runs = [run(name, out=tmp_path, name=f"smoke{i}", seed=0, progress=False, overrides={"size": "smoke"})
+    runs = [run(name, out=tmp_path, name=f"smoke{i}", seed=0, overrides={"size": "smoke"})
             for i in range(2)]
     first, second = (json.loads((d / "metrics.json").read_text()) for d in runs)
     assert differences(first["results"], second["results"]) == []

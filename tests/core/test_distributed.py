@@ -131,7 +131,7 @@ def test_ddp_run_of_a_one_dimensional_task_matches_a_one_process_run(tmp_path):
                 "--accelerator", "cpu", "--strategy", "ddp", "--out", str(tmp_path), "--name", "ddp", "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines() == [str(tmp_path / "spectra" / "ddp")]  # said once, by the owner
-    single = run("spectra", out=tmp_path, name="one", overrides=small, progress=False)
+    single = run("spectra", out=tmp_path, name="one", overrides=small)
     ddp, one = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "spectra" / "ddp", single))
     assert _keys(ddp["results"]) == _keys(one["results"])
 

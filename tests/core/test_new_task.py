@@ -100,7 +100,7 @@ def line_registered(monkeypatch):
 
 
 def test_a_tenth_task_runs_through_the_same_path(line_registered, tmp_path):
-    run_dir = run("line", out=tmp_path, name="toy", seed=0, progress=False, overrides={"size": "smoke"})
+    run_dir = run("line", out=tmp_path, name="toy", seed=0, overrides={"size": "smoke"})
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["task"] == "line" and metrics["data"]["source"] == "simulated" and metrics["data"]["n"] == 50
     assert Path(metrics["data"]["path"]).name == "line.csv"  # in the cache, under the task's name
@@ -114,9 +114,9 @@ def test_a_tenth_task_runs_through_the_same_path(line_registered, tmp_path):
 
 def test_a_tenth_task_gets_the_checks_of_the_nine(line_registered, tmp_path):
     with pytest.raises(ConfigError, match="option n_points must be at least 3, got 2"):
-        run("line", out=tmp_path, name="bad", progress=False, overrides={"size": "smoke", "n_points": 2})
+        run("line", out=tmp_path, name="bad", overrides={"size": "smoke", "n_points": 2})
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(DataFormatError, match="expected the header x,y"):
-        run("line", data=bad, out=tmp_path, name="badfile", progress=False, overrides={"size": "smoke"})
+        run("line", data=bad, out=tmp_path, name="badfile", overrides={"size": "smoke"})
     assert not (tmp_path / "line" / "badfile").exists()  # a failed new run leaves nothing behind

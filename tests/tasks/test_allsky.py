@@ -264,7 +264,7 @@ def test_expected_calibration_error_known_answers():
 
 def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path, monkeypatch):
     from astrobench.registry import get_task
-    from astrobench.runner import run
+    from astrobench.runner import resume, run
     from astrobench.tasks.allsky import task as allsky_task
 
     adapted_on = []  # the frames each adaptation actually trained on
@@ -281,7 +281,7 @@ def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path, monke
     rows = (sim_folder / "manifest.csv").read_text().splitlines()
     (eval_dir / "manifest.csv").write_text("\n".join([rows[0]] + [r.replace("frames/", f"{sim_folder}/frames/")
                                                                   for r in rows[1:6]]) + "\n")
-    run_dir = run("allsky", data=sim_folder, out=tmp_path, name="smoke", seed=1, progress=False,
+    run_dir = run("allsky", data=sim_folder, out=tmp_path, name="smoke", seed=1,
                   overrides={"size": "smoke", "eval_data": str(eval_dir), "adapt_data": str(eval_dir),
                              "pretrain": "simulated", "n_pretrain": 40, "n_saliency": 1, "n_jobs": 1})
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -322,7 +322,7 @@ def test_smoke_run_with_data_eval_predict_and_resume(sim_folder, tmp_path, monke
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     (copy / "metrics.json").unlink()
-    resumed = json.loads((run(resume=copy, progress=False) / "metrics.json").read_text())["results"]
+    resumed = json.loads((resume(copy) / "metrics.json").read_text())["results"]
     for method in ("cnn", "features_gbm"):
         assert resumed["classify"][method]["accuracy"] == r["classify"][method]["accuracy"]
 
@@ -465,7 +465,7 @@ def test_adapt_data_with_one_frame_is_refused(sim_folder, tmp_path):
     rows = (sim_folder / "manifest.csv").read_text().splitlines()
     (one / "manifest.csv").write_text(rows[0] + "\n" + rows[1].replace("frames/", f"{sim_folder}/frames/") + "\n")
     with pytest.raises(DataFormatError, match="at least 2 labelled frames"):
-        run("allsky", data=sim_folder, out=tmp_path, name="one", seed=1, progress=False,
+        run("allsky", data=sim_folder, out=tmp_path, name="one", seed=1,
             overrides={"size": "smoke", "adapt_data": str(one), "methods": ["features_gbm"], "n_jobs": 1})
 
 

@@ -165,7 +165,7 @@ def test_parameter_metrics_known_answers():
 
 
 def test_smoke_run_keys_figures_and_predict(tmp_path):
-    run_dir = run("camels", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke"}, progress=False)
+    run_dir = run("camels", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke"})
     results = json.loads((run_dir / "metrics.json").read_text())["results"]
     assert set(results) == {"tng_to_tng", "tng_to_simba", "simba_to_simba", "simba_to_tng"}
     for combo in results.values():
@@ -182,12 +182,12 @@ def test_smoke_run_keys_figures_and_predict(tmp_path):
     lines = csv.read_text().splitlines()
     assert lines[0].startswith("trained_on,field,suite,map,omega_m") and len(lines) == 1 + 4 * 2 * 15
     with pytest.raises(ConfigError, match="fields"):
-        run("camels", out=tmp_path, name="bad", overrides={"size": "smoke", "fields": ["dm"]}, progress=False)
+        run("camels", out=tmp_path, name="bad", overrides={"size": "smoke", "fields": ["dm"]})
 
 
 def test_optuna_search_writes_its_study(tmp_path):
     pytest.importorskip("optuna")
-    run_dir = run("camels", out=tmp_path, name="tuned", seed=0, progress=False,
+    run_dir = run("camels", out=tmp_path, name="tuned", seed=0,
                   overrides={"size": "smoke", "fields": ["mtot"], "train_suites": ["tng"], "n_trials": 2,
                              "trial_epochs": 1})
     best = json.loads((run_dir / "optuna_best.json").read_text())
@@ -227,7 +227,7 @@ def test_zeros_nan_and_mismatched_sizes_in_real_files(cmd_folder, tmp_path):
                  "params_LH_IllustrisTNG.txt"):
         (small / name).write_bytes((cmd_folder / name).read_bytes())
     with pytest.raises(DataFormatError, match="differ in size"):
-        run("camels", data=small, out=tmp_path, name="mixed", overrides={"size": "smoke"}, progress=False)
+        run("camels", data=small, out=tmp_path, name="mixed", overrides={"size": "smoke"})
 
 
 def test_slabs_are_exactly_five_mpc_thick():
@@ -242,9 +242,9 @@ def test_slabs_are_exactly_five_mpc_thick():
 
 def test_data_runs_use_every_simulation_unless_limited(cmd_folder, tmp_path):
     overrides = {"size": "smoke", "fields": ["mtot"], "train_suites": ["tng"], "split": [0.5, 0.25, 0.25]}
-    full = run("camels", data=cmd_folder, out=tmp_path, name="all", overrides=overrides, progress=False)
+    full = run("camels", data=cmd_folder, out=tmp_path, name="all", overrides=overrides)
     assert json.loads((full / "metrics.json").read_text())["data"]["suites"]["tng"]["n_sims"] == 8
-    limited = run("camels", data=cmd_folder, out=tmp_path, name="four", progress=False,
+    limited = run("camels", data=cmd_folder, out=tmp_path, name="four",
                   overrides={**overrides, "max_sims": 4})
     data = json.loads((limited / "metrics.json").read_text())["data"]
     assert data["suites"]["simba"]["n_sims"] == 4 and (data["n_train"], data["n_val"]) == (2, 1)

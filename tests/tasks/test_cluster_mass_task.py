@@ -80,7 +80,7 @@ def test_core_excised_iteration_finds_the_mass():
 @pytest.fixture(scope="module")
 def cm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return run("cluster_mass", out=out, name="smoke", seed=1, overrides={"size": "smoke"}, progress=False)
+    return run("cluster_mass", out=out, name="smoke", seed=1, overrides={"size": "smoke"})
 
 
 def test_smoke_run_reports_every_method(cm_run):
@@ -129,7 +129,7 @@ def test_a_file_without_cluster_ids_uses_its_own_split(tmp_path):
         fits.HDUList([fits.PrimaryHDU(), hdus[1].copy(), fits.BinTableHDU.from_columns(keep)]).writeto(
             tmp_path / "school.fits")
     run_dir = run("cluster_mass", data=tmp_path / "school.fits", out=tmp_path, name="school", seed=0,
-                  overrides={"size": "smoke", "methods": ["lm_total", "d4cnn"]}, progress=False)
+                  overrides={"size": "smoke", "methods": ["lm_total", "d4cnn"]})
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["data"]["source"] == "file" and m["data"]["has_cluster_id"] is False
     assert "bootstrap" in m["error_bars"] and len(m["data"]["folds"]) == 1

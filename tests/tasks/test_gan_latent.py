@@ -195,7 +195,7 @@ def test_smoke_run_and_predict(sim_file, tmp_path):
     from astrobench.registry import get_task
     from astrobench.runner import run
 
-    run_dir = run("gan_latent", data=sim_file, out=tmp_path, name="smoke", seed=1, progress=False,
+    run_dir = run("gan_latent", data=sim_file, out=tmp_path, name="smoke", seed=1,
                   overrides={"size": "smoke", "min_coverage": 0.5})
     res = json.loads((run_dir / "metrics.json").read_text())["results"]
     names = list(D.ALL_PARAMETERS)
@@ -230,7 +230,7 @@ def test_smoke_run_and_predict(sim_file, tmp_path):
 def test_a_cgan_without_age_and_metallicity_runs(sim_file, tmp_path):
     from astrobench.runner import run
 
-    run_dir = run("gan_latent", data=sim_file, out=tmp_path, name="dust", seed=1, progress=False,
+    run_dir = run("gan_latent", data=sim_file, out=tmp_path, name="dust", seed=1,
                   overrides={"size": "smoke", "min_coverage": 0.5, "models": ["cgan"],
                              "parameters": ["dust_av_mag", "log_ssfr_yr"]})
     res = json.loads((run_dir / "metrics.json").read_text())["results"]
@@ -242,11 +242,11 @@ def test_run_rejects_parameters_the_file_lacks(sim_file, tmp_path):
     from astrobench.runner import run
 
     with pytest.raises(ConfigError, match="not in this file"):
-        run("gan_latent", data=sim_file, out=tmp_path, name="p", progress=False,
+        run("gan_latent", data=sim_file, out=tmp_path, name="p",
             overrides={"size": "smoke", "parameters": ["log_age_yr", "stellar_mass"]})
     with pytest.raises(ConfigError, match="latent_dim 4 must be >= 5"):
-        run("gan_latent", data=sim_file, out=tmp_path, name="l", progress=False,
+        run("gan_latent", data=sim_file, out=tmp_path, name="l",
             overrides={"size": "smoke", "latent_dim": 4})
     with pytest.raises(ConfigError, match="n_codes 3 must lie between the number of parameters"):
-        run("gan_latent", data=sim_file, out=tmp_path, name="c", progress=False,
+        run("gan_latent", data=sim_file, out=tmp_path, name="c",
             overrides={"size": "smoke", "n_codes": 3, "models": ["infogan"]})

@@ -284,8 +284,7 @@ def test_knn_pdf_is_a_cdf_centred_on_the_neighbours():
 
 
 def test_smoke_run_keys_figures_and_predict(tmp_path):
-    run_dir = run("photoz", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke", "n_templates": 60},
-                  progress=False)
+    run_dir = run("photoz", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke", "n_templates": 60})
     metrics = json.loads((run_dir / "metrics.json").read_text())
     res = metrics["results"]
     for features in ("hello_universe", "colors"):
@@ -329,9 +328,8 @@ def test_smoke_run_keys_figures_and_predict(tmp_path):
 
 def test_bad_options_stop_clearly(tmp_path):
     with pytest.raises(ConfigError, match="features"):
-        run("photoz", out=tmp_path, overrides={"size": "smoke", "features": ["magnitudes"]}, progress=False)
+        run("photoz", out=tmp_path, overrides={"size": "smoke", "features": ["magnitudes"]})
     with pytest.raises(ConfigError, match="n_iter"):
-        run("photoz", out=tmp_path, overrides={"size": "smoke", "n_iter": 50}, progress=False)
+        run("photoz", out=tmp_path, overrides={"size": "smoke", "n_iter": 50})
     with pytest.raises(ConfigError, match="learning_methods"):
-        run("photoz", out=tmp_path, overrides={"size": "smoke", "methods": ["gbm"], "learning_methods": ["knn"]},
-            progress=False)
+        run("photoz", out=tmp_path, overrides={"size": "smoke", "methods": ["gbm"], "learning_methods": ["knn"]})

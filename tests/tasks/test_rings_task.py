@@ -49,7 +49,7 @@ def test_smoke_run_writes_the_run_folder(smoke_run):
 
 
 def test_same_seed_same_results(smoke_run, tmp_path):
-    again = run("rings", out=tmp_path, name="again", seed=3, overrides={"size": "smoke"}, progress=False)
+    again = run("rings", out=tmp_path, name="again", seed=3, overrides={"size": "smoke"})
     first = json.loads((smoke_run / "metrics.json").read_text())
     second = json.loads((again / "metrics.json").read_text())
     assert first["results"] == second["results"] and first["data"] == second["data"]
@@ -89,12 +89,11 @@ def test_predict_writes_a_table(smoke_run, tmp_path, capsys):
 
 def test_run_on_reference_folder_runs_the_experiments_its_labels_allow(rings_reference, tmp_path):
     run_dir = run("rings", data=rings_reference / "n_ring", out=tmp_path, name="ref", seed=0,
-                  overrides={"size": "smoke"}, progress=False)
+                  overrides={"size": "smoke"})
     m = json.loads((run_dir / "metrics.json").read_text())
     assert set(m["results"]) == {"classify", "clusters"}
     assert m["data"]["source"] == "file" and m["data"]["n_test"] == 30
-    both = run("rings", data=rings_reference, out=tmp_path, name="both", seed=0, overrides={"size": "smoke"},
-               progress=False)
+    both = run("rings", data=rings_reference, out=tmp_path, name="both", seed=0, overrides={"size": "smoke"})
     results = json.loads((both / "metrics.json").read_text())["results"]
     assert set(results) == {"classify", "clusters", "regress", "generate"}
     # 30 test images leave 15 per C2ST side: too few, so the C2ST is skipped, the radius fidelity is not

@@ -101,14 +101,14 @@ def test_tables_that_cannot_be_analysed_stop_clearly(tmp_path):
     # through the run command: more folds than rows, and a malformed option
     with pytest.raises(DataFormatError, match="fewer than the 50"):
         run("sn_lasso", data=good, out=tmp_path, name="folds", seed=0,
-            overrides={"size": "smoke", "target": "y", "n_folds": 50}, progress=False)
+            overrides={"size": "smoke", "target": "y", "n_folds": 50})
     with pytest.raises(ConfigError, match="missing_values"):
         run("sn_lasso", data=good, out=tmp_path, name="sentinels", seed=0,
-            overrides={"size": "smoke", "target": "y", "missing_values": "none"}, progress=False)
+            overrides={"size": "smoke", "target": "y", "missing_values": "none"})
 
 
 def test_smoke_run_on_simulated_and_generic_data(tmp_path):
-    run_dir = run("sn_lasso", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke"}, progress=False)
+    run_dir = run("sn_lasso", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke"})
     m = json.loads((run_dir / "metrics.json").read_text())["results"]
     lasso = m["lasso"]["lassocv"]
     assert lasso["lambda_1se"] >= lasso["lambda_min"] and lasso["cv_rmse_min"] > 0
@@ -120,7 +120,7 @@ def test_smoke_run_on_simulated_and_generic_data(tmp_path):
         p.name for p in (run_dir / "figures").glob("*.png")}
     csv_path = simulate(tmp_path / "sim.csv", n=60, seed=1)
     generic = run("sn_lasso", data=csv_path, out=tmp_path, name="generic", seed=0,
-                  overrides={"size": "smoke", "target": "mB", "features": ["x1", "c", "zHD"]}, progress=False)
+                  overrides={"size": "smoke", "target": "mB", "features": ["x1", "c", "zHD"]})
     g = json.loads((generic / "metrics.json").read_text())
     assert g["data"]["format"] == "generic" and "zHD" in g["results"]["lasso"]["lassocv"]["selected_1se"]
 

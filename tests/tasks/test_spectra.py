@@ -234,9 +234,9 @@ def smoke_file(spectra_smoke_file):
 
 def test_smoke_run_and_predict(smoke_file, tmp_path):
     from astrobench.registry import get_task
-    from astrobench.runner import run
+    from astrobench.runner import resume, run
 
-    run_dir = run("spectra", data=smoke_file, out=tmp_path, name="smoke", seed=1, progress=False,
+    run_dir = run("spectra", data=smoke_file, out=tmp_path, name="smoke", seed=1,
                   overrides={"size": "smoke", "generate_methods": ["vae_flow", "pca_gauss", "pca_flow", "vae"],
                              "conditional_methods": ["pca_flow", "vae_flow"]})
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -266,7 +266,7 @@ def test_smoke_run_and_predict(smoke_file, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     (copy / "metrics.json").unlink()
-    resumed = json.loads((run(resume=copy, progress=False) / "metrics.json").read_text())["results"]
+    resumed = json.loads((resume(copy) / "metrics.json").read_text())["results"]
     assert resumed["generate"]["vae_flow"]["c2st_auc"] == r["generate"]["vae_flow"]["c2st_auc"]
     assert resumed["conditional"]["pca_flow"]["r2_age"] == r["conditional"]["pca_flow"]["r2_age"]
 
@@ -279,6 +279,6 @@ def test_run_explains_which_cut_removes_the_galaxies(smoke_file, sim_file, tmp_p
 
     path = _copy_with(smoke_file, tmp_path / "logz.hdf5", log_metallicity)
     with pytest.raises(DataFormatError, match=r"metallicity > 0 .*: 480 fail"):
-        run("spectra", data=path, out=tmp_path, name="logz", progress=False, overrides={"size": "smoke"})
+        run("spectra", data=path, out=tmp_path, name="logz", overrides={"size": "smoke"})
     with pytest.raises(DataFormatError, match="the file holds 120 galaxies; a run needs at least 200"):
-        run("spectra", data=sim_file, out=tmp_path, name="few", progress=False, overrides={"size": "smoke"})
+        run("spectra", data=sim_file, out=tmp_path, name="few", overrides={"size": "smoke"})

@@ -167,9 +167,9 @@ def test_feature_models_cope_with_tiny_sets_missing_a_class():
 
 
 def test_smoke_run_resumes_cell_by_cell(tmp_path):
-    from astrobench.runner import run
+    from astrobench.runner import resume, run
 
-    run_dir = run("transfer", out=tmp_path, name="smoke", seed=0, progress=False, overrides={"size": "smoke"})
+    run_dir = run("transfer", out=tmp_path, name="smoke", seed=0, overrides={"size": "smoke"})
     res = json.loads((run_dir / "metrics.json").read_text())["results"]
     assert set(res) == {"photoz", "allsky", "summary"}
     assert set(res["photoz"]) == {"none", "in_domain", "budget", "grid"}  # no ImageNet model reads photometry
@@ -197,7 +197,7 @@ def test_smoke_run_resumes_cell_by_cell(tmp_path):
     lost = run_dir / "cells" / "photoz.in_domain.finetune.n32.s0.json"
     kept = {p.name: p.stat().st_mtime_ns for p in cells if p != lost}
     lost.unlink()
-    resumed = json.loads((run(resume=run_dir, progress=False) / "metrics.json").read_text())["results"]
+    resumed = json.loads((resume(run_dir) / "metrics.json").read_text())["results"]
     assert all((run_dir / "cells" / name).stat().st_mtime_ns == t for name, t in kept.items())
     assert resumed["photoz"]["in_domain"]["finetune"] == res["photoz"]["in_domain"]["finetune"]
 
@@ -206,9 +206,9 @@ def test_transfer_rejects_data_and_unknown_strategies(tmp_path):
     from astrobench.runner import run
 
     with pytest.raises(ConfigError, match="--data is not supported"):
-        run("transfer", data=tmp_path, out=tmp_path, name="d", progress=False, overrides={"size": "smoke"})
+        run("transfer", data=tmp_path, out=tmp_path, name="d", overrides={"size": "smoke"})
     with pytest.raises(ConfigError, match="strategies"):
-        run("transfer", out=tmp_path, name="s", progress=False, overrides={"size": "smoke", "strategies": ["magic"]})
+        run("transfer", out=tmp_path, name="s", overrides={"size": "smoke", "strategies": ["magic"]})
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -223,7 +223,7 @@ def test_transfer_rejects_bad_grids_in_one_line(tmp_path, overrides, message):
     from astrobench.runner import run
 
     with pytest.raises(ConfigError, match=message) as err:
-        run("transfer", out=tmp_path, name="bad", progress=False, overrides={"size": "smoke", **overrides})
+        run("transfer", out=tmp_path, name="bad", overrides={"size": "smoke", **overrides})
     assert "\n" not in str(err.value)
 
 
@@ -266,7 +266,7 @@ def test_camels_target_splits_by_simulation_and_runs(tmp_path):
     train, val = T.cell_indices(data.n_pool, 16, 0)
     assert not set(data.rows(train)) & set(data.rows(val)) and len(data.rows(val)) == 8 * k
 
-    run_dir = run("transfer", out=tmp_path, name="camels", seed=0, progress=False,
+    run_dir = run("transfer", out=tmp_path, name="camels", seed=0,
                   overrides={"size": "smoke", "targets": ["camels"], "pool_factor": 1})
     res = json.loads((run_dir / "metrics.json").read_text())["results"]["camels"]
     assert res["grid"]["primary"] == "rel_err" and res["grid"]["unit"].startswith("simulations")
