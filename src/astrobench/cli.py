@@ -123,6 +123,10 @@ def run(
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or log lines."),
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
+    logger: str = typer.Option("csv", "--logger", help="csv (always written), tensorboard or mlflow: where training "
+                               "curves and results are tracked besides the run folder."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking server or store (default: "
+                                            "MLFLOW_TRACKING_URI, else sqlite:///OUT/mlflow.db)."),
 ):
     """Run every experiment of a task and write metrics.json, figures and report.html."""
     from astrobench.runner import Execution, parse_set
@@ -131,7 +135,7 @@ def run(
 
     _use_scheduler(scheduler)
     execution = Execution(accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
-                          progress=not no_progress)
+                          progress=not no_progress, logger=logger, tracking_uri=tracking_uri)
     if resume is not None:
         if data is not None or quick or name is not None or seed is not None or set_:
             raise ConfigError("--resume continues a run with its own config.json; drop --data, --quick, --name, "
@@ -176,9 +180,9 @@ def report(
 
     if output.is_dir():
         raise ConfigError(f"-o {output}: is a folder; name the HTML file to write, e.g. {output / 'report.html'}")
-    from astrobench.registry import anchors_of
+    from astrobench.registry import task_or_none
 
-    typer.echo(str(render_report(run_dirs, output, anchors_of=anchors_of)))
+    typer.echo(str(render_report(run_dirs, output, task_of=task_or_none)))
 
 
 @app.command()

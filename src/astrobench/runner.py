@@ -19,9 +19,10 @@ from astrobench import __version__
 from astrobench.core import distributed as dist
 from astrobench.core.io import ConfigError, DataFormatError, read_run_config, write_json_atomic
 from astrobench.core.metrics import N_BOOT
-from astrobench.core.report import render_report
+from astrobench.core.report import render_index, render_report
 from astrobench.core.task import RunContext, run_steps
-from astrobench.registry import anchors_of, get_task, task_names
+from astrobench.core.tracking import Tracking, check_tracking, finish_run, start_run
+from astrobench.registry import get_task, task_names, task_or_none
 
 ERROR_BARS = f"bootstrap standard error over test objects ({N_BOOT} resamples)"
 
@@ -75,13 +76,17 @@ class Execution:
 
     ``accelerator``, ``devices`` (per node), ``num_nodes`` and ``strategy`` go to the Lightning Trainer
     (``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``). ``progress``: progress bars and log lines
-    (``--no-progress``); ``None`` shows them when standard error is a terminal."""
+    (``--no-progress``); ``None`` shows them when standard error is a terminal. ``logger`` and ``tracking_uri``:
+    where training curves and results are tracked besides the run folder (``--logger``, ``--tracking-uri``;
+    :mod:`astrobench.core.tracking`)."""
 
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
     progress: bool | None = None
+    logger: str = "csv"
+    tracking_uri: str | None = None
 
     def shows_progress(self) -> bool:
         """Whether this run draws progress bars and log lines."""
@@ -134,6 +139,7 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
         raise DataFormatError(data, "not found")
     execution = execution or Execution()
     check_trainer(execution)
+    check_tracking(execution.logger, execution.tracking_uri)
     return {
         "task": task_name,
         "size": size,
@@ -141,6 +147,7 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
         "data": None if data is None else str(Path(data).resolve()),
         "progress": execution.shows_progress(),
         "trainer": execution.trainer(),
+        "tracking": {"logger": execution.logger, "tracking_uri": execution.tracking_uri},
         "options": _checked_options(task, task_name, size, overrides),
     }
 
@@ -263,10 +270,16 @@ def _execute(run_dir: Path, config: dict[str, Any], resumed: bool, made: list[Pa
     task = get_task(config["task"])
     lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
     ctx = RunContext(run_dir=run_dir, config=config, resume=resumed)
+    tracking = Tracking(**config.get("tracking", {}), run_dir=str(run_dir))
+    ctx.tracking = start_run(tracking, config, run_dir.name)
     start = time.perf_counter()
     try:
         results = run_steps(task, ctx)
+    except KeyboardInterrupt:
+        finish_run(ctx.tracking, None, run_dir)
+        raise
     except Exception:
+        finish_run(ctx.tracking, None, run_dir)
         # a new run that failed leaves nothing behind (the same command, corrected, can use the same name), unless
         # it trained something worth continuing; an interrupted run (Ctrl-C, kill) is always kept for --resume
         if not resumed and not discard_failed_run(run_dir, made):
@@ -281,13 +294,65 @@ def _execute(run_dir: Path, config: dict[str, Any], resumed: bool, made: list[Pa
         "results": results,
         "seconds": ctx.seconds,
         "error_bars": ctx.error_bars or ERROR_BARS,
+        "command": reproduce_command(config, run_dir),
+        "environment": environment(),
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
     render_report([run_dir], run_dir / "report.html", title=f"astrobench {task.name}: {run_dir.name}",
-                  anchors_of=anchors_of)
+                  task_of=task_or_none)
+    finish_run(ctx.tracking, results, run_dir)
     dist.wait_for_other_ranks()
     ctx.log(f"done in {ctx.seconds['total']:.0f} s -> {run_dir / 'report.html'}")
     return run_dir
+
+
+def reproduce_command(config: dict[str, Any], run_dir: Path) -> str:
+    """The command line that repeats this run: its task, data, seed and size, and every option that differs from
+    the size's default as ``--set``. Same numbers need the same thread count too (torch sums in a different order
+    on more threads), which :func:`environment` records."""
+    import shlex
+
+    defaults = json.loads(json.dumps(get_task(config["task"]).options(config["size"])))  # tuples as lists
+    parts = ["astrobench", "run", config["task"]]
+    if config.get("data"):
+        parts += ["--data", config["data"]]
+    parts += ["--seed", str(config["seed"]), "--set", f"size={config['size']}"]
+    parts += [x for key, value in config["options"].items() if defaults.get(key) != value
+              for x in ("--set", f"{key}={_set_value(value)}")]
+    parts += ["--out", str(run_dir.parent.parent), "--name", f"{run_dir.name}-again"]
+    return shlex.join(parts)
+
+
+def _set_value(value: Any) -> str:
+    """A value as ``--set`` reads it back (:func:`parse_set`), quoted as little as a shell allows: a plain word
+    stays bare, lists use double quotes and no spaces."""
+    if isinstance(value, str):
+        try:
+            ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value  # read back as this string
+        return json.dumps(value)
+    if isinstance(value, (list, tuple, dict)):
+        return repr(value).replace("'", '"').replace(", ", ",").replace(": ", ":")
+    return repr(value)
+
+
+def environment() -> dict[str, Any]:
+    """The software and the thread count that produced a run (numbers can depend on both)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    env: dict[str, Any] = {"python": platform.python_version()}
+    for package in ("torch", "lightning", "numpy", "scikit-learn", "scipy", "astropy"):
+        try:
+            env[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    env["astrobench"] = __version__
+    env["torch threads"] = torch.get_num_threads()
+    return env
 
 
 def follow_owner(task_name: str | None, out: str | Path, name: str | None, resume: str | Path | None) -> Path:
@@ -323,8 +388,8 @@ def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool | None = N
                     execution=Execution(progress=progress))
                 for name in (tasks or task_names())]
     index = out / f"index-{stamp}.html"
-    render_report(run_dirs, index, title="astrobench demo: every task, quick size, simulated data",
-                  anchors_of=anchors_of)
+    render_index(run_dirs, index, title=f"astrobench demo: {len(run_dirs)} tasks, {size} size, simulated data",
+                 task_of=task_or_none)
     summary = {d.parent.name: json.loads((d / "metrics.json").read_text())["seconds"]["total"] for d in run_dirs}
     if Execution(progress=progress).shows_progress():
         from astrobench.core.task import console

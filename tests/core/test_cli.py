@@ -61,6 +61,17 @@ def test_report_over_runs(smoke_run, tmp_path):
     assert main(["report", str(smoke_run), str(smoke_run), "-o", str(out)]) == 0
     page = out.read_text()
     assert page.count("<h2>rings") == 2 and "data:image/png;base64," in page
+    assert "Runs side by side" in page  # two runs of one task are compared
+
+
+def test_report_on_something_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metrics.json").write_text('{"accuracy": 0.9}')  # another program's metrics.json
+    assert main(["report", str(tmp_path / "other"), "-o", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "not an astrobench metrics.json" in err and len(err.strip().splitlines()) == 1
+    assert main(["report", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r.html")]) == 2
+    assert "no such folder" in capsys.readouterr().err
 
 
 def test_report_of_unfinished_run_is_user_error(tmp_path, capsys):
@@ -76,8 +87,9 @@ def test_demo_runs_its_tasks_and_writes_one_index(tmp_path):
     index = demo(tmp_path, seed=0, progress=False, size="smoke", tasks=["sn_lasso", "cluster_mass"])
     page = index.read_text()
     for name in ("sn_lasso", "cluster_mass"):
-        assert f"<h2>{name}" in page
-        assert len(list((tmp_path / name).glob("demo-*/metrics.json"))) == 1
+        (run_dir,) = (tmp_path / name).glob("demo-*")
+        assert f'href="{name}/{run_dir.name}/report.html"' in page  # a link that works from the index's folder
+        assert (run_dir / "report.html").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["cluster_mass", "sn_lasso"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from astrobench import registry
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option
+from astrobench.core.summary import Headline
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.runner import run
 
@@ -50,6 +51,9 @@ class LineTask(Task):
     n_unit = "points"
     simulator_version = "1"
     anchors = {"fit.ols.slope": {"value": 2.0, "source": "the simulator's true slope"}}
+    question = "What is the slope of a noisy line?"
+    headlines = (Headline("fit", "slope", "slope", better=""), Headline("fit", "rmse", "residual RMSE"))
+    figure_captions = {"residuals": ("Residuals", "Data minus the fitted line.")}
 
     def options(self, size: str) -> dict[str, Any]:
         return {"n_points": {"smoke": 50, "quick": 200, "full": 2000}[size], "slope": 2.0}
@@ -108,8 +112,9 @@ def test_a_tenth_task_runs_through_the_same_path(line_registered, tmp_path):
     assert 0.5 < metrics["results"]["fit"]["ols"]["rmse"] < 1.5  # the unit noise
     assert set(metrics["seconds"]) == {"simulate", "load", "fit", "evaluate", "figures", "total"}
     assert (run_dir / "figures" / "residuals.png").stat().st_size > 0
-    assert "the simulator&#x27;s true slope" in (run_dir / "report.html").read_text() or \
-        "the simulator's true slope" in (run_dir / "report.html").read_text()
+    page = (run_dir / "report.html").read_text()
+    assert "What is the slope of a noisy line?" in page and "published 2.0 [1]" in page  # question, anchor
+    assert "<li>the simulator&#39;s true slope</li>" in page  # its citation
 
 
 def test_a_tenth_task_gets_the_checks_of_the_nine(line_registered, tmp_path):

@@ -1,24 +1,46 @@
-"""Self-contained HTML reports: metrics tables (value +- error beside the anchors) and embedded figures."""
+"""Self-contained HTML reports, answer first: the task's question and the run's answer in sentences, headline tables
+(value ± error with units, the anchor and ✔/✘), per-group metrics as small tables, captioned figures, every metric
+in a collapsed section, and a footer with the command that reproduces the run. Jinja2 templates in ``templates/``.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
+import fnmatch
 import json
+import math
+import os
 from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astrobench.core.io import DataFormatError, read_json, write_text_atomic
+from astrobench.core.summary import GOAL, Headline, anchor_for, format_value, headline_cells
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:0.9em}
-th{background:#f0f0f0}td.num{text-align:right;font-family:monospace}
-figure{display:inline-block;margin:0.5em;vertical-align:top}figure img{max-width:520px}
-figcaption{font-size:0.8em;color:#555}.meta{color:#555;font-size:0.9em}
-"""
+if TYPE_CHECKING:
+    import jinja2
 
+    from astrobench.core.task import Task
+
+TaskOf = Callable[[str], "Task | None"]
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+def _render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(style=(TEMPLATES / "style.css").read_text(), **context)
+
+
+# --- the metric tree ----------------------------------------------------------------------------------------------
 
 def flatten_results(results: dict[str, Any]) -> list[tuple[str, str, str, Any, Any]]:
     """Rows (experiment, method, metric path, value, error) of a results tree; ``*_err`` leaves pair up."""
@@ -30,7 +52,7 @@ def flatten_results(results: dict[str, Any]) -> list[tuple[str, str, str, Any, A
                     if key.endswith("_err") and key[:-4] in node:  # the error bar of a sibling metric
                         continue
                     path = f"{prefix}{key}"
-                    if isinstance(val, dict) and not _is_small_leaf(key):
+                    if isinstance(val, dict) and not _is_small_table(key):
                         walk(val, path + ".")
                     else:
                         rows.append((exp, method, path, val, node.get(f"{key}_err")))  # noqa: B023 (called in the loop)
@@ -39,13 +61,22 @@ def flatten_results(results: dict[str, Any]) -> list[tuple[str, str, str, Any, A
     return rows
 
 
-def _is_small_leaf(key: str) -> bool:
-    """Dict-valued metrics are named ``<metric>_by_<group>`` or ``*_matrix``; they show as one value."""
+def _is_small_table(key: str) -> bool:
+    """Dict-valued metrics are named ``<metric>_by_<group>`` or ``*_matrix``: they show as small tables."""
     return "_by_" in key or key.endswith("matrix")
 
 
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(_rounded(value))
+    return str(value)
+
+
 def _rounded(value: Any) -> Any:
-    """Floats to 4 significant digits, inside dicts and lists too."""
     if isinstance(value, float):
         return float(f"{value:.4g}")
     if isinstance(value, dict):
@@ -55,56 +86,191 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
-        return html.escape(json.dumps(_rounded(value)))
-    return html.escape(str(value))
+def small_tables(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Dict-valued metrics (``*_by_*``: one row of values, ± their ``*_err`` sibling; ``*_matrix``: a labelled grid)
+    and confusion matrices (lists of lists, labelled by a sibling ``*_by_*`` of the same length, true × predicted)
+    as small tables."""
+    tables = []
+    for exp, methods in results.items():
+        for method, metrics in (methods or {}).items():
+            if isinstance(metrics, dict):
+                tables += _tables_in(metrics, f"{exp} · {method}")
+    return tables
 
 
-def _run_section(run_dir: Path, anchors: Mapping[str, Mapping]) -> str:
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.exists():
+def _tables_in(node: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    tables = []
+    for key, val in node.items():
+        if key.endswith("_err"):
+            continue
+        if isinstance(val, dict) and _is_small_table(key) and val:
+            if all(isinstance(v, dict) for v in val.values()):  # a matrix: rows × columns
+                columns = list(next(iter(val.values())))
+                rows = [{"label": r, "cells": [_fmt(v.get(c)) for c in columns]} for r, v in val.items()]
+                tables.append({"caption": f"{where} · {key}", "corner": "", "columns": columns, "rows": rows})
+            else:
+                errs = node.get(f"{key}_err") or {}
+                values = [format_value(v, errs.get(k)) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                          else _fmt(v) for k, v in val.items()]
+                tables.append({"caption": f"{where} · {key}", "corner": "", "columns": list(val),
+                               "rows": [{"label": "value", "cells": values}]})
+        elif key.endswith("confusion_matrix") and isinstance(val, list) and val and isinstance(val[0], list):
+            labels = next((list(v) for k, v in node.items() if "_by_" in k and isinstance(v, dict)
+                           and len(v) == len(val)), [str(i) for i in range(len(val))])
+            rows = [{"label": f"true {labels[i]}", "cells": [str(x) for x in row]} for i, row in enumerate(val)]
+            tables.append({"caption": f"{where} · {key} (rows: true, columns: predicted)", "corner": "",
+                           "columns": [f"pred. {x}" for x in labels], "rows": rows})
+        elif isinstance(val, dict):
+            tables += _tables_in(val, f"{where} · {key}")
+    return tables
+
+
+# --- one run ------------------------------------------------------------------------------------------------------
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """A finished run's metrics.json; DataFormatError (one line) for a folder without one or a file that is not an
+    astrobench metrics.json."""
+    path = Path(run_dir) / "metrics.json"
+    if not Path(run_dir).is_dir():
+        raise DataFormatError(run_dir, "not a run folder (no such folder)")
+    if not path.exists():
         raise DataFormatError(run_dir, "not a finished run folder (no metrics.json)")
-    m = read_json(metrics_path)
-    if not isinstance(m, dict) or not isinstance(m.get("results"), dict):
-        raise DataFormatError(metrics_path, "not an astrobench metrics.json (no results)")
-    parts = [f"<h2>{html.escape(m.get('task', '?'))} &mdash; {html.escape(run_dir.name)}</h2>"]
-    data = m.get("data", {})
-    parts.append(f"<p class='meta'>data: {html.escape(json.dumps(data))}<br>seconds: "
-                 f"{html.escape(json.dumps({k: round(v, 1) for k, v in m.get('seconds', {}).items()}))}<br>"
-                 f"astrobench {html.escape(str(m.get('astrobench_version')))}; error bars: "
-                 f"{html.escape(m.get('error_bars', 'bootstrap standard error over test objects'))}</p>")
-    parts.append("<table><tr><th>experiment</th><th>method</th><th>metric</th><th>value</th><th>&plusmn;</th>"
-                 "<th>anchor</th></tr>")
-    for exp, method, metric, val, err in flatten_results(m.get("results", {})):
-        anchor = anchors.get(f"{exp}.{method}.{metric}") or anchors.get(f"{exp}.*.{metric}")
-        anchor_txt = html.escape(f"{anchor['value']} ({anchor['source']})") if anchor else ""
-        err_txt = _fmt(err) if err is not None else ""
-        parts.append(f"<tr><td>{exp}</td><td>{method}</td><td>{html.escape(metric)}</td>"
-                     f"<td class='num'>{_fmt(val)}</td><td class='num'>{err_txt}</td><td>{anchor_txt}</td></tr>")
-    parts.append("</table>")
+    m = read_json(path)
+    if not isinstance(m, dict) or not isinstance(m.get("results"), dict) or not isinstance(m.get("task"), str):
+        raise DataFormatError(path, "not an astrobench metrics.json (no task and results)")
+    return m
+
+
+def _headline_tables(task: Task | None, results: Mapping[str, Any], caveats: Mapping[str, str],
+                     refs: list[str]) -> list[dict[str, Any]]:
+    """Per experiment: one row per method, one value and anchor column pair per headline metric."""
+    if task is None:
+        return []
+    by_experiment: dict[str, list[Headline]] = {}
+    for h in task.headlines:
+        by_experiment.setdefault(h.experiment, []).append(h)
+    tables = []
+    for exp, headlines in by_experiment.items():
+        columns = [{c.method: c for c in headline_cells(results, h, task.anchors)} for h in headlines]
+        methods = list(dict.fromkeys(m for col in columns for m in col))
+        if not methods:
+            continue
+        rows = []
+        for method in methods:
+            cells = []
+            for h, col in zip(headlines, columns):
+                cell = col.get(method)
+                cells.append(_cell_view(cell, h, caveats.get(f"{exp}.{method}"), refs) if cell else
+                             {"text": "—", "caveat": None, "check": None, "anchor": "", "ref": None})
+            rows.append({"method": method, "control": any(method in h.controls for h in headlines), "cells": cells})
+        tables.append({"experiment": exp, "rows": rows,
+                       "headers": [{"label": h.label, "unit": h.unit, "better": h.better} for h in headlines]})
+    return tables
+
+
+def _cell_view(cell, headline: Headline, caveat: str | None, refs: list[str]) -> dict[str, Any]:
+    anchor, ref = "", None
+    if cell.anchor:
+        source = str(cell.anchor.get("source", ""))
+        text = str(cell.anchor["value"]).replace(">=", "≥").replace("<=", "≤")
+        anchor = f"goal {text}" if source == GOAL else f"published {text}"
+        if source and source != GOAL:
+            if source not in refs:
+                refs.append(source)
+            ref = refs.index(source) + 1
+    return {"text": format_value(cell.value, cell.err), "caveat": caveat, "check": cell.check, "anchor": anchor,
+            "ref": ref}
+
+
+def _figures(run_dir: Path, captions: Mapping[str, tuple[str, str]]) -> list[dict[str, str]]:
+    figures = []
     for fig in sorted((run_dir / "figures").glob("*.png")):
-        b64 = base64.b64encode(fig.read_bytes()).decode()
-        parts.append(f"<figure><img src='data:image/png;base64,{b64}'><figcaption>{html.escape(fig.stem)}"
-                     "</figcaption></figure>")
-    return "\n".join(parts)
+        title, caption = next((tc for pattern, tc in captions.items() if fnmatch.fnmatch(fig.stem, pattern)),
+                              (fig.stem.replace("_", " ").capitalize(), ""))
+        figures.append({"title": title, "caption": caption, "data": base64.b64encode(fig.read_bytes()).decode()})
+    return figures
+
+
+def _tree(results: Mapping[str, Any], anchors: Mapping[str, Mapping[str, Any]]) -> list[dict[str, str]]:
+    rows = []
+    for exp, method, metric, value, err in flatten_results(dict(results)):
+        anchor = anchor_for(anchors, exp, method, metric)
+        rows.append({"experiment": exp, "method": method, "metric": metric, "value": _fmt(value),
+                     "err": "" if err is None else _fmt(err),
+                     "anchor": f"{anchor['value']} ({anchor['source']})" if anchor else ""})
+    return rows
+
+
+def _run_view(run_dir: Path, task_of: TaskOf | None) -> dict[str, Any]:
+    m = read_metrics(run_dir)
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
+    task = task_of(m["task"]) if task_of else None
+    results, size = m["results"], (config or {}).get("size", "?")
+    caveats = task.caveats(results, size) if task else {}
+    refs: list[str] = []
+    env = m.get("environment") or {}
+    data = m.get("data") or {}
+    return {
+        "task": m["task"], "name": run_dir.name, "size": size, "seed": (config or {}).get("seed", "?"),
+        "question": task.question if task else "",
+        "answers": task.answers(results, size) if task else [],
+        "headline_tables": _headline_tables(task, results, caveats, refs), "references": refs,
+        "small_tables": small_tables(results),
+        "figures": _figures(run_dir, task.figure_captions if task else {}),
+        "tree": _tree(results, task.anchors if task else {}),
+        "command": m.get("command") or f"astrobench run {m['task']} (this run predates recorded commands)",
+        "data": ", ".join(f"{k}: {v}" for k, v in data.items() if not isinstance(v, (dict, list)))
+                or "not recorded",
+        "error_bars": m.get("error_bars", "bootstrap standard error over test objects"),
+        "seconds": ", ".join(f"{k} {v:.0f} s" for k, v in (m.get("seconds") or {}).items()),
+        "versions": ", ".join(f"{k} {v}" for k, v in env.items()) or f"astrobench {m.get('astrobench_version')}",
+    }
+
+
+def _comparison(views: list[dict[str, Any]], runs: list[Path], task_of: TaskOf | None) -> dict[str, Any] | None:
+    """Headline metrics of two or more runs of one task side by side, with each run's difference to the first."""
+    if len(runs) < 2 or len({v["task"] for v in views}) != 1 or task_of is None:
+        return None
+    task = task_of(views[0]["task"])
+    if task is None:
+        return None
+    trees = [read_metrics(r)["results"] for r in runs]
+    rows = []
+    for h in task.headlines:
+        per_run = [{c.method: c for c in headline_cells(t, h, task.anchors)} for t in trees]
+        for method in dict.fromkeys(m for cells in per_run for m in cells):
+            first = per_run[0].get(method)
+            cells = []
+            for cells_of_run in per_run:
+                c = cells_of_run.get(method)
+                delta = "" if c is None or first is None else f"{c.value - first.value:+.3g}"
+                cells.append({"text": "—" if c is None else format_value(c.value, c.err, h.unit), "delta": delta})
+            rows.append({"experiment": h.experiment, "label": h.label, "method": method, "cells": cells})
+    return {"runs": [f"{r.parent.name}/{r.name}" for r in runs], "rows": rows}
 
 
 def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench report",
-                  anchors_of: Callable[[str], Mapping[str, Mapping]] | None = None) -> Path:
-    """Write one self-contained HTML page over one or more run folders to ``out`` and return ``out``.
-    ``anchors_of(task_name)`` gives a task's published anchors (``Task.anchors``; ``metrics.json``'s ``task``); the
-    caller passes it, so that this module needs no task."""
-    sections = []
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
-        task_name = metrics.get("task") if isinstance(metrics, dict) else None
-        anchors = anchors_of(task_name) if task_name and anchors_of else {}
-        sections.append(_run_section(run_dir, anchors))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>")
+                  task_of: TaskOf | None = None) -> Path:
+    """Write one self-contained HTML page over one or more run folders to ``out`` and return ``out``; two or more
+    runs of one task are also compared side by side. ``task_of(name)`` gives the Task that describes a run (its
+    question, headline metrics, anchors, figure captions), or None; the caller passes it, so that this module
+    needs no task."""
+    runs = [Path(r) for r in run_dirs]
+    views = [_run_view(r, task_of) for r in runs]
+    page = _render("report.html.j2", title=title, runs=views, comparison=_comparison(views, runs, task_of))
     write_text_atomic(out, page)
     return out
+
+
+def render_index(run_dirs: list[Path], out: Path, title: str, task_of: TaskOf | None = None) -> Path:
+    """Write an index page to ``out``: every run's task, question and answer, and a link to its report.html."""
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        view = _run_view(run_dir, task_of)
+        total = (read_metrics(run_dir).get("seconds") or {}).get("total")
+        rows.append({**view, "link": os.path.relpath(run_dir / "report.html", Path(out).parent),
+                     "total": "" if total is None else f"{total:.0f} s"})
+    footer = f"written {datetime.now():%Y-%m-%d %H:%M}; seed {rows[0]['seed'] if rows else '?'}"
+    write_text_atomic(out, _render("index.html.j2", title=title, runs=rows, footer=footer))
+    return out
+

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 from rich.console import Console
 
 from astrobench.core.io import cache_dir, config_key, current_umask
+from astrobench.core.summary import Headline, headline_cells, ranked_sentence
+from astrobench.core.tracking import Tracking
 from astrobench.core.training import TrainConfig
 
 console = Console(stderr=True)
@@ -35,6 +37,7 @@ class RunContext:
     # in a rank that does not own the run (DDP): the owner's run folder, whose checkpoints this rank reads; its own
     # run_dir is then a scratch folder for what it produces outside training
     owner_run_dir: Path | None = None
+    tracking: Tracking | None = None  # the run's logger (TensorBoard, MLflow) for every training, when there is one
 
     @property
     def options(self) -> dict[str, Any]:
@@ -78,7 +81,7 @@ class RunContext:
         cfg = TrainConfig(
             max_epochs=opts.get("max_epochs", 20), batch_size=opts.get("batch_size", 128),
             patience=opts.get("patience", 5), seed=self.seed, accelerator=hw["accelerator"], devices=hw["devices"],
-            num_nodes=hw["num_nodes"], strategy=hw["strategy"], progress=self.progress,
+            num_nodes=hw["num_nodes"], strategy=hw["strategy"], progress=self.progress, tracking=self.tracking,
         )
         return dataclasses.replace(cfg, **overrides)
 
@@ -171,6 +174,35 @@ class Task(ABC):
     anchors: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType({})
     sizes: ClassVar[tuple[str, ...]] = ("smoke", "quick", "full")
     min_objects: ClassVar[int] = 0  # --n units in the small data set `example` writes (0: no simulator of its own)
+    # what the report leads with: the hack's question in one sentence, and the metrics that answer it
+    question: ClassVar[str] = ""
+    headlines: ClassVar[tuple[Headline, ...]] = ()
+    # figure file stem (an fnmatch pattern: "loss_*") -> (title, one-line caption), for the report
+    figure_captions: ClassVar[Mapping[str, tuple[str, str]]] = MappingProxyType({})
+
+    # "experiment.method" (fnmatch patterns) -> note: methods whose numbers the smaller sizes cannot be trusted on
+    # (a network the quick budget does not converge), said next to the numbers in smoke and quick runs
+    quick_caveats: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    def caveats(self, results: Mapping[str, Any], size: str) -> dict[str, str]:
+        """Notes that qualify a method's numbers in this run, ``"experiment.method" -> note``; the report and the
+        answers print them next to the numbers. By default :attr:`quick_caveats` in runs below the full size."""
+        if size == "full":
+            return {}
+        import fnmatch
+
+        present = [f"{e}.{m}" for e, methods in results.items() if isinstance(methods, Mapping) for m in methods]
+        return {key: note for pattern, note in self.quick_caveats.items() for key in fnmatch.filter(present, pattern)}
+
+    def answers(self, results: Mapping[str, Any], size: str) -> list[str]:
+        """The run's answer to :attr:`question` in sentences built from its own numbers: by default one per
+        headline metric (which method is best, and whether the next is within the error bars), then any sentence
+        the task wrote into ``results["summary"]["answers"]``."""
+        caveats = self.caveats(results, size)
+        sentences = [s for h in self.headlines
+                     if (s := ranked_sentence(headline_cells(results, h, self.anchors), h, caveats))]
+        summary = results.get("summary") or {}
+        return sentences + _sentences(summary.get("answer")) + _sentences(summary.get("answers"))
 
     def objects_in_run(self, options: dict[str, Any]) -> float:
         """How many --n units a run with ``options`` simulates or loads (for the memory check before it starts)."""
@@ -242,6 +274,17 @@ class Task(ABC):
     def predict(self, run_dir: Path, data: Path, out: Path) -> Path:
         """Apply the models saved in the finished run folder ``run_dir`` to the real-format file ``data``; write the
         predictions (CSV) to ``out`` and return it."""
+
+
+def _sentences(node: Any, label: str = "") -> list[str]:
+    """The strings in a nested dict of written answers, each after the key that names what it is about (the
+    innermost key that is not a generated name like ``q1_...``)."""
+    if isinstance(node, str):
+        return [f"{label}: {node}" if label else node]
+    if isinstance(node, Mapping):
+        return [s for key, value in node.items()
+                for s in _sentences(value, str(key) if isinstance(value, str) and "." in str(key) else "")]
+    return []
 
 
 def simulated(sim: Simulation, task: Task | None = None) -> Path:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from astrobench.core.io import DataFormatError, atomic_path, write_json_atomic
 from astrobench.core.nets import D4_ORDER, d4_transform
+from astrobench.core.tracking import Tracking, training_loggers
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     strategy: str = "auto"
     progress: bool = True
     num_workers: int = 0
+    tracking: Tracking | None = None  # loggers besides the CSV log (TensorBoard, MLflow)
 
 
 def random_d4(x: torch.Tensor) -> torch.Tensor:
@@ -386,10 +388,12 @@ def fit(module: L.LightningModule, train: Dataset, val: Dataset, ckpt_dir: str |
 
 
 def _trainer(cfg: TrainConfig, ckpt_dir: Path, callbacks: list) -> L.Trainer:
-    """The Lightning Trainer of :func:`fit`: the budget and hardware of ``cfg``, no logger, deterministic kernels."""
+    """The Lightning Trainer of :func:`fit`: the budget and hardware of ``cfg``, a CSV log in ``ckpt_dir`` (and the
+    run's TensorBoard or MLflow logger, :mod:`astrobench.core.tracking`), deterministic kernels."""
     return L.Trainer(
         max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, callbacks=callbacks, logger=False, enable_progress_bar=cfg.progress,
+        strategy=cfg.strategy, callbacks=callbacks, logger=training_loggers(cfg.tracking, ckpt_dir),
+        enable_progress_bar=cfg.progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=ckpt_dir,
         # batch-norm statistics over the whole global batch in DDP (Lightning applies it to parallel strategies
         # only; torch's SyncBatchNorm runs on GPUs only)
@@ -651,6 +655,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
+    # every module logs per epoch, so the step interval of the loggers does not matter
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # expected when resuming
     # every module here logs with sync_dist=True, and Lightning still printed this for the rings modules under ddp
     # on CPU processes: noise to a user

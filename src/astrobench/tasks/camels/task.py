@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from astrobench.core import metrics as M
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
+from astrobench.core.summary import GOAL, Headline
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import RegressionTask, fit, load_module, predict_module, random_d4
 from astrobench.tasks.camels.data import (
@@ -37,7 +38,7 @@ from astrobench.tasks.camels.simulate import MAPS_PER_SIM, PARAM_NAMES, SIMULATO
 from astrobench.tasks.camels.simulate import simulate as simulate_camels
 
 PAPER = "Villaescusa-Navarro et al. 2022 (arXiv:2109.10360), Mtot tested across suites"
-TARGET = "astrobench target"
+TARGET = GOAL  # a goal this benchmark sets itself
 METRICS = ("r2", "rel_err", "chi2", "coverage_68")
 
 
@@ -80,6 +81,25 @@ class CamelsTask(Task):
         "tng_to_tng.mtot.sigma_8.chi2": {"value": "0.7-1.5", "source": TARGET},
         "tng_to_tng.mtot_nomean.omega_m.r2": {"value": ">= 0.85", "source": TARGET},
         "tng_to_tng.mtot_nomean.sigma_8.r2": {"value": ">= 0.85", "source": TARGET},
+    }
+    question = ("How well do CAMELS maps of total matter (Mtot) and gas pressure constrain Omega_m and sigma_8, "
+                "within one simulation suite and across suites (IllustrisTNG and SIMBA)?")
+    headlines = (
+        Headline("tng_to_tng", "omega_m.r2", "Omega_m r2", better="higher"),
+        Headline("tng_to_tng", "sigma_8.r2", "sigma_8 r2", better="higher"),
+        Headline("tng_to_tng", "omega_m.rel_err", "Omega_m relative error"),
+        Headline("tng_to_tng", "sigma_8.rel_err", "sigma_8 relative error"),
+        Headline("tng_to_simba", "omega_m.rel_err", "Omega_m relative error, trained on TNG, tested on SIMBA"),
+        Headline("tng_to_simba", "sigma_8.rel_err", "sigma_8 relative error, trained on TNG, tested on SIMBA"),
+    )
+    quick_caveats = {"*": "6 test simulations and 3 epochs at quick size, not converged: see the full run"}
+    figure_captions = {
+        "example_maps": ("Example maps", "One map of each field from each suite."),
+        "cross_suite_r2": ("Within and across suites", "r2 of each field when trained and tested on the same suite "
+                           "and on the other one."),
+        "pred_*": ("Predicted against true parameters", "Test maps: the network's predicted mean against the true "
+                   "value, with its predicted standard deviation as the error bar."),
+        "loss_*": ("Training curve", "Training and validation loss per epoch."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import torch
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, DataFormatError, bad_option, read_json, write_json_atomic, write_predictions
 from astrobench.core.nets import D4_ORDER, d4_transform
+from astrobench.core.summary import GOAL, NOT_CONVERGED, Headline
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import RegressionTask, as_dataset, fit, load_module, predict_module, random_d4
 from astrobench.tasks.cluster_mass.data import ClusterImages, cluster_folds, load_cluster_fits
@@ -36,7 +37,7 @@ from astrobench.tasks.cluster_mass.simulate import simulate as simulate_clusters
 METHODS = ("lm_total", "lm_core_excised", "cnn", "cnn_aug", "d4cnn")
 CNN_METHODS = ("cnn", "cnn_aug", "d4cnn")
 PAPER = "Ntampaka et al. 2019 (ApJ 876, 82)"
-TARGET = "astrobench target"
+TARGET = GOAL  # a goal this benchmark sets itself
 # The notebook shows log10 counts on this colour range.
 IMAGE_VMIN, IMAGE_VMAX = 0.0, 2.7
 
@@ -62,6 +63,24 @@ class ClusterMassTask(Task):
         "mass.cnn.scatter_dex": {"value": "<= 0.75 x lm_core_excised.scatter_dex", "source": TARGET},
         "mass.d4cnn.rot_std_dex": {"value": "<= 1e-4 (exact invariance)", "source": TARGET},
         "mass.d4cnn.scatter_dex": {"value": "<= cnn.scatter_dex", "source": TARGET},
+    }
+    question = ("How precisely do cluster masses follow from mock Chandra X-ray images: luminosity-mass laws, the "
+                "Ntampaka et al. 2019 CNN, or a CNN that is exactly invariant to rotations and flips?")
+    headlines = (
+        Headline("mass", "scatter_dex", "mass scatter", "dex"),
+        Headline("mass", "bias_dex", "mean bias", "dex", better=""),
+    )
+    quick_caveats = {"mass.cnn": NOT_CONVERGED, "mass.cnn_aug": NOT_CONVERGED, "mass.d4cnn": NOT_CONVERGED}
+    figure_captions = {
+        "predicted_vs_true": ("Predicted against true mass", "Every test cluster, each method; the diagonal is a "
+                              "perfect estimate."),
+        "residual_vs_mass": ("Residuals against mass", "log10 predicted minus true mass, binned in true mass: "
+                             "where each method is biased."),
+        "scatter_by_method": ("Scatter by method", "Mass scatter in dex with bootstrap error bars; lower is better."),
+        "saliency": ("Where the CNN looks", "Gradient saliency averaged over test images: the core against the "
+                     "outskirts."),
+        "sample_images": ("Mock X-ray images", "Simulated Chandra-like images of clusters across the mass range."),
+        "loss_*": ("Training curve", "Training and validation loss per epoch, each fold."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from astrobench.core.io import (
     write_pickle_atomic,
     write_predictions,
 )
+from astrobench.core.summary import GOAL, NOT_CONVERGED, Headline
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.core.training import load_module, predict_module
 from astrobench.tasks.gan_latent import control as C
@@ -53,7 +54,7 @@ from astrobench.tasks.spectra import (
 )
 from astrobench.tasks.spectra import simulate as simulate_spectra
 
-TARGET = "astrobench target"
+TARGET = GOAL  # a goal this benchmark sets itself
 INTERPRETED = ("gan", "infogan", "vae")  # brute force on generated spectra; vae_encoder is added when vae runs
 CONTROLLED = ("cgan", "infogan")
 DELTA = 0.5  # intervention half-step in standard deviations: of the training parameters (cgan), of the codes (infogan)
@@ -105,6 +106,27 @@ class GanLatentTask(Task):
         "interpret.*.mig": {"value": "0 (entangled) to 1 (each factor in one latent)",
                             "source": "Chen et al. 2018 (NeurIPS), MIG"},
         "interpret.*.dci_disentanglement": {"value": "0 to 1", "source": "Eastwood & Williams 2018 (ICLR), DCI"},
+    }
+    question = ("Can the latent space of a GAN trained on galaxy spectra be interpreted, and can one be designed "
+                "(a conditional GAN, an InfoGAN) whose inputs control age and metallicity?")
+    headlines = (
+        Headline("quality", "c2st_auc", "C2ST AUC (0.5: indistinguishable)",
+                 controls=("real_vs_real", "real_vs_degraded")),
+        Headline("interpret", "mig", "MIG (Chen et al. 2018)", better="higher"),
+        Headline("interpret", "dci_disentanglement", "DCI disentanglement", better="higher"),
+        Headline("control", "r2_log_age_yr", "age control r2", better="higher", controls=("real_spectra",)),
+        Headline("control", "r2_log_metallicity", "metallicity control r2", better="higher",
+                 controls=("real_spectra",)),
+    )
+    quick_caveats = {"quality.gan": NOT_CONVERGED, "quality.vae": NOT_CONVERGED}
+    figure_captions = {
+        "latent_traversal_*": ("Latent traversal", "Spectra generated while one latent coordinate moves and the "
+                               "others stay fixed."),
+        "correlation_heatmaps": ("Latents against physical parameters", "Correlation of each latent coordinate with "
+                                 "each parameter, per model."),
+        "control_sensitivity": ("Control", "How each conditioning input moves each measured parameter."),
+        "cgan_grid": ("Conditional GAN grid", "Spectra generated on a grid of age and metallicity."),
+        "loss_*": ("Training curve", "Generator and critic losses per epoch."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

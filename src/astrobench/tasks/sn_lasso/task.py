@@ -11,6 +11,7 @@ import numpy as np
 
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, bad_option, check_memory
+from astrobench.core.summary import GOAL, Headline
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.tasks.sn_lasso.data import SNTable, load_sn_table, prepare_pantheon
 from astrobench.tasks.sn_lasso.models import eiv_fit, lasso_cv, nested_cv_rmse, ols_bootstrap, stability_selection
@@ -26,7 +27,7 @@ from astrobench.tasks.sn_lasso.simulate import simulate as simulate_sn
 COMPARE_METHODS = ("ols_all", "ridge", "elastic_net", "lasso_min", "lasso_1se", "adaptive_lasso", "best_subset")
 
 PUBLISHED = "Scolnic et al. 2022; Brout et al. 2022 (Pantheon+)"
-TARGET = "astrobench target"
+TARGET = GOAL  # a goal this benchmark sets itself
 
 
 class SNLassoTask(Task):
@@ -44,6 +45,24 @@ class SNLassoTask(Task):
         "relaxed.eiv.mass_step": {"value": "about -0.05 mag", "source": PUBLISHED},
         "lasso.lassocv.cv_rmse_min": {"value": "<= 0.16 mag (raw scatter ~0.33)", "source": TARGET},
         "lasso.lassocv.n_noise_selected_1se": {"value": "0", "source": TARGET},
+    }
+    question = ("Which light-curve and host-galaxy variables does a Type Ia supernova's standardised peak magnitude "
+                "need, when LASSO with cross-validation chooses them?")
+    headlines = (
+        Headline("compare", "cv_rmse", "cross-validated RMSE", "mag"),
+        Headline("relaxed", "alpha", "alpha (stretch)", better=""),
+        Headline("relaxed", "beta", "beta (colour)", better=""),
+        Headline("relaxed", "mass_step", "host-mass step", "mag", better=""),
+        Headline("truth", "precision", "precision of the chosen set", better="higher"),
+        Headline("truth", "recall", "recall of the true variables", better="higher"),
+    )
+    figure_captions = {
+        "lasso_cv_and_paths": ("LASSO paths and cross-validation", "Coefficients against the penalty, and the "
+                               "cross-validated error with the minimum and one-standard-error choices."),
+        "predicted_and_residuals": ("Predictions and residuals", "Predicted against observed magnitudes, and the "
+                                    "residuals against redshift where the table has one."),
+        "stability_frequencies": ("Stability selection", "How often each variable is chosen over subsamples; those "
+                                  "above the threshold form the stable set."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import torch
 
 from astrobench.core import plots
 from astrobench.core.io import ConfigError, bad_option, read_json, write_json_atomic
+from astrobench.core.summary import Headline
 from astrobench.core.task import Evaluation, RunContext, Task
 from astrobench.core.training import SmallDataConfig, fit_small, validation_split
 from astrobench.tasks.transfer import grid as G
@@ -54,6 +55,20 @@ class TransferTask(Task):
         "*.data_efficiency": {"value": "> 1 when pre-training helps", "source": MCCABE},
         "allsky.in_domain.data_efficiency": {"value": "above imagenet's (in-domain beats ImageNet with few labels)",
                                              "source": "Walmsley et al. 2022 (Zoobot)"},
+    }
+    question = ("Is transfer learning always effective? When do ImageNet or in-domain pre-training beat training "
+                "from scratch, as a function of the number of labelled examples?")
+    headlines = (
+        Headline("photoz", "data_efficiency", "data efficiency (x fewer labels than scratch)", better="higher"),
+        Headline("allsky", "data_efficiency", "data efficiency (x fewer labels than scratch)", better="higher"),
+        Headline("camels", "data_efficiency", "data efficiency (x fewer labels than scratch)", better="higher"),
+    )
+    quick_caveats = {"*.imagenet": "from-scratch baselines stop at the step cap at quick size: see the full run",
+                     "*.in_domain": "from-scratch baselines stop at the step cap at quick size: see the full run"}
+    figure_captions = {
+        "learning_curves_*": ("Learning curves", "Test error against the number of labelled examples, each "
+                              "strategy, mean over seeds."),
+        "training_curves_*": ("Training curves", "Validation loss per step for each strategy at each size."),
     }
 
     def options(self, size: str) -> dict[str, Any]:
