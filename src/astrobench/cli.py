@@ -107,6 +107,10 @@ def simulate(
     typer.echo(str(path))
 
 
+THREADS_HELP = ("Threads for torch, BLAS and OpenMP (default: one per core). Fewer leave cores to other work; "
+                "the count is part of what reproduces a run's numbers.")
+
+
 @app.command()
 def run(
     task: str | None = typer.Argument(None, help="Task name (omit with --resume)."),
@@ -125,6 +129,7 @@ def run(
     scheduler: str | None = typer.Option(None, "--scheduler", help=SCHEDULER_HELP),
     logger: str = typer.Option("csv", "--logger", help="csv (always written), tensorboard or mlflow: where training "
                                "curves and results are tracked besides the run folder."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking server or store (default: "
                                             "MLFLOW_TRACKING_URI, else sqlite:///OUT/mlflow.db)."),
 ):
@@ -135,7 +140,8 @@ def run(
 
     _use_scheduler(scheduler)
     execution = Execution(accelerator=accelerator, devices=_devices(devices), num_nodes=num_nodes, strategy=strategy,
-                          progress=not no_progress, logger=logger, tracking_uri=tracking_uri)
+                          progress=not no_progress, logger=logger, tracking_uri=tracking_uri,
+                          threads=threads)
     if resume is not None:
         if data is not None or quick or name is not None or seed is not None or set_:
             raise ConfigError("--resume continues a run with its own config.json; drop --data, --quick, --name, "
@@ -187,13 +193,17 @@ def report(
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out"),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Runs go to OUT/TASK/demo-STAMP, the index to OUT."),
     seed: int = typer.Option(0, "--seed"),
+    tasks: str | None = typer.Option(None, "--tasks", help="Comma-separated tasks (default: all): rings,sn_lasso."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars or log lines."),
 ):
-    """Every registered task in --quick mode on simulated data, then one HTML index of all runs."""
+    """Every registered task (or --tasks) in --quick mode on simulated data, then one HTML index of all runs."""
     from astrobench.runner import demo as run_demo
 
-    typer.echo(str(run_demo(out, seed=seed)))
+    names = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    typer.echo(str(run_demo(out, seed=seed, tasks=names, threads=threads, progress=not no_progress)))
 
 
 def _one_line(err: BaseException) -> tuple[str, int]:

@@ -8,6 +8,8 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,7 +80,9 @@ class Execution:
     (``--accelerator``, ``--devices``, ``--num-nodes``, ``--strategy``). ``progress``: progress bars and log lines
     (``--no-progress``); ``None`` shows them when standard error is a terminal. ``logger`` and ``tracking_uri``:
     where training curves and results are tracked besides the run folder (``--logger``, ``--tracking-uri``;
-    :mod:`astrobench.core.tracking`)."""
+    :mod:`astrobench.core.tracking`). ``threads``: torch's, BLAS's and OpenMP's threads (``--threads``; default
+    one per core). The thread count changes the order of floating-point sums, so it is part of what reproduces a
+    run's numbers: config.json records it."""
 
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -87,6 +91,16 @@ class Execution:
     progress: bool | None = None
     logger: str = "csv"
     tracking_uri: str | None = None
+    threads: int | None = None
+
+    def thread_count(self) -> int:
+        """The threads a run computes with (``--threads``; default: torch's, one per core)."""
+        import torch
+
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"--threads must be a whole number of at least 1, got {self.threads!r}")
+        return self.threads or torch.get_num_threads()
 
     def shows_progress(self) -> bool:
         """Whether this run draws progress bars and log lines."""
@@ -148,6 +162,7 @@ def resolve_config(task_name: str, data: str | Path | None = None, quick: bool =
         "progress": execution.shows_progress(),
         "trainer": execution.trainer(),
         "tracking": {"logger": execution.logger, "tracking_uri": execution.tracking_uri},
+        "threads": execution.thread_count(),
         "options": _checked_options(task, task_name, size, overrides),
     }
 
@@ -269,6 +284,12 @@ def _execute(run_dir: Path, config: dict[str, Any], resumed: bool, made: list[Pa
     dist.announce_owner(run_dir)  # the ranks Lightning starts at the first fit re-run this command: they follow it
     task = get_task(config["task"])
     lightning.seed_everything(config["seed"], verbose=False)  # network initialisation is part of the seed
+    with limited_threads(config.get("threads")):
+        return _execute_steps(task, run_dir, config, resumed, made)
+
+
+def _execute_steps(task, run_dir: Path, config: dict[str, Any], resumed: bool, made: list[Path]) -> Path:
+    """The steps, metrics.json, the report and the tracking of :func:`_execute`, on the run's threads."""
     ctx = RunContext(run_dir=run_dir, config=config, resume=resumed)
     tracking = Tracking(**config.get("tracking", {}), run_dir=str(run_dir))
     ctx.tracking = start_run(tracking, config, run_dir.name)
@@ -306,6 +327,25 @@ def _execute(run_dir: Path, config: dict[str, Any], resumed: bool, made: list[Pa
     return run_dir
 
 
+@contextmanager
+def limited_threads(threads: int | None) -> Iterator[None]:
+    """Compute on ``threads`` threads: torch's intra-op pool, and the BLAS and OpenMP pools of numpy, SciPy and
+    scikit-learn (threadpoolctl); restored afterwards. ``None`` leaves them as they are."""
+    if threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def reproduce_command(config: dict[str, Any], run_dir: Path) -> str:
     """The command line that repeats this run: its task, data, seed and size, and every option that differs from
     the size's default as ``--set``. Same numbers need the same thread count too (torch sums in a different order
@@ -317,6 +357,8 @@ def reproduce_command(config: dict[str, Any], run_dir: Path) -> str:
     if config.get("data"):
         parts += ["--data", config["data"]]
     parts += ["--seed", str(config["seed"]), "--set", f"size={config['size']}"]
+    if config.get("threads"):
+        parts += ["--threads", str(config["threads"])]
     parts += [x for key, value in config["options"].items() if defaults.get(key) != value
               for x in ("--set", f"{key}={_set_value(value)}")]
     parts += ["--out", str(run_dir.parent.parent), "--name", f"{run_dir.name}-again"]
@@ -370,7 +412,8 @@ def follow_owner(task_name: str | None, out: str | Path, name: str | None, resum
     try:
         lightning.seed_everything(config["seed"], verbose=False)
         ctx = RunContext(run_dir=scratch, config=config, resume=resume is not None, owner_run_dir=run_dir)
-        run_steps(get_task(config["task"]), ctx)
+        with limited_threads(config.get("threads")):
+            run_steps(get_task(config["task"]), ctx)
         dist.wait_for_other_ranks()
     finally:
         dist.set_owner_run_dir(None)
@@ -379,20 +422,36 @@ def follow_owner(task_name: str | None, out: str | Path, name: str | None, resum
 
 
 def demo(out: str | Path = "runs/demo", seed: int = 0, progress: bool | None = None, size: str = "quick",
-         tasks: list[str] | None = None) -> Path:
-    """Every registered task (or ``tasks``) at ``size`` (quick) on simulated data, then one HTML page over all
-    runs."""
+         tasks: list[str] | None = None, threads: int | None = None) -> Path:
+    """Every registered task (or ``tasks``) at ``size`` (quick) on simulated data, each into
+    ``out/TASK/demo-STAMP``, then an index page over all runs; returns the index. Shows where it is across the
+    tasks (a bar, elapsed time) before each one."""
+    names = list(tasks or task_names())
+    unknown = [n for n in names if n not in task_names()]
+    if unknown or not names:
+        raise ConfigError(f"--tasks: unknown task {', '.join(unknown) or '(none given)'}; known tasks: "
+                          f"{', '.join(task_names())}")
     out = Path(out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dirs = [run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size},
-                    execution=Execution(progress=progress))
-                for name in (tasks or task_names())]
+    execution = Execution(progress=progress, threads=threads)
+    start, run_dirs = time.perf_counter(), []
+    for i, name in enumerate(names):
+        _demo_progress(execution, i, names, time.perf_counter() - start)
+        run_dirs.append(run(name, out=out, name=f"demo-{stamp}", seed=seed, overrides={"size": size},
+                            execution=execution))
     index = out / f"index-{stamp}.html"
     render_index(run_dirs, index, title=f"astrobench demo: {len(run_dirs)} tasks, {size} size, simulated data",
                  task_of=task_or_none)
-    summary = {d.parent.name: json.loads((d / "metrics.json").read_text())["seconds"]["total"] for d in run_dirs}
-    if Execution(progress=progress).shows_progress():
-        from astrobench.core.task import console
-
-        console.print(f"demo finished: {summary} -> {index}")
+    _demo_progress(execution, len(names), names, time.perf_counter() - start)
     return index
+
+
+def _demo_progress(execution: Execution, done: int, names: list[str], elapsed_s: float) -> None:
+    """One line: a bar of the tasks done, the next task and the time so far."""
+    if not execution.shows_progress():
+        return
+    from astrobench.core.task import console
+
+    bar = "█" * done + "░" * (len(names) - done)
+    what = f"next: {names[done]}" if done < len(names) else "finished"
+    console.print(f"[bold]demo[/bold] {bar} {done}/{len(names)} tasks · {what} · {elapsed_s / 60:.1f} min elapsed")

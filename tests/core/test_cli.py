@@ -1,3 +1,5 @@
+import json
+import os
 
 import pytest
 
@@ -224,3 +226,40 @@ def test_resume_refuses_new_settings_another_task_and_a_finished_run(smoke_run, 
     assert "is finished" in capsys.readouterr().err
     assert main(["run"]) == 2
     assert "name a task to run" in capsys.readouterr().err
+
+
+def test_threads_are_recorded_applied_and_restored(tmp_path, capsys):
+    import torch
+
+    from astrobench.runner import Execution, limited_threads, run
+
+    before = torch.get_num_threads()
+    with limited_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    run_dir = run("sn_lasso", out=tmp_path, name="one", overrides={"size": "smoke"}, execution=Execution(threads=1))
+    assert json.loads((run_dir / "config.json").read_text())["threads"] == 1
+    assert "--threads 1" in json.loads((run_dir / "metrics.json").read_text())["command"]
+    assert torch.get_num_threads() == before
+    assert main(["run", "sn_lasso", "--out", str(tmp_path), "--threads", "0"]) == 2
+    assert "--threads must be a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_demo_refuses_unknown_tasks_in_one_line(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--tasks", "rings,nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "--tasks: unknown task nosuch" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose():
+    import subprocess
+    import sys
+
+    code = "import os, astrobench, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "ACTIVE"
