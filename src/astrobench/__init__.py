@@ -8,16 +8,7 @@ functions, so a notebook can call the same steps::
     rings.simulate("data/rings", n=1000, mode="single")
 """
 
-import os
-import sys
 from importlib.metadata import PackageNotFoundError, version
-
-# OpenMP threads that wait for work sleep instead of spinning. Spinning is what made a run 3-5x slower when another
-# process wanted the same cores (a shared JupyterHub, a busy laptop): the spinning threads took the cores from the
-# threads with work. Alone, the two policies take the same time (benchmarks/shared_machine.py). OpenMP reads the
-# policy once, when torch loads it; a policy the user set is kept.
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     __version__ = version("astrobench")

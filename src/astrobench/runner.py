@@ -8,8 +8,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from astrobench.core.io import ConfigError, DataFormatError, read_run_config, wr
 from astrobench.core.metrics import N_BOOT
 from astrobench.core.report import render_index, render_report
 from astrobench.core.task import RunContext, run_steps
+from astrobench.core.threads import default_threads, limited_threads
 from astrobench.core.tracking import Tracking, check_tracking, finish_run, start_run
 from astrobench.registry import get_task, task_names, task_or_none
 
@@ -81,8 +80,8 @@ class Execution:
     (``--no-progress``); ``None`` shows them when standard error is a terminal. ``logger`` and ``tracking_uri``:
     where training curves and results are tracked besides the run folder (``--logger``, ``--tracking-uri``;
     :mod:`astrobench.core.tracking`). ``threads``: torch's, BLAS's and OpenMP's threads (``--threads``; default
-    one per core). The thread count changes the order of floating-point sums, so it is part of what reproduces a
-    run's numbers: config.json records it."""
+    one per core not busy with other work when the run starts). The thread count changes the order of
+    floating-point sums, so it is part of what reproduces a run's numbers: config.json records it."""
 
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -94,13 +93,22 @@ class Execution:
     threads: int | None = None
 
     def thread_count(self) -> int:
-        """The threads a run computes with (``--threads``; default: torch's, one per core)."""
-        import torch
-
+        """The threads a run computes with: ``--threads``, or one per core less the cores other processes are
+        using when the run starts (:mod:`astrobench.core.threads`)."""
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ConfigError(f"--threads must be a whole number of at least 1, got {self.threads!r}")
-        return self.threads or torch.get_num_threads()
+        if self.threads:
+            return self.threads
+        import torch
+
+        threads, cores = default_threads(), torch.get_num_threads()
+        if threads < cores and self.shows_progress():
+            from astrobench.core.task import console
+
+            console.print(f"other processes are using {cores - threads} of {cores} cores: computing on {threads} "
+                          "thread(s) (choose with --threads)")
+        return threads
 
     def shows_progress(self) -> bool:
         """Whether this run draws progress bars and log lines."""
@@ -325,25 +333,6 @@ def _execute_steps(task, run_dir: Path, config: dict[str, Any], resumed: bool, m
     dist.wait_for_other_ranks()
     ctx.log(f"done in {ctx.seconds['total']:.0f} s -> {run_dir / 'report.html'}")
     return run_dir
-
-
-@contextmanager
-def limited_threads(threads: int | None) -> Iterator[None]:
-    """Compute on ``threads`` threads: torch's intra-op pool, and the BLAS and OpenMP pools of numpy, SciPy and
-    scikit-learn (threadpoolctl); restored afterwards. ``None`` leaves them as they are."""
-    if threads is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def reproduce_command(config: dict[str, Any], run_dir: Path) -> str:

@@ -231,7 +231,8 @@ def test_resume_refuses_new_settings_another_task_and_a_finished_run(smoke_run, 
 def test_threads_are_recorded_applied_and_restored(tmp_path, capsys):
     import torch
 
-    from astrobench.runner import Execution, limited_threads, run
+    from astrobench.core.threads import limited_threads
+    from astrobench.runner import Execution, run
 
     before = torch.get_num_threads()
     with limited_threads(1):
@@ -252,14 +253,13 @@ def test_demo_refuses_unknown_tasks_in_one_line(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-def test_openmp_threads_wait_passively_unless_the_user_chose():
-    import subprocess
-    import sys
+def test_default_threads_leave_out_the_cores_other_work_is_using(monkeypatch):
+    from astrobench.core import threads
+    from astrobench.runner import Execution
 
-    code = "import os, astrobench, torch; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "ACTIVE"
+    assert threads.free_threads(2, 0.05) == 2 and threads.free_threads(2, 1.0) == 1 and threads.free_threads(2, 3) == 1
+    assert threads.free_threads(8, 2.4) == 6
+    assert 0 <= threads.busy_cores(0.05) <= (os.cpu_count() or 1)
+    monkeypatch.setattr(threads, "busy_cores", lambda sample_s=0.5: 1.0)
+    assert Execution().thread_count() == max(1, __import__("torch").get_num_threads() - 1)
+    assert Execution(threads=2).thread_count() == 2  # a chosen count is kept

@@ -164,3 +164,17 @@ def test_noise_column_names_may_not_clash(tmp_path):
     with pytest.raises(ConfigError, match="clash"):
         load_sn_table(path, target="y")
     assert load_sn_table(path, target="y", n_noise=0).names == ["noise_0"]
+
+
+def test_residual_panel_is_never_empty():
+    import matplotlib.pyplot as plt
+
+    from astrobench.tasks.sn_lasso.task import residual_panel
+
+    rng = np.random.default_rng(0)
+    residual, predicted = rng.normal(size=20), rng.normal(size=20)
+    for redshift, label in ((rng.uniform(0, 1, 20), "zHD"), (None, "predicted y [mag] (no zHD column)")):
+        fig, ax = plt.subplots()
+        residual_panel(ax, residual, predicted, redshift)
+        assert ax.get_xlabel() == label and len(ax.collections[0].get_offsets()) == 20
+        plt.close(fig)
