@@ -22,6 +22,7 @@ from astrobench.core.summary import (
     ({"value": "> 1 when pre-training helps", "source": "McCabe et al. 2023"}, (1.0, None)),
     ({"value": "0.14-0.15 (target [0.12, 0.16])", "source": "Brout et al. 2022"}, (0.12, 0.16)),
     ({"value": "0.7-1.5", "source": GOAL}, (0.7, 1.5)),
+    ({"value": "<= 0.75 x lm_core_excised.scatter_dex", "source": GOAL}, (None, None)),  # relative: not checked
     ({"value": "0.2365 (real 3D-HST)", "source": "STScI Hello Universe"}, (None, None)),  # a reference, no bound
     ({"value": "15-18", "source": "Ntampaka et al. 2019"}, (None, None)),  # a published range is not a pass mark
     ({"value": "anything", "source": GOAL, "at_least": 2.0}, (2.0, None)),

@@ -187,7 +187,10 @@ def _figures(run_dir: Path, captions: Mapping[str, tuple[str, str]]) -> list[dic
     for fig in sorted((run_dir / "figures").glob("*.png")):
         title, caption = next((tc for pattern, tc in captions.items() if fnmatch.fnmatch(fig.stem, pattern)),
                               (fig.stem.replace("_", " ").capitalize(), ""))
-        figures.append({"title": title, "caption": caption, "data": base64.b64encode(fig.read_bytes()).decode()})
+        data = fig.read_bytes()
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # PNG header
+        figures.append({"title": title, "caption": caption, "data": base64.b64encode(data).decode(),
+                        "wide": height > 0 and width / height > 2.2})  # a row of panels: the page's full width
     return figures
 
 

@@ -79,7 +79,8 @@ def anchor_bounds(anchor: Mapping[str, Any]) -> tuple[float | None, float | None
     if lo is not None or hi is not None:
         return lo, hi
     text = str(anchor.get("value", "")).strip().replace("≥", ">=").replace("≤", "<=")
-    if m := re.match(rf"(>=|>|<=|<)\s*{_NUMBER}(?![\w.])", text):
+    # a bound relative to another metric ("<= 0.75 x lm_core_excised.scatter_dex") is no number to check against
+    if (m := re.match(rf"(>=|>|<=|<)\s*{_NUMBER}(?![\w.])", text)) and not re.match(r"\s*(x|×)\s", text[m.end():]):
         bound = float(m.group(2))
         return (bound, None) if m.group(1).startswith(">") else (None, bound)
     if m := re.search(rf"target \[{_NUMBER},\s*{_NUMBER}\]", text):
