@@ -182,7 +182,7 @@ def _cell_view(cell, headline: Headline, caveat: str | None, refs: list[str]) ->
             "ref": ref}
 
 
-def _figures(run_dir: Path, captions: Mapping[str, tuple[str, str]]) -> list[dict[str, str]]:
+def _figures(run_dir: Path, captions: Mapping[str, tuple[str, str]]) -> list[dict[str, Any]]:
     figures = []
     for fig in sorted((run_dir / "figures").glob("*.png")):
         title, caption = next((tc for pattern, tc in captions.items() if fnmatch.fnmatch(fig.stem, pattern)),
