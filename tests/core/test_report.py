@@ -88,3 +88,12 @@ def test_small_tables_label_groups_and_confusion_matrices():
     assert confusion["columns"] == ["pred. 1", "pred. 2"]
     assert [r["label"] for r in confusion["rows"]] == ["true 1", "true 2"]
     assert confusion["rows"][1]["cells"] == ["1", "4"]
+
+
+def test_long_per_group_metrics_become_a_column_with_their_error_bars():
+    values = {f"f{i}": 0.1 * i for i in range(12)}
+    errors = {f"f{i}": 0.01 for i in range(12)}
+    (table,) = small_tables({"importance": {"colors": {"mse_increase_by_feature": values,
+                                                       "mse_increase_err_by_feature": errors}}})
+    assert table["columns"] == ["value"] and len(table["rows"]) == 12
+    assert table["rows"][3] == {"label": "f3", "cells": ["0.300 ± 0.010"]}

@@ -333,3 +333,13 @@ def test_bad_options_stop_clearly(tmp_path):
         run("photoz", out=tmp_path, overrides={"size": "smoke", "n_iter": 50})
     with pytest.raises(ConfigError, match="learning_methods"):
         run("photoz", out=tmp_path, overrides={"size": "smoke", "methods": ["gbm"], "learning_methods": ["knn"]})
+
+
+def test_the_answer_leads_with_the_best_estimate_against_the_tuned_tree():
+    from astrobench.registry import get_task
+
+    best = {"features": "colors", "method": "ensemble", "mse": 0.084, "mse_ratio_to_tree_tuned": 0.589,
+            "mse_ratio_to_tree_tuned_err": 0.049}
+    first = get_task("photoz").answers({"summary": {"best": best}}, "quick")[0]
+    assert first == ("Best point estimate: ensemble on the colors features, test MSE 0.084, 0.589 ± 0.049 times the "
+                     "tuned decision tree's (goal: at most 0.6).")

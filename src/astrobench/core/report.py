@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 TaskOf = Callable[[str], "Task | None"]
 TEMPLATES = Path(__file__).parent / "templates"
+LONG_ROW = 8  # a per-group metric with more groups is shown as a column
 
 
 @cache
@@ -101,7 +102,7 @@ def small_tables(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _tables_in(node: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
     tables = []
     for key, val in node.items():
-        if key.endswith("_err"):
+        if key.endswith("_err") or "_err_by_" in key:  # error bars: shown with their values
             continue
         if isinstance(val, dict) and _is_small_table(key) and val:
             if all(isinstance(v, dict) for v in val.values()):  # a matrix: rows × columns
@@ -109,11 +110,15 @@ def _tables_in(node: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
                 rows = [{"label": r, "cells": [_fmt(v.get(c)) for c in columns]} for r, v in val.items()]
                 tables.append({"caption": f"{where} · {key}", "corner": "", "columns": columns, "rows": rows})
             else:
-                errs = node.get(f"{key}_err") or {}
+                errs = node.get(f"{key}_err") or node.get(key.replace("_by_", "_err_by_")) or {}
                 values = [format_value(v, errs.get(k)) if isinstance(v, (int, float)) and not isinstance(v, bool)
                           else _fmt(v) for k, v in val.items()]
-                tables.append({"caption": f"{where} · {key}", "corner": "", "columns": list(val),
-                               "rows": [{"label": "value", "cells": values}]})
+                if len(val) > LONG_ROW:  # one row per group: a wide row would run off the page
+                    rows = [{"label": k, "cells": [v]} for k, v in zip(val, values)]
+                    tables.append({"caption": f"{where} · {key}", "corner": "", "columns": ["value"], "rows": rows})
+                else:
+                    tables.append({"caption": f"{where} · {key}", "corner": "", "columns": list(val),
+                                   "rows": [{"label": "value", "cells": values}]})
         elif key.endswith("confusion_matrix") and isinstance(val, list) and val and isinstance(val[0], list):
             labels = next((list(v) for k, v in node.items() if "_by_" in k and isinstance(v, dict)
                            and len(v) == len(val)), [str(i) for i in range(len(val))])

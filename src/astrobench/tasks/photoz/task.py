@@ -27,7 +27,7 @@ from astrobench.core.io import (
     write_pickle_atomic,
     write_predictions,
 )
-from astrobench.core.summary import GOAL, Headline
+from astrobench.core.summary import GOAL, Headline, format_value
 from astrobench.core.task import Evaluation, RunContext, Simulation, Task
 from astrobench.tasks.photoz.data import (
     FEATURE_SETS,
@@ -137,6 +137,16 @@ class PhotozTask(Task):
         "pdf_pit": ("PIT histograms", "Probability integral transform of the redshift PDFs: flat when calibrated."),
         "permutation_importance": ("Permutation importance", "MSE increase when one feature is shuffled."),
     }
+
+    def answers(self, results: Mapping[str, Any], size: str) -> list[str]:
+        """The best point estimate against the notebook's tuned tree first, then the per-metric sentences."""
+        best = (results.get("summary") or {}).get("best") or {}
+        lead = []
+        if "mse_ratio_to_tree_tuned" in best:
+            ratio = format_value(best["mse_ratio_to_tree_tuned"], best.get("mse_ratio_to_tree_tuned_err"))
+            lead.append(f"Best point estimate: {best['method']} on the {best['features']} features, test MSE "
+                        f"{best['mse']:.4g}, {ratio} times the tuned decision tree's (goal: at most 0.6).")
+        return lead + super().answers(results, size)
 
     def options(self, size: str) -> dict[str, Any]:
         sizes = {
