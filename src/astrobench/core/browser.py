@@ -63,8 +63,7 @@ def inspect_page(driver: Any, page: Path, screenshot: Path | None = None) -> dic
     ones that did not decode, cells whose text overflows, links); with ``screenshot``, save the page's top
     (up to 3,200 px) as PNG there."""
     driver.set_window_size(WIDTH_PX, 1000)
-    driver.get(Path(page).resolve().as_uri())
-    driver.execute_script("return document.readyState")
+    driver.get(Path(page).resolve().as_uri())  # returns once the page has loaded
     seen = driver.execute_script(_INSPECT)
     if screenshot is not None:
         driver.set_window_size(WIDTH_PX, min(int(seen["height"]) + 40, MAX_HEIGHT_PX))

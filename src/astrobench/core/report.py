@@ -6,7 +6,6 @@ in a collapsed section, and a footer with the command that reproduces the run. J
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import math
 import os
@@ -187,11 +186,10 @@ def _cell_view(cell, headline: Headline, caveat: str | None, refs: list[str]) ->
             "ref": ref}
 
 
-def _figures(run_dir: Path, captions: Mapping[str, tuple[str, str]]) -> list[dict[str, Any]]:
+def _figures(run_dir: Path, task: Task | None) -> list[dict[str, Any]]:
     figures = []
     for fig in sorted((run_dir / "figures").glob("*.png")):
-        title, caption = next((tc for pattern, tc in captions.items() if fnmatch.fnmatch(fig.stem, pattern)),
-                              (fig.stem.replace("_", " ").capitalize(), ""))
+        title, caption = (task.caption(fig.stem) if task else None) or (fig.stem.replace("_", " ").capitalize(), "")
         data = fig.read_bytes()
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # PNG header
         figures.append({"title": title, "caption": caption, "data": base64.b64encode(data).decode(),
@@ -209,22 +207,31 @@ def _tree(results: Mapping[str, Any], anchors: Mapping[str, Mapping[str, Any]]) 
     return rows
 
 
-def _run_view(run_dir: Path, task_of: TaskOf | None) -> dict[str, Any]:
+def _run_summary(run_dir: Path, task_of: TaskOf | None) -> dict[str, Any]:
+    """What the index and the report both show of a run: task, name, size, seed, question and answers, with the
+    metrics.json and the Task object they came from (``metrics``, ``task_obj``)."""
     m = read_metrics(run_dir)
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
     task = task_of(m["task"]) if task_of else None
-    results, size = m["results"], (config or {}).get("size", "?")
-    caveats = task.caveats(results, size) if task else {}
+    size = (config or {}).get("size", "?")
+    return {"task": m["task"], "name": run_dir.name, "size": size, "seed": (config or {}).get("seed", "?"),
+            "question": task.question if task else "",
+            "answers": task.answers(m["results"], size) if task else [], "metrics": m, "task_obj": task}
+
+
+def _run_view(run_dir: Path, task_of: TaskOf | None) -> dict[str, Any]:
+    view = _run_summary(run_dir, task_of)
+    m, task = view["metrics"], view["task_obj"]
+    results = m["results"]
+    caveats = task.caveats(results, view["size"]) if task else {}
     refs: list[str] = []
     env = m.get("environment") or {}
     data = m.get("data") or {}
     return {
-        "task": m["task"], "name": run_dir.name, "size": size, "seed": (config or {}).get("seed", "?"),
-        "question": task.question if task else "",
-        "answers": task.answers(results, size) if task else [],
+        **view,
         "headline_tables": _headline_tables(task, results, caveats, refs), "references": refs,
         "small_tables": small_tables(results),
-        "figures": _figures(run_dir, task.figure_captions if task else {}),
+        "figures": _figures(run_dir, task),
         "tree": _tree(results, task.anchors if task else {}),
         "command": m.get("command") or f"astrobench run {m['task']} (this run predates recorded commands)",
         "data": ", ".join(f"{k}: {v}" for k, v in data.items() if not isinstance(v, (dict, list)))
@@ -235,14 +242,12 @@ def _run_view(run_dir: Path, task_of: TaskOf | None) -> dict[str, Any]:
     }
 
 
-def _comparison(views: list[dict[str, Any]], runs: list[Path], task_of: TaskOf | None) -> dict[str, Any] | None:
+def _comparison(views: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Headline metrics of two or more runs of one task side by side, with each run's difference to the first."""
-    if len(runs) < 2 or len({v["task"] for v in views}) != 1 or task_of is None:
+    task = views[0]["task_obj"] if views else None
+    if len(views) < 2 or len({v["task"] for v in views}) != 1 or task is None:
         return None
-    task = task_of(views[0]["task"])
-    if task is None:
-        return None
-    trees = [read_metrics(r)["results"] for r in runs]
+    trees = [v["metrics"]["results"] for v in views]
     rows = []
     for h in task.headlines:
         per_run = [{c.method: c for c in headline_cells(t, h, task.anchors)} for t in trees]
@@ -254,7 +259,7 @@ def _comparison(views: list[dict[str, Any]], runs: list[Path], task_of: TaskOf |
                 delta = "" if c is None or first is None else f"{c.value - first.value:+.3g}"
                 cells.append({"text": "—" if c is None else format_value(c.value, c.err, h.unit), "delta": delta})
             rows.append({"experiment": h.experiment, "label": h.label, "method": method, "cells": cells})
-    return {"runs": [f"{r.parent.name}/{r.name}" for r in runs], "rows": rows}
+    return {"runs": [f"{v['metrics']['task']}/{v['name']}" for v in views], "rows": rows}
 
 
 def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench report",
@@ -265,7 +270,7 @@ def render_report(run_dirs: list[Path], out: Path, title: str = "astrobench repo
     needs no task."""
     runs = [Path(r) for r in run_dirs]
     views = [_run_view(r, task_of) for r in runs]
-    page = _render("report.html.j2", title=title, runs=views, comparison=_comparison(views, runs, task_of))
+    page = _render("report.html.j2", title=title, runs=views, comparison=_comparison(views))
     write_text_atomic(out, page)
     return out
 
@@ -274,8 +279,8 @@ def render_index(run_dirs: list[Path], out: Path, title: str, task_of: TaskOf | 
     """Write an index page to ``out``: every run's task, question and answer, and a link to its report.html."""
     rows = []
     for run_dir in map(Path, run_dirs):
-        view = _run_view(run_dir, task_of)
-        total = (read_metrics(run_dir).get("seconds") or {}).get("total")
+        view = _run_summary(run_dir, task_of)
+        total = (view["metrics"].get("seconds") or {}).get("total")
         rows.append({**view, "link": os.path.relpath(run_dir / "report.html", Path(out).parent),
                      "total": "" if total is None else f"{total:.0f} s"})
     footer = f"written {datetime.now():%Y-%m-%d %H:%M}; seed {rows[0]['seed'] if rows else '?'}"

@@ -22,6 +22,8 @@ from astrobench.core.tracking import Tracking
 from astrobench.core.training import TrainConfig
 
 console = Console(stderr=True)
+LOSS_CAPTION = {"loss_*": ("Training curve", "Training and validation loss per epoch; the weights kept are the "
+                                             "epoch's with the lowest validation loss.")}
 
 
 @dataclass
@@ -177,8 +179,18 @@ class Task(ABC):
     # what the report leads with: the hack's question in one sentence, and the metrics that answer it
     question: ClassVar[str] = ""
     headlines: ClassVar[tuple[Headline, ...]] = ()
-    # figure file stem (an fnmatch pattern: "loss_*") -> (title, one-line caption), for the report
+    # figure file stem (an fnmatch pattern: "loss_*") -> (title, one-line caption), for the report; the loss curves
+    # that core.plots.loss_curves draws have a caption already (LOSS_CAPTION), which a task may override
     figure_captions: ClassVar[Mapping[str, tuple[str, str]]] = MappingProxyType({})
+
+    def caption(self, stem: str) -> tuple[str, str] | None:
+        """The (title, caption) of the figure file ``stem``: the task's own, else the loss curves' default."""
+        import fnmatch
+
+        for pattern, caption in [*self.figure_captions.items(), *LOSS_CAPTION.items()]:  # the task's first
+            if fnmatch.fnmatch(stem, pattern):
+                return caption
+        return None
 
     # "experiment.method" (fnmatch patterns) -> note: methods whose numbers the smaller sizes cannot be trusted on
     # (a network the quick budget does not converge), said next to the numbers in smoke and quick runs

@@ -14,7 +14,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,26 +102,19 @@ def _model_name(run_dir: Path, ckpt_dir: Path) -> str:
         return Path(ckpt_dir).name
 
 
-def flat_metrics(results: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Every finite number of a results tree, keyed by its dotted path (booleans as 0/1)."""
-    flat: dict[str, float] = {}
-    for key, value in results.items():
-        path = f"{prefix}{key}"
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of every leaf of a nested mapping."""
+    for key, value in tree.items():
         if isinstance(value, Mapping):
-            flat.update(flat_metrics(value, path + "."))
-        elif isinstance(value, (int, float)) and math.isfinite(float(value)):
-            flat[path] = float(value)
-    return flat
-
-
-def _flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    params: dict[str, str] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            params.update(_flat_params(value, f"{prefix}{key}."))
+            yield from _leaves(value, f"{prefix}{key}.")
         else:
-            params[f"{prefix}{key}"] = str(value)[:6000]
-    return params
+            yield f"{prefix}{key}", value
+
+
+def flat_metrics(results: Mapping[str, Any]) -> dict[str, float]:
+    """Every finite number of a results tree, keyed by its dotted path (booleans as 0/1)."""
+    return {path: float(value) for path, value in _leaves(results)
+            if isinstance(value, (int, float)) and math.isfinite(float(value))}
 
 
 def start_run(tracking: Tracking, config: Mapping[str, Any], run_name: str) -> Tracking:
@@ -143,7 +136,7 @@ def start_run(tracking: Tracking, config: Mapping[str, Any], run_name: str) -> T
     else:
         experiment_id = experiment.experiment_id
     run = client.create_run(experiment_id, run_name=run_name, tags={"astrobench.run_dir": str(tracking.run_dir)})
-    params = [Param(k, v) for k, v in _flat_params({k: v for k, v in config.items() if k != "progress"}).items()]
+    params = [Param(k, str(v)[:6000]) for k, v in _leaves(config) if k != "progress"]
     for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
         client.log_batch(run.info.run_id, params=params[i:i + 100])
     return Tracking(tracking.logger, tracking.tracking_uri, tracking.run_dir, run.info.run_id)

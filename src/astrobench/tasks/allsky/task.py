@@ -137,7 +137,6 @@ class AllskyTask(Task):
         "classify_saliency": ("Where the network looks", "Gradient saliency over example frames."),
         "reliability": ("Reliability", "Confidence against accuracy: on the diagonal when calibrated."),
         "real_*": ("Real frames", "Predictions on the real Lowell frames."),
-        "loss_*": ("Training curve", "Training and validation loss per epoch."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

@@ -99,7 +99,6 @@ class CamelsTask(Task):
                            "and on the other one."),
         "pred_*": ("Predicted against true parameters", "Test maps: the network's predicted mean against the true "
                    "value, with its predicted standard deviation as the error bar."),
-        "loss_*": ("Training curve", "Training and validation loss per epoch."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

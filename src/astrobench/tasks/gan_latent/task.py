@@ -126,7 +126,7 @@ class GanLatentTask(Task):
                                  "each parameter, per model."),
         "control_sensitivity": ("Control", "How each conditioning input moves each measured parameter."),
         "cgan_grid": ("Conditional GAN grid", "Spectra generated on a grid of age and metallicity."),
-        "loss_*": ("Training curve", "Generator and critic losses per epoch."),
+        "loss_*gan": ("Training curve", "Generator and critic losses per epoch."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

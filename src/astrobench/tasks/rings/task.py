@@ -101,8 +101,6 @@ class RingsTask(Task):
                                       "together (Pearson correlation)."),
         "generate_real_vs_generated": ("Simulated and generated rings", "Rings drawn by the simulator and by the "
                                        "generators for the same parameters."),
-        "loss_*": ("Training curve", "Training and validation loss per epoch; the checkpoint kept is the epoch with "
-                   "the lowest validation loss."),
     }
 
     def options(self, size: str) -> dict[str, Any]:

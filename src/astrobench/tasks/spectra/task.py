@@ -177,7 +177,6 @@ class SpectraTask(Task):
         "bpt_diagram": ("BPT diagram", "Emission-line ratios of real and generated spectra."),
         "conditional_examples": ("Conditional spectra", "Spectra generated for chosen ages and metallicities."),
         "pca_explained_variance": ("PCA explained variance", "Variance explained by the first k components."),
-        "loss_*": ("Training curve", "Training and validation loss per epoch."),
     }
 
     def options(self, size: str) -> dict[str, Any]:
